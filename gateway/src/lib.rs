@@ -1,0 +1,34 @@
+//! Osprey: an observability-first XMPP gateway.
+//!
+//! # Layout
+//!
+//! Follow one message through the data path; each stage is a module:
+//!
+//! - [`config`]: the TOML configuration, with errors naming file, line and key.
+//! - [`tls`]: certificates (loaded, or generated on first start) and acceptors.
+//! - [`xml`]: the incremental framer, stanza views (roxmltree) and the writer.
+//! - [`c2s`]: one task per client connection: the negotiation state machine
+//!   (stream header, STARTTLS, SASL, bind) and the established session loop.
+//! - [`sasl`]: SCRAM-SHA-1/256 and PLAIN, server side, on stored SCRAM keys.
+//! - [`router`]: the session table (JID → session handles) and delivery rules
+//!   of RFC 6121 §8.
+//! - [`modules`]: roster, presence, offline, disco, ping: each adds its
+//!   features and IQ handlers in one place.
+//! - [`storage`]: sqlx behind one interface, SQLite or PostgreSQL.
+//! - [`errors`]: stream and stanza errors, with their wire names.
+//! - [`jid`]: JID parsing and normalisation (RFC 7622).
+//! - [`server`]: listeners, accept loops and graceful shutdown.
+//! - [`cli`]: the `osprey` command line.
+
+pub mod c2s;
+pub mod cli;
+pub mod config;
+pub mod errors;
+pub mod jid;
+pub mod modules;
+pub mod router;
+pub mod sasl;
+pub mod server;
+pub mod storage;
+pub mod tls;
+pub mod xml;

@@ -1,0 +1,1 @@
+//! End-to-end tests: start the real `osprey` binary and talk to it with real clients.
