@@ -1,0 +1,39 @@
+//! XML-layer failures, each with the stream error condition it becomes.
+
+/// Why the stream's XML was refused. All are fatal to the stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("not well-formed: {0}")]
+    NotWellFormed(String),
+    #[error("restricted XML: {0} is not allowed in XMPP")]
+    RestrictedXml(&'static str),
+    #[error("element larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("only UTF-8 is supported")]
+    UnsupportedEncoding,
+    #[error("unknown namespace prefix: {0}")]
+    BadNamespacePrefix(String),
+}
+
+impl XmlError {
+    /// The RFC 6120 §4.9.3 stream error condition.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            XmlError::NotWellFormed(_) => "not-well-formed",
+            XmlError::RestrictedXml(_) => "restricted-xml",
+            XmlError::TooLarge { .. } => "policy-violation",
+            XmlError::UnsupportedEncoding => "unsupported-encoding",
+            XmlError::BadNamespacePrefix(_) => "bad-namespace-prefix",
+        }
+    }
+}
+
+impl From<roxmltree::Error> for XmlError {
+    fn from(e: roxmltree::Error) -> Self {
+        match e {
+            roxmltree::Error::UnknownNamespace(prefix, _) => XmlError::BadNamespacePrefix(prefix),
+            roxmltree::Error::DtdDetected => XmlError::RestrictedXml("a DTD"),
+            other => XmlError::NotWellFormed(other.to_string()),
+        }
+    }
+}
