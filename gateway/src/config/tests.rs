@@ -1,0 +1,128 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/osprey.toml"))
+}
+
+fn err(text: &str) -> ConfigError {
+    parse(text).expect_err("must be refused")
+}
+
+#[test]
+fn empty_file_has_defaults_and_no_handlers() {
+    let c = parse("").unwrap();
+    assert_eq!(c.general.hosts, ["localhost"]);
+    assert_eq!(c.listen.c2s.len(), 1);
+    assert_eq!(c.listen.c2s[0].port, 5222);
+    assert_eq!(c.listen.c2s[0].tls.mode, TlsMode::StarttlsRequired);
+    assert_eq!(c.listen.http[0].port, 9091);
+    assert_eq!(c.listen.http[0].address.to_string(), "127.0.0.1");
+    assert_eq!(c.storage.url, "sqlite://data/osprey.db");
+    assert!(c.instrumentation.prometheus.is_none() && c.instrumentation.log.is_none());
+}
+
+#[test]
+fn no_file_turns_handlers_on() {
+    let c = Config::default_for_no_file();
+    assert!(c.instrumentation.prometheus.is_some() && c.instrumentation.log.is_some());
+    assert!(c.source.is_none());
+}
+
+#[test]
+fn full_example_loads() {
+    let text = include_str!("../../osprey.example.toml");
+    let c = parse(text).unwrap();
+    assert_eq!(c.listen.c2s[0].max_stanza_size, 262_144);
+    assert!(c.instrumentation.prometheus.is_some());
+    assert_eq!(
+        c.instrumentation
+            .log
+            .as_ref()
+            .unwrap()
+            .events
+            .get("xmpp_element_in"),
+        Some(&Level::Debug)
+    );
+}
+
+#[test]
+fn data_dir_drives_the_sqlite_default_and_empty_c2s_means_none() {
+    let c = parse("listen.c2s = []\n[general]\ndata_dir = \"/var/lib/osprey\"\n").unwrap();
+    assert_eq!(c.storage.url, "sqlite:///var/lib/osprey/osprey.db");
+    assert!(c.listen.c2s.is_empty());
+}
+
+#[test]
+fn unknown_keys_name_line_and_key() {
+    let e = err("[general]\nhosts = [\"a.org\"]\nhostz = 1\n");
+    assert_eq!((e.line, e.key.as_str()), (Some(3), "general.hostz"), "{e}");
+    let e = err("[general]\n\n[[listen.c2s]]\nport = 5222\ntls.modee = \"none\"\n");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(
+        e.key.contains("listen.c2s[0].tls") && e.key.ends_with("modee"),
+        "{e}"
+    );
+    let e = err("[nonsense]\n");
+    assert_eq!(e.line, Some(1), "{e}");
+    let e = err("[instrumentation.statsd]\n");
+    assert!(e.to_string().contains("statsd"), "{e}");
+}
+
+#[test]
+fn bad_values_name_line_and_key() {
+    let e = err("[[listen.c2s]]\nport = 5222\n\n[[listen.c2s]]\nport = \"x\"\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(5), "listen.c2s[1].port"),
+        "{e}"
+    );
+    let e = err("[[listen.c2s]]\ntls.mode = \"tsl\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("starttls_required"), "{e}");
+    let e = err("[storage]\nurl = 42\n");
+    assert_eq!((e.line, e.key.as_str()), (Some(2), "storage.url"), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("config error: /etc/osprey.toml:2:"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn validation_errors_are_located() {
+    let e = err("[general]\nhosts = []\n");
+    assert_eq!((e.line, e.key.as_str()), (Some(2), "general.hosts"), "{e}");
+    let e = err("[auth]\n\nscram_iterations = 100\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(3), "auth.scram_iterations"),
+        "{e}"
+    );
+    let e = err("[[listen.c2s]]\nport = 1\n[[listen.c2s]]\nport = 2\ntls.certfile = \"c.pem\"\n");
+    assert_eq!(e.key, "listen.c2s[1].tls", "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    let e = err("[[listen.c2s]]\nport = 5222\n[[listen.c2s]]\nport = 5222\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(4), "listen.c2s[1].port"),
+        "{e}"
+    );
+    let e = err("[general]\nhosts = [\"bad host\"]\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    let e = err("[storage]\nurl = \"mysql://x\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = err("[general]\nhosts = [\"a\"\n");
+    assert!(e.line.is_some(), "{e}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let e = Config::load(Path::new("/nonexistent/osprey.toml")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/osprey.toml"), "{e}");
+}

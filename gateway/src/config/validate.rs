@@ -1,0 +1,113 @@
+//! Checks that need more than a type: ranges, combinations, names.
+
+use std::collections::HashSet;
+
+use super::Config;
+
+/// The first problem found: (key path, message).
+pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
+    let err = |k: &str, m: String| Err((k.to_string(), m));
+    if c.general.hosts.is_empty() {
+        return err("general.hosts", "at least one host is needed".into());
+    }
+    for (i, h) in c.general.hosts.iter().enumerate() {
+        if !is_domain(h) {
+            return err(
+                &format!("general.hosts[{i}]"),
+                format!("{h:?} is not a valid domain name"),
+            );
+        }
+    }
+    if c.auth.scram_iterations < 4096 {
+        return err(
+            "auth.scram_iterations",
+            format!("{} is below the minimum of 4096", c.auth.scram_iterations),
+        );
+    }
+    if c.auth.throttle_after_failures == 0 {
+        return err("auth.throttle_after_failures", "must be at least 1".into());
+    }
+    if c.instrumentation.probe_interval == 0 {
+        return err(
+            "instrumentation.probe_interval",
+            "must be at least 1 second".into(),
+        );
+    }
+    if c.storage.max_connections == 0 {
+        return err("storage.max_connections", "must be at least 1".into());
+    }
+    let url = &c.storage.url;
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        return err(
+            "storage.url",
+            format!("{url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"),
+        );
+    }
+    let mut bound = HashSet::new();
+    for (i, l) in c.listen.c2s.iter().enumerate() {
+        let key = format!("listen.c2s[{i}]");
+        if l.tls.certfile.is_some() != l.tls.keyfile.is_some() {
+            return err(
+                &format!("{key}.tls"),
+                "certfile and keyfile go together".into(),
+            );
+        }
+        if l.max_stanza_size < 1024 {
+            return err(
+                &format!("{key}.max_stanza_size"),
+                "must be at least 1024".into(),
+            );
+        }
+        if l.max_stanza_size_pre_auth < 512 || l.max_stanza_size_pre_auth > l.max_stanza_size {
+            return err(
+                &format!("{key}.max_stanza_size_pre_auth"),
+                "must be between 512 and max_stanza_size".into(),
+            );
+        }
+        if l.max_queue_bytes < l.max_stanza_size {
+            return err(
+                &format!("{key}.max_queue_bytes"),
+                "must be at least max_stanza_size".into(),
+            );
+        }
+        if l.port != 0 && !bound.insert((l.address, l.port)) {
+            return err(
+                &format!("{key}.port"),
+                format!("{}:{} is used twice", l.address, l.port),
+            );
+        }
+    }
+    for (i, l) in c.listen.http.iter().enumerate() {
+        let key = format!("listen.http[{i}]");
+        if l.handlers.is_empty() {
+            return err(
+                &format!("{key}.handlers"),
+                "a listener needs at least one handler".into(),
+            );
+        }
+        if l.port != 0 && !bound.insert((l.address, l.port)) {
+            return err(
+                &format!("{key}.port"),
+                format!("{}:{} is used twice", l.address, l.port),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_domain(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
+}
