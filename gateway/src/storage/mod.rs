@@ -1,0 +1,88 @@
+//! Storage: one interface over SQLite (embedded default) and PostgreSQL
+//! (CockroachDB-compatible SQL), from the same code. Queries are built at
+//! run time; each public operation goes through [`Storage::op`], the one
+//! place that times it and reports it to the observer (instrumentation).
+
+mod accounts;
+mod error;
+mod offline;
+mod pool;
+mod roster;
+mod types;
+
+pub use error::StorageError;
+pub use pool::{PoolStats, StorageOptions};
+pub use types::*;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{PgPool, SqlitePool};
+
+/// Called after each operation: its name, how long it took, and whether it failed.
+pub type Observer = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    pub(crate) backend: Backend,
+    observer: Option<Observer>,
+}
+
+/// Runs the same query code on whichever pool this is: `$pool` is bound
+/// to the concrete pool in each arm.
+macro_rules! on_pool {
+    ($storage:expr, $pool:ident => $body:expr) => {
+        match &$storage.backend {
+            super::Backend::Sqlite($pool) => $body,
+            super::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+impl Storage {
+    /// "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Reports every operation to `observer` from now on.
+    pub fn set_observer(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+
+    /// Every public operation runs through here.
+    async fn op<T>(
+        &self,
+        name: &'static str,
+        fut: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let start = Instant::now();
+        let result = fut.await;
+        if let Some(observer) = &self.observer {
+            observer(name, start.elapsed(), result.is_err());
+        }
+        result
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! Offline messages (XEP-0160): kept in order, taken oldest first.
+
+use sqlx::Row;
+
+use super::{now_ms, on_pool, OfflineMessage, OfflineStored, Storage, StorageError};
+
+impl Storage {
+    /// Stores a message unless the user already has `max_per_user`.
+    pub async fn offline_store(
+        &self,
+        host: &str,
+        user: &str,
+        stanza: &str,
+        max_per_user: u32,
+    ) -> Result<OfflineStored, StorageError> {
+        self.op("offline_store", async {
+            on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                let count: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM offline_messages WHERE host = $1 AND username = $2")
+                    .bind(host).bind(user)
+                    .fetch_one(&mut *tx).await?
+                    .try_get("n")?;
+                if count >= i64::from(max_per_user) {
+                    return Ok(OfflineStored::Full);
+                }
+                let id: i64 = sqlx::query(
+                    "INSERT INTO offline_messages (host, username, stanza, stored_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING id")
+                    .bind(host).bind(user).bind(stanza).bind(now_ms())
+                    .fetch_one(&mut *tx).await?
+                    .try_get("id")?;
+                tx.commit().await?;
+                Ok(OfflineStored::Stored { id })
+            })
+        })
+        .await
+    }
+
+    /// Takes (removes and returns) up to `limit` messages, oldest first.
+    pub async fn offline_take(
+        &self,
+        host: &str,
+        user: &str,
+        limit: u32,
+    ) -> Result<Vec<OfflineMessage>, StorageError> {
+        self.op("offline_take", async {
+            // One statement: what is returned is exactly what was deleted.
+            let mut rows = on_pool!(self, p => sqlx::query(
+                "DELETE FROM offline_messages WHERE id IN (\
+                   SELECT id FROM offline_messages WHERE host = $1 AND username = $2 \
+                   ORDER BY id LIMIT $3) \
+                 RETURNING id, stanza, stored_at")
+                .bind(host).bind(user).bind(i64::from(limit))
+                .fetch_all(p).await?
+                .into_iter()
+                .map(|r| Ok(OfflineMessage {
+                    id: r.try_get("id")?,
+                    stanza: r.try_get("stanza")?,
+                    stored_at_ms: r.try_get("stored_at")?,
+                }))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?);
+            rows.sort_by_key(|m| m.id);
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn offline_count(&self, host: &str, user: &str) -> Result<u64, StorageError> {
+        self.op("offline_count", async {
+            let n: i64 = on_pool!(self, p => sqlx::query(
+                "SELECT COUNT(*) AS n FROM offline_messages WHERE host = $1 AND username = $2")
+                .bind(host).bind(user)
+                .fetch_one(p).await?
+                .try_get("n")?);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}

@@ -1,0 +1,293 @@
+//! Every operation on SQLite and on the real PostgreSQL server of this
+//! machine (127.0.0.1:5432); each PostgreSQL test has its own database.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn opts() -> StorageOptions {
+    StorageOptions {
+        max_connections: 4,
+        migration_locking: true,
+    }
+}
+
+/// A fresh database: (url, guard that drops it).
+async fn fresh(pg: bool) -> (String, Guard) {
+    if !pg {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        return (url, Guard::Dir(dir));
+    }
+    let name = format!(
+        "osprey_t_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = sqlx::PgPool::connect(PG_ADMIN).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be running on 127.0.0.1:5432 for these tests: {e}")
+    });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    (
+        format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        Guard::Pg(admin, name),
+    )
+}
+
+enum Guard {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Pg(sqlx::PgPool, String),
+}
+
+impl Guard {
+    async fn drop_db(self) {
+        if let Guard::Pg(admin, name) = self {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&admin)
+                .await;
+        }
+    }
+}
+
+fn creds(tag: &str) -> AccountCredentials {
+    AccountCredentials {
+        scram_sha1: format!("sha1-{tag}"),
+        scram_sha256: format!("sha256-{tag}"),
+    }
+}
+
+async fn accounts(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    s.create_account("h", "bob", &creds("1")).await.unwrap();
+    s.create_account("h", "alice", &creds("1")).await.unwrap();
+    s.create_account("other", "alice", &creds("1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_account("h", "alice", &creds("2")).await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(
+        s.get_credentials("h", "alice").await.unwrap(),
+        Some(creds("1"))
+    );
+    assert!(s.set_credentials("h", "alice", &creds("3")).await.unwrap());
+    assert!(!s.set_credentials("h", "nobody", &creds("3")).await.unwrap());
+    assert_eq!(
+        s.get_credentials("h", "alice").await.unwrap(),
+        Some(creds("3"))
+    );
+    assert!(s.account_exists("h", "bob").await.unwrap());
+    assert!(!s.account_exists("h", "carol").await.unwrap());
+    let all = s.list_accounts(None).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            ("h".into(), "alice".into()),
+            ("h".into(), "bob".into()),
+            ("other".into(), "alice".into())
+        ]
+    );
+    assert_eq!(s.list_accounts(Some("other")).await.unwrap().len(), 1);
+    // Removal cascades to what the account owns.
+    let item = RosterItem {
+        jid: "bob@h".into(),
+        name: None,
+        subscription: Subscription::Both,
+        ask: false,
+        groups: vec![],
+    };
+    s.roster_put("h", "alice", &item).await.unwrap();
+    s.sub_request_put("h", "alice", "carol@h", "<presence/>")
+        .await
+        .unwrap();
+    s.offline_store("h", "alice", "<message/>", 10)
+        .await
+        .unwrap();
+    assert!(s.remove_account("h", "alice").await.unwrap());
+    assert!(!s.remove_account("h", "alice").await.unwrap());
+    assert!(s.roster_get("h", "alice").await.unwrap().is_empty());
+    assert!(s.sub_requests("h", "alice").await.unwrap().is_empty());
+    assert_eq!(s.offline_count("h", "alice").await.unwrap(), 0);
+    s.ping().await.unwrap();
+    s.close().await;
+    guard.drop_db().await;
+}
+
+async fn roster(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    let mut item = RosterItem {
+        jid: "bob@h".into(),
+        name: Some("Bob".into()),
+        subscription: Subscription::None,
+        ask: true,
+        groups: vec!["Friends".into(), "Work, \"quoted\"".into()],
+    };
+    s.roster_put("h", "alice", &item).await.unwrap();
+    assert_eq!(
+        s.roster_item("h", "alice", "bob@h").await.unwrap(),
+        Some(item.clone())
+    );
+    item.subscription = Subscription::Both;
+    item.ask = false;
+    item.name = None;
+    s.roster_put("h", "alice", &item).await.unwrap();
+    let other = RosterItem {
+        jid: "amy@h".into(),
+        name: None,
+        subscription: Subscription::From,
+        ask: false,
+        groups: vec![],
+    };
+    s.roster_put("h", "alice", &other).await.unwrap();
+    assert_eq!(
+        s.roster_get("h", "alice").await.unwrap(),
+        [other.clone(), item.clone()]
+    );
+    assert!(s.roster_remove("h", "alice", "bob@h").await.unwrap());
+    assert!(!s.roster_remove("h", "alice", "bob@h").await.unwrap());
+    assert_eq!(s.roster_get("h", "alice").await.unwrap(), [other]);
+    s.sub_request_put("h", "alice", "carol@h", "<presence type='subscribe'/>")
+        .await
+        .unwrap();
+    s.sub_request_put(
+        "h",
+        "alice",
+        "carol@h",
+        "<presence type='subscribe' id='2'/>",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.sub_requests("h", "alice").await.unwrap(),
+        [(
+            "carol@h".to_string(),
+            "<presence type='subscribe' id='2'/>".to_string()
+        )]
+    );
+    assert!(s.sub_request_remove("h", "alice", "carol@h").await.unwrap());
+    assert!(!s.sub_request_remove("h", "alice", "carol@h").await.unwrap());
+    s.close().await;
+    guard.drop_db().await;
+}
+
+async fn offline(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    for i in 0..5 {
+        let r = s
+            .offline_store("h", "bob", &format!("<message id='{i}'/>"), 5)
+            .await
+            .unwrap();
+        assert!(matches!(r, OfflineStored::Stored { .. }));
+    }
+    assert_eq!(
+        s.offline_store("h", "bob", "<message id='x'/>", 5)
+            .await
+            .unwrap(),
+        OfflineStored::Full
+    );
+    assert_eq!(s.offline_count("h", "bob").await.unwrap(), 5);
+    let first = s.offline_take("h", "bob", 3).await.unwrap();
+    assert_eq!(
+        first.iter().map(|m| m.stanza.as_str()).collect::<Vec<_>>(),
+        [
+            "<message id='0'/>",
+            "<message id='1'/>",
+            "<message id='2'/>"
+        ]
+    );
+    assert!(first[0].stored_at_ms > 0);
+    let rest = s.offline_take("h", "bob", 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[1].stanza, "<message id='4'/>");
+    assert!(s.offline_take("h", "bob", 10).await.unwrap().is_empty());
+    s.close().await;
+    guard.drop_db().await;
+}
+
+async fn migrations_and_two_pools(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let a = Storage::connect(&url, &opts()).await.unwrap();
+    // A second process (the CLI) connecting while the server runs.
+    let b = Storage::connect(
+        &url,
+        &StorageOptions {
+            max_connections: 2,
+            migration_locking: false,
+        },
+    )
+    .await
+    .unwrap();
+    let (ca, cb) = (creds("a"), creds("b"));
+    let (r1, r2) = tokio::join!(
+        a.create_account("h", "one", &ca),
+        b.create_account("h", "two", &cb)
+    );
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!(a.list_accounts(None).await.unwrap().len(), 2);
+    assert_eq!(b.backend(), if pg { "postgres" } else { "sqlite" });
+    assert!(a.pool_stats().size >= 1);
+    a.close().await;
+    b.close().await;
+    guard.drop_db().await;
+}
+
+#[tokio::test]
+async fn observer_sees_each_operation() {
+    let (url, guard) = fresh(false).await;
+    let mut s = Storage::connect(&url, &opts()).await.unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    s.set_observer(std::sync::Arc::new(move |name, _, failed| {
+        log.lock().unwrap().push((name, failed))
+    }));
+    s.account_exists("h", "x").await.unwrap();
+    s.create_account("h", "x", &creds("1")).await.unwrap();
+    assert!(s.create_account("h", "x", &creds("1")).await.is_err());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("account_exists", false),
+            ("account_create", false),
+            ("account_create", true)
+        ]
+    );
+    guard.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_url_is_refused() {
+    assert!(matches!(
+        Storage::connect("mysql://x", &opts()).await,
+        Err(StorageError::BadUrl(_))
+    ));
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(false).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(true).await
+            }
+        }
+    };
+}
+both!(accounts);
+both!(roster);
+both!(offline);
+both!(migrations_and_two_pools);

@@ -1,0 +1,65 @@
+//! What storage holds, as the rest of the server sees it.
+
+/// Opaque SCRAM strings (encoded by the SASL module), one per hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountCredentials {
+    pub scram_sha1: String,
+    pub scram_sha256: String,
+}
+
+/// The subscription state of a roster item (RFC 6121 §2.1.2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Subscription> {
+        Some(match s {
+            "none" => Subscription::None,
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    /// The contact's bare JID.
+    pub jid: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// A subscription request is pending out.
+    pub ask: bool,
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineMessage {
+    pub id: i64,
+    pub stanza: String,
+    pub stored_at_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfflineStored {
+    Stored {
+        id: i64,
+    },
+    /// The user already has the maximum number stored.
+    Full,
+}
