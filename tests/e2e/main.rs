@@ -1,1 +1,12 @@
-//! End-to-end tests: start the real `osprey` binary and talk to it with real clients.
+//! End-to-end tests: start the real `osprey` binary and talk to it.
+//!
+//! - [`harness`]: starts servers (SQLite or PostgreSQL), runs the CLI.
+//! - [`raw`]: a byte-exact client for protocol and bad-input tests.
+//! - `slixmpp`: scenarios driven by a real XMPP client library.
+
+mod harness;
+mod raw;
+
+mod bad_input;
+mod cli;
+mod lifecycle;

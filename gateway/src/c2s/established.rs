@@ -1,0 +1,217 @@
+//! The established session loop: one `select!` over the socket, the
+//! mailbox and shutdown; writes are batched; on the way out the session
+//! leaves the table, its presence goes unavailable, and queued messages are
+//! kept offline rather than lost.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::dispatch::Local;
+use super::negotiate::Bound;
+use super::{xml_error, Connection};
+use crate::errors::{SessionEnd, StreamCondition, StreamError};
+use crate::modules;
+use crate::router::{Outbound, SessionHandle};
+use crate::xml::{Element, Frame};
+
+/// One write gathers at most this much from the mailbox.
+const BATCH_BYTES: usize = 64 * 1024;
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Mail(Option<Outbound>),
+    Overflow,
+    Shutdown,
+}
+
+impl Connection {
+    pub(super) async fn established(&mut self, bound: Bound) -> SessionEnd {
+        let Bound { handle, mut rx } = bound;
+        let mut local = Local::default();
+        let mut wbuf: Vec<u8> = Vec::new();
+        let shutdown = self.ctx.shutdown.clone();
+        let end = loop {
+            let wake = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                _ = handle.overflowed() => Wake::Overflow,
+                m = rx.recv() => Wake::Mail(m),
+                r = self.conn.read(&mut self.rbuf) => Wake::Read(r),
+            };
+            match wake {
+                Wake::Shutdown => break StreamError::new(StreamCondition::SystemShutdown).into(),
+                Wake::Overflow => break overflow_error(&handle),
+                Wake::Mail(None) => break SessionEnd::PeerClosed,
+                Wake::Mail(Some(Outbound::Close(e))) => break e.into(),
+                Wake::Mail(Some(Outbound::Stanza(xml))) => {
+                    if let Err(end) = self.write_batch(&handle, &mut rx, xml, &mut wbuf).await {
+                        break end;
+                    }
+                }
+                Wake::Read(Ok(0)) => break SessionEnd::PeerClosed,
+                Wake::Read(Err(e)) => break SessionEnd::Io(e),
+                Wake::Read(Ok(n)) => {
+                    self.framer.push(&self.rbuf[..n]);
+                    if let Err(end) = self.drain_frames(&handle, &mut local).await {
+                        break end;
+                    }
+                    if std::mem::take(&mut local.deliver_offline) {
+                        if let Err(end) = self.flush_offline(&handle).await {
+                            break end;
+                        }
+                    }
+                }
+            }
+        };
+        self.leave(&handle, &mut local, rx).await;
+        end
+    }
+
+    /// Processes every complete stanza buffered so far.
+    async fn drain_frames(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        local: &mut Local,
+    ) -> Result<(), SessionEnd> {
+        loop {
+            match self.framer.next_frame().map_err(xml_error)? {
+                None => return Ok(()),
+                Some(Frame::Element(el)) => self.on_stanza(handle, local, el).await?,
+                Some(Frame::StreamClose) => return Err(SessionEnd::PeerClosed),
+                Some(Frame::StreamOpen(_)) => {
+                    return Err(StreamError::with_text(
+                        StreamCondition::NotWellFormed,
+                        "a stream header inside the stream",
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+
+    async fn on_stanza(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        local: &mut Local,
+        el: Element,
+    ) -> Result<(), SessionEnd> {
+        handle
+            .stanzas_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        super::dispatch::stanza(&self.ctx, handle, local, el).await
+    }
+
+    /// Streams the stored offline messages straight to the socket, batch by
+    /// batch; a batch that cannot be written is stored again.
+    async fn flush_offline(&mut self, handle: &Arc<SessionHandle>) -> Result<(), SessionEnd> {
+        loop {
+            let batch = modules::offline::take_batch(&self.ctx, handle).await;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let n = batch.len();
+            let bytes: String = batch.concat();
+            let write = async {
+                self.conn.write_all(bytes.as_bytes()).await?;
+                self.conn.flush().await
+            };
+            let failed = tokio::select! {
+                r = write => r.err().map(SessionEnd::Io),
+                _ = handle.overflowed() => Some(overflow_error(handle)),
+            };
+            if let Some(end) = failed {
+                for xml in &batch {
+                    modules::offline::keep_undelivered(&self.ctx, handle.jid(), xml).await;
+                }
+                return Err(end);
+            }
+            handle
+                .stanzas_out
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            if n < modules::offline::BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes one mailbox item plus whatever else is queued, in one write.
+    async fn write_batch(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+        first: String,
+        wbuf: &mut Vec<u8>,
+    ) -> Result<(), SessionEnd> {
+        wbuf.clear();
+        wbuf.extend_from_slice(first.as_bytes());
+        let mut count = 1u64;
+        let mut close = None;
+        while wbuf.len() < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(Outbound::Stanza(xml)) => {
+                    wbuf.extend_from_slice(xml.as_bytes());
+                    count += 1;
+                }
+                Ok(Outbound::Close(e)) => {
+                    close = Some(e);
+                    break;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        // A client that stops reading must not hold this task forever:
+        // the queue overflowing ends the write.
+        let write = async {
+            self.conn.write_all(wbuf).await?;
+            self.conn.flush().await
+        };
+        tokio::select! {
+            r = write => r?,
+            _ = handle.overflowed() => return Err(overflow_error(handle)),
+        }
+        handle.written(wbuf.len());
+        handle
+            .stanzas_out
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        match close {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Leaves cleanly: out of the table first (nothing new arrives), then
+    /// unavailable presence, then queued messages to offline storage.
+    async fn leave(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        local: &mut Local,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+    ) {
+        self.ctx.sessions.remove(handle);
+        modules::presence::on_disconnect(&self.ctx, handle, local).await;
+        rx.close();
+        let mut kept = 0usize;
+        while let Ok(item) = rx.try_recv() {
+            if let Outbound::Stanza(xml) = item {
+                if modules::offline::keep_undelivered(&self.ctx, handle.jid(), &xml).await {
+                    kept += 1;
+                }
+            }
+        }
+        if kept > 0 {
+            tracing::info!(jid = %handle.full(), kept, "queued messages kept offline");
+        }
+        tracing::info!(jid = %handle.full(), session = handle.id(), "session closed");
+    }
+}
+
+fn overflow_error(handle: &SessionHandle) -> SessionEnd {
+    tracing::warn!(jid = %handle.full(), queued = handle.queued_bytes(), "slow reader: outgoing queue full");
+    StreamError::with_text(
+        StreamCondition::PolicyViolation,
+        "the outgoing queue is full: the client is not reading",
+    )
+    .into()
+}

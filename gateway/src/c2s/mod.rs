@@ -1,0 +1,228 @@
+//! Client-to-server connections: one task per connection.
+//!
+//! The stream moves through explicit phases (MongooseIM's `mongoose_c2s`):
+//! `WaitStream → Features → (STARTTLS) → Sasl → WaitStream → Bind →
+//! Established → Closing`. [`negotiate`] runs everything up to a bound
+//! resource, [`established`] the session loop (`select!` over the socket,
+//! the mailbox and shutdown), [`dispatch`] each stanza of a bound session.
+
+mod conn;
+mod dispatch;
+mod established;
+mod negotiate;
+mod sasl_flow;
+pub mod throttle;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use conn::Conn;
+pub use dispatch::Local;
+
+use crate::config::{C2sListener, TlsMode};
+use crate::errors::{SessionEnd, StreamCondition, StreamError};
+use crate::server::Ctx;
+use crate::tls::TlsIdentity;
+use crate::xml::{Frame, Framer};
+
+/// How long a client may stay silent during negotiation.
+const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 4096;
+/// After a stream error: how long to keep draining the peer's input so that
+/// the error is not lost to a TCP reset (lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A c2s listener as its connections see it.
+pub struct ListenerCtx {
+    /// A bounded name for logs and metric labels, e.g. `c2s_5222`.
+    pub name: String,
+    pub config: C2sListener,
+    pub tls: Option<TlsIdentity>,
+}
+
+/// Where a stream is in its negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    WaitStream,
+    Features,
+    Sasl,
+    Bind,
+    Established,
+    Closing,
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::WaitStream => "wait_stream",
+            Phase::Features => "features",
+            Phase::Sasl => "sasl",
+            Phase::Bind => "bind",
+            Phase::Established => "established",
+            Phase::Closing => "closing",
+        }
+    }
+}
+
+/// One client connection.
+pub(crate) struct Connection {
+    ctx: Arc<Ctx>,
+    lst: Arc<ListenerCtx>,
+    conn: Conn,
+    peer: SocketAddr,
+    framer: Framer,
+    rbuf: Vec<u8>,
+    phase: Phase,
+    stream_id: String,
+    /// The domain this stream is for (the header's `to`).
+    host: Option<String>,
+    /// Our stream header went out (errors must follow a header).
+    header_sent: bool,
+    /// The authenticated localpart, once SASL succeeded.
+    user: Option<String>,
+    sasl_failures: u32,
+}
+
+/// Serves one accepted TCP connection to its end.
+pub async fn serve(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let conn = if lst.config.tls.mode == TlsMode::Direct {
+        let Some(tls) = lst.tls.as_ref() else {
+            return;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        Conn::Plain(tcp)
+    };
+    let max_pre_auth = lst.config.max_stanza_size_pre_auth;
+    let mut c = Connection {
+        ctx,
+        lst,
+        conn,
+        peer,
+        framer: Framer::new(max_pre_auth),
+        rbuf: vec![0; READ_CHUNK],
+        phase: Phase::WaitStream,
+        stream_id: new_stream_id(),
+        host: None,
+        header_sent: false,
+        user: None,
+        sasl_failures: 0,
+    };
+    let end = match c.negotiate().await {
+        Ok(bound) => c.established(bound).await,
+        Err(end) => end,
+    };
+    c.close(end).await;
+}
+
+fn new_stream_id() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
+impl Connection {
+    /// The next frame, reading from the socket as needed (negotiation only:
+    /// the established loop reads inside its `select!`).
+    async fn next_frame(&mut self) -> Result<Frame, SessionEnd> {
+        loop {
+            if let Some(frame) = self.framer.next_frame().map_err(xml_error)? {
+                return Ok(frame);
+            }
+            let read = self.conn.read(&mut self.rbuf);
+            let n = match tokio::time::timeout(NEGOTIATION_TIMEOUT, read).await {
+                Ok(r) => r?,
+                Err(_) => return Err(StreamError::new(StreamCondition::ConnectionTimeout).into()),
+            };
+            if n == 0 {
+                return Err(SessionEnd::PeerClosed);
+            }
+            self.framer.push(&self.rbuf[..n]);
+        }
+    }
+
+    /// Writes and flushes (negotiation replies).
+    async fn send(&mut self, xml: &str) -> Result<(), SessionEnd> {
+        self.conn.write_all(xml.as_bytes()).await?;
+        self.conn.flush().await?;
+        Ok(())
+    }
+
+    /// Our stream header, answering the client's.
+    fn stream_header(&self) -> String {
+        let from = self
+            .host
+            .as_deref()
+            .or_else(|| self.ctx.config.general.hosts.first().map(String::as_str))
+            .unwrap_or("localhost");
+        format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' id='{}' from='{}' \
+             version='1.0' xml:lang='en'>",
+            self.stream_id,
+            crate::xml::escape_attr(from)
+        )
+    }
+
+    /// Ends the stream: the error (after a header if none went out yet),
+    /// the closing tag, then a lingering close.
+    async fn close(&mut self, end: SessionEnd) {
+        self.phase = Phase::Closing;
+        let mut out = String::new();
+        match &end {
+            SessionEnd::Stream(err) => {
+                if !self.header_sent {
+                    out.push_str(&self.stream_header());
+                }
+                out.push_str(&err.to_xml());
+                out.push_str("</stream:stream>");
+                tracing::debug!(peer = %self.peer, condition = err.condition.wire_name(), "stream error");
+            }
+            SessionEnd::PeerClosed => out.push_str("</stream:stream>"),
+            SessionEnd::Io(_) => return,
+        }
+        let write = async {
+            self.conn.write_all(out.as_bytes()).await?;
+            self.conn.flush().await?;
+            self.conn.shutdown().await
+        };
+        if tokio::time::timeout(Duration::from_secs(1), write)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // Lingering close: drain what the peer still sends, so the kernel
+        // does not answer it with a reset that destroys our error.
+        let drain = async {
+            let mut sink = [0u8; 1024];
+            let mut total = 0usize;
+            while total < 64 * 1024 {
+                match self.conn.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}
+
+/// A framer error becomes the stream error of the same name.
+fn xml_error(e: crate::xml::XmlError) -> SessionEnd {
+    let condition = StreamCondition::from_wire(e.condition());
+    SessionEnd::Stream(StreamError::with_text(condition, e.to_string()))
+}

@@ -1,0 +1,305 @@
+//! Negotiation up to a bound resource: stream header, features, STARTTLS,
+//! SASL (in [`super::sasl_flow`]), stream restart, resource binding.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{Conn, Connection, Phase, TLS_HANDSHAKE_TIMEOUT};
+use crate::config::TlsMode;
+use crate::errors::{SessionEnd, StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::jid::Jid;
+use crate::router::{ConnInfo, Outbound, SessionHandle};
+use crate::xml::{El, Element, Frame, StreamHeader, NS_CLIENT, NS_STREAM};
+
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+pub const NS_LIMITS: &str = "urn:xmpp:stream-limits:0";
+
+/// A session that finished negotiation.
+pub(super) struct Bound {
+    pub handle: Arc<SessionHandle>,
+    pub rx: UnboundedReceiver<Outbound>,
+}
+
+impl Connection {
+    /// Runs the negotiation; returns the bound session or how the stream ended.
+    pub(super) async fn negotiate(&mut self) -> Result<Bound, SessionEnd> {
+        loop {
+            match self.next_frame().await? {
+                Frame::StreamOpen(header) => {
+                    if self.phase != Phase::WaitStream {
+                        return Err(StreamError::with_text(
+                            StreamCondition::NotWellFormed,
+                            "a stream header inside the stream",
+                        )
+                        .into());
+                    }
+                    self.on_header(*header).await?;
+                }
+                Frame::StreamClose => return Err(SessionEnd::PeerClosed),
+                Frame::Element(el) => match self.phase {
+                    Phase::Features | Phase::Sasl => self.on_pre_auth(el).await?,
+                    Phase::Bind => {
+                        if let Some(bound) = self.on_bind(el).await? {
+                            return Ok(bound);
+                        }
+                    }
+                    _ => {
+                        return Err(StreamError::new(StreamCondition::NotWellFormed).into());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Checks the client's stream header and answers with ours plus features.
+    async fn on_header(&mut self, h: StreamHeader) -> Result<(), SessionEnd> {
+        if h.local_name != "stream" || h.ns.as_deref() != Some(NS_STREAM) {
+            return Err(self.header_error(StreamCondition::InvalidNamespace, "not an XMPP stream"));
+        }
+        if h.default_ns.as_deref() != Some(NS_CLIENT) {
+            return Err(self.header_error(
+                StreamCondition::InvalidNamespace,
+                "the default namespace must be jabber:client",
+            ));
+        }
+        // RFC 6120 §4.7.5: we speak 1.x; no version means a pre-1.0 client.
+        let major = h.version.as_deref().and_then(|v| v.split('.').next());
+        if major != Some("1") {
+            return Err(self.header_error(
+                StreamCondition::UnsupportedVersion,
+                "this server speaks XMPP version 1.0",
+            ));
+        }
+        let host = match h.to.as_deref() {
+            Some(to) => match crate::jid::normalise_domain(to) {
+                Ok(d) if self.ctx.serves(&d) => d,
+                _ => return Err(self.header_error(StreamCondition::HostUnknown, "")),
+            },
+            None => self
+                .ctx
+                .config
+                .general
+                .hosts
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        // A restarted stream must stay on the same domain.
+        if self.host.as_ref().is_some_and(|old| *old != host) {
+            return Err(self.header_error(StreamCondition::HostUnknown, "domain changed"));
+        }
+        self.host = Some(host);
+        self.stream_id = super::new_stream_id();
+        let mut out = self.stream_header();
+        out.push_str(&self.features());
+        self.header_sent = true;
+        self.phase = if self.user.is_some() {
+            Phase::Bind
+        } else {
+            Phase::Features
+        };
+        self.send(&out).await
+    }
+
+    fn header_error(&self, condition: StreamCondition, text: &str) -> SessionEnd {
+        if text.is_empty() {
+            StreamError::new(condition).into()
+        } else {
+            StreamError::with_text(condition, text).into()
+        }
+    }
+
+    /// Whether STARTTLS is still possible on this stream.
+    fn can_starttls(&self) -> bool {
+        !self.conn.is_tls()
+            && self.lst.tls.is_some()
+            && matches!(
+                self.lst.config.tls.mode,
+                TlsMode::Starttls | TlsMode::StarttlsRequired
+            )
+    }
+
+    fn tls_required_first(&self) -> bool {
+        !self.conn.is_tls() && self.lst.config.tls.mode == TlsMode::StarttlsRequired
+    }
+
+    /// PLAIN sends the password itself: only over TLS unless configured.
+    pub(super) fn plain_allowed(&self) -> bool {
+        self.conn.is_tls() || self.lst.config.allow_plain_auth_without_tls
+    }
+
+    fn features(&self) -> String {
+        let mut f = El::new("stream:features");
+        if self.user.is_some() {
+            f = f
+                .child(El::new("bind").xmlns(NS_BIND))
+                .child(
+                    El::new("session")
+                        .xmlns(NS_SESSION)
+                        .child(El::new("optional")),
+                )
+                .child(El::new("limits").xmlns(NS_LIMITS).child(
+                    El::new("max-bytes").text(&self.lst.config.max_stanza_size.to_string()),
+                ));
+            return f.to_string();
+        }
+        if self.can_starttls() {
+            let mut st = El::new("starttls").xmlns(NS_TLS);
+            if self.tls_required_first() {
+                st = st.child(El::new("required"));
+            }
+            f = f.child(st);
+        }
+        if !self.tls_required_first() {
+            let mut mechs = El::new("mechanisms").xmlns(NS_SASL);
+            for m in self.offered_mechanisms() {
+                mechs = mechs.child(El::new("mechanism").text(m.name()));
+            }
+            f = f.child(mechs);
+        }
+        f.to_string()
+    }
+
+    pub(super) fn offered_mechanisms(&self) -> Vec<crate::sasl::Mechanism> {
+        use crate::sasl::Mechanism;
+        let mut m = vec![Mechanism::ScramSha256, Mechanism::ScramSha1];
+        if self.plain_allowed() {
+            m.push(Mechanism::Plain);
+        }
+        m
+    }
+
+    /// Before authentication only STARTTLS and SASL are allowed.
+    async fn on_pre_auth(&mut self, el: Element) -> Result<(), SessionEnd> {
+        match (el.ns(), el.name()) {
+            (Some(NS_TLS), "starttls") => self.on_starttls().await,
+            (Some(NS_SASL), "auth") => {
+                if self.tls_required_first() {
+                    let failure = El::new("failure")
+                        .xmlns(NS_SASL)
+                        .child(El::new("encryption-required"));
+                    return self.send(&failure.to_string()).await;
+                }
+                self.on_auth(el).await
+            }
+            (Some(NS_SASL), "abort") => {
+                let failure = El::new("failure").xmlns(NS_SASL).child(El::new("aborted"));
+                self.send(&failure.to_string()).await
+            }
+            _ => Err(
+                StreamError::with_text(StreamCondition::NotAuthorized, "authenticate first").into(),
+            ),
+        }
+    }
+
+    async fn on_starttls(&mut self) -> Result<(), SessionEnd> {
+        let Some(identity) = self.lst.tls.clone().filter(|_| self.can_starttls()) else {
+            // RFC 6120 §5.4.2.2: <failure/>, then the stream is closed.
+            self.send(&El::new("failure").xmlns(NS_TLS).to_string())
+                .await?;
+            return Err(SessionEnd::PeerClosed);
+        };
+        self.send(&El::new("proceed").xmlns(NS_TLS).to_string())
+            .await?;
+        // Anything the client pipelined after <starttls/> was sent in the
+        // clear: it must never be processed (STARTTLS command injection).
+        self.framer.reset();
+        let tcp = match std::mem::replace(&mut self.conn, Conn::Upgrading) {
+            Conn::Plain(tcp) => tcp,
+            other => {
+                self.conn = other;
+                return Err(StreamError::new(StreamCondition::InternalServerError).into());
+            }
+        };
+        let handshake = identity.acceptor.accept(tcp);
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => {
+                self.conn = Conn::Tls(Box::new(tls));
+                self.restart();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(SessionEnd::Io(e)),
+            Err(_) => Err(SessionEnd::Io(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// A stream restart (after TLS or SASL): a new header is expected.
+    pub(super) fn restart(&mut self) {
+        self.framer.reset();
+        self.header_sent = false;
+        self.phase = Phase::WaitStream;
+    }
+
+    /// Resource binding (RFC 6120 §7).
+    async fn on_bind(&mut self, el: Element) -> Result<Option<Bound>, SessionEnd> {
+        let is_bind = el.name() == "iq"
+            && el.attr("type") == Some("set")
+            && el.first_child().is_some_and(|c| {
+                c.tag_name().name() == "bind" && c.tag_name().namespace() == Some(NS_BIND)
+            });
+        if !is_bind {
+            return Err(StreamError::with_text(
+                StreamCondition::NotAuthorized,
+                "bind a resource first",
+            )
+            .into());
+        }
+        let (Some(user), Some(host)) = (self.user.clone(), self.host.clone()) else {
+            return Err(StreamError::new(StreamCondition::InternalServerError).into());
+        };
+        let requested = el
+            .first_child()
+            .and_then(|b| b.children().find(|c| c.has_tag_name((NS_BIND, "resource"))))
+            .and_then(|r| r.text())
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let bare = Jid::from_parts(Some(&user), &host, None);
+        let jid = match requested {
+            Some(r) => match Jid::parse(&format!("{}/{}", bare, r)) {
+                Ok(j) => j,
+                Err(_) => {
+                    let err = StanzaError::new(StanzaCondition::BadRequest);
+                    let reply = err.reply_to(&el, &host, &bare.to_string());
+                    self.send(&reply).await?;
+                    return Ok(None);
+                }
+            },
+            None => bare.with_resource(&hex::encode(rand::random::<[u8; 8]>())),
+        };
+        let info = ConnInfo {
+            peer: self.peer,
+            listener: self.lst.name.clone(),
+            tls: self.conn.is_tls(),
+            connected_at: SystemTime::now(),
+        };
+        let id = self.ctx.sessions.next_id();
+        let (handle, rx) =
+            SessionHandle::new(id, jid.clone(), info, self.lst.config.max_queue_bytes);
+        let handle = Arc::new(handle);
+        if let Some(old) = self.ctx.sessions.insert(handle.clone()) {
+            // RFC 6120 §7.7.2.2: the newer session wins, the older is told why.
+            old.close(StreamError::with_text(
+                StreamCondition::Conflict,
+                "replaced by a new connection",
+            ));
+        }
+        let reply = El::new("iq")
+            .attr("type", "result")
+            .attr_opt("id", el.attr("id"))
+            .child(
+                El::new("bind")
+                    .xmlns(NS_BIND)
+                    .child(El::new("jid").text(&jid.to_string())),
+            );
+        self.phase = Phase::Established;
+        self.send(&reply.to_string()).await?;
+        tracing::info!(jid = %jid, peer = %self.peer, session = id, "session bound");
+        Ok(Some(Bound { handle, rx }))
+    }
+}

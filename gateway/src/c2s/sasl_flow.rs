@@ -1,0 +1,254 @@
+//! The SASL exchange on the stream (RFC 6120 §6): `<auth/>`, challenges and
+//! responses, `<success/>` or `<failure/>`; login throttling.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+use super::negotiate::NS_SASL;
+use super::{Connection, Phase};
+use crate::errors::{SessionEnd, StreamCondition, StreamError};
+use crate::sasl::{self, Mechanism, SaslFailure, ScramCredentials, ScramHash, ScramServer};
+use crate::xml::{El, Element, Frame};
+
+/// Failed attempts allowed on one stream before it is closed.
+const MAX_FAILURES_PER_STREAM: u32 = 5;
+
+/// Why an attempt failed: the SASL condition, and the account tried (if known).
+struct Failed {
+    failure: SaslFailure,
+    account: Option<String>,
+}
+
+impl From<SaslFailure> for Failed {
+    fn from(failure: SaslFailure) -> Self {
+        Failed {
+            failure,
+            account: None,
+        }
+    }
+}
+
+impl Connection {
+    pub(super) async fn on_auth(&mut self, el: Element) -> Result<(), SessionEnd> {
+        self.phase = Phase::Sasl;
+        let mechanism = el
+            .attr("mechanism")
+            .and_then(Mechanism::from_name)
+            .filter(|m| self.offered_mechanisms().contains(m));
+        let outcome = match mechanism {
+            None => Err(Failed::from(SaslFailure::InvalidMechanism)),
+            Some(m) => self.run_mechanism(m, &el).await?,
+        };
+        match outcome {
+            Ok((user, additional)) => {
+                let mut success = El::new("success").xmlns(NS_SASL);
+                if let Some(data) = additional {
+                    success = success.text(&B64.encode(data));
+                }
+                self.ctx.throttle.succeeded(&self.account(&user));
+                tracing::debug!(user = %user, peer = %self.peer, "authenticated");
+                self.user = Some(user);
+                self.send(&success.to_string()).await?;
+                // Raise the stanza limit and drop anything sent before <success/>.
+                self.framer
+                    .set_max_element_bytes(self.lst.config.max_stanza_size);
+                self.restart();
+                Ok(())
+            }
+            Err(failed) => {
+                if failed.failure == SaslFailure::NotAuthorized {
+                    let account = failed.account.as_deref().unwrap_or("");
+                    self.ctx.throttle.failed(self.peer.ip(), account);
+                }
+                self.sasl_failures += 1;
+                self.phase = Phase::Features;
+                let failure = El::new("failure")
+                    .xmlns(NS_SASL)
+                    .child(El::new(failed.failure.condition()));
+                self.send(&failure.to_string()).await?;
+                if self.sasl_failures >= MAX_FAILURES_PER_STREAM {
+                    return Err(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        "too many failed authentication attempts",
+                    )
+                    .into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns the authenticated localpart and the `<success/>` data.
+    async fn run_mechanism(
+        &mut self,
+        mechanism: Mechanism,
+        auth: &Element,
+    ) -> Result<Result<(String, Option<Vec<u8>>), Failed>, SessionEnd> {
+        let first = match decode(auth.node().text()) {
+            Err(f) => return Ok(Err(f.into())),
+            Ok(Some(data)) => data,
+            // No initial response: ask for it with an empty challenge.
+            Ok(None) => match self.challenge(&[]).await? {
+                Ok(data) => data,
+                Err(f) => return Ok(Err(f.into())),
+            },
+        };
+        Ok(match mechanism {
+            Mechanism::Plain => self.plain(&first).await,
+            Mechanism::ScramSha1 => self.scram(ScramHash::Sha1, &first).await?,
+            Mechanism::ScramSha256 => self.scram(ScramHash::Sha256, &first).await?,
+        })
+    }
+
+    async fn plain(&mut self, data: &[u8]) -> Result<(String, Option<Vec<u8>>), Failed> {
+        let req = sasl::parse_plain(data)?;
+        let user = normalise_user(&req.authcid)?;
+        self.check_authzid(&user, req.authzid.as_deref())?;
+        let account = self.account(&user);
+        self.throttle_wait(&account).await;
+        let fail = || Failed {
+            failure: SaslFailure::NotAuthorized,
+            account: Some(account.clone()),
+        };
+        let creds = self
+            .credentials(&user, ScramHash::Sha256)
+            .await?
+            .ok_or_else(fail)?;
+        if creds.verify_password(&req.password) {
+            Ok((user, None))
+        } else {
+            Err(fail())
+        }
+    }
+
+    async fn scram(
+        &mut self,
+        hash: ScramHash,
+        data: &[u8],
+    ) -> Result<Result<(String, Option<Vec<u8>>), Failed>, SessionEnd> {
+        let first = match sasl::parse_client_first(data) {
+            Ok(f) => f,
+            Err(f) => return Ok(Err(f.into())),
+        };
+        let user = match normalise_user(&first.username) {
+            Ok(u) => u,
+            Err(f) => return Ok(Err(f)),
+        };
+        if let Err(f) = self.check_authzid(&user, first.authzid.as_deref()) {
+            return Ok(Err(f));
+        }
+        let account = self.account(&user);
+        self.throttle_wait(&account).await;
+        // An unknown user runs the same exchange on fake keys, so the answer
+        // does not tell whether the account exists.
+        let creds = match self.credentials(&user, hash).await {
+            Ok(Some(c)) => c,
+            Ok(None) => sasl::fake_credentials(hash, &user, &self.ctx.secret),
+            Err(f) => return Ok(Err(f)),
+        };
+        let (server, server_first) = ScramServer::new(first, creds);
+        let client_final = match self.challenge(&server_first).await? {
+            Ok(d) => d,
+            Err(f) => return Ok(Err(f.into())),
+        };
+        Ok(match server.finish(&client_final) {
+            Ok(server_final) => Ok((user, Some(server_final))),
+            Err(failure) => Err(Failed {
+                failure,
+                account: Some(account),
+            }),
+        })
+    }
+
+    /// Sends a challenge and waits for the client's response.
+    async fn challenge(&mut self, data: &[u8]) -> Result<Result<Vec<u8>, SaslFailure>, SessionEnd> {
+        let mut challenge = El::new("challenge").xmlns(NS_SASL);
+        if !data.is_empty() {
+            challenge = challenge.text(&B64.encode(data));
+        }
+        self.send(&challenge.to_string()).await?;
+        match self.next_frame().await? {
+            Frame::Element(el) if el.ns() == Some(NS_SASL) && el.name() == "response" => {
+                Ok(decode(el.node().text()).map(Option::unwrap_or_default))
+            }
+            Frame::Element(el) if el.ns() == Some(NS_SASL) && el.name() == "abort" => {
+                Ok(Err(SaslFailure::Aborted))
+            }
+            Frame::StreamClose => Err(SessionEnd::PeerClosed),
+            _ => Err(StreamError::with_text(
+                StreamCondition::NotAuthorized,
+                "expected a SASL response",
+            )
+            .into()),
+        }
+    }
+
+    async fn throttle_wait(&self, account: &str) {
+        let delay = self.ctx.throttle.delay(self.peer.ip(), account);
+        if !delay.is_zero() {
+            tracing::info!(peer = %self.peer, delay_ms = delay.as_millis() as u64, "login throttled");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn account(&self, user: &str) -> String {
+        format!("{}@{}", user, self.host.as_deref().unwrap_or(""))
+    }
+
+    /// An authorization identity, if given, must be the account itself.
+    fn check_authzid(&self, user: &str, authzid: Option<&str>) -> Result<(), Failed> {
+        match authzid {
+            None => Ok(()),
+            Some(a) if crate::jid::Jid::parse(a).is_ok_and(|j| j.bare() == self.account(user)) => {
+                Ok(())
+            }
+            Some(_) => Err(SaslFailure::InvalidAuthzid.into()),
+        }
+    }
+
+    async fn credentials(
+        &self,
+        user: &str,
+        hash: ScramHash,
+    ) -> Result<Option<ScramCredentials>, Failed> {
+        let host = self.host.as_deref().unwrap_or("");
+        let stored = self
+            .ctx
+            .storage
+            .get_credentials(host, user)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "credentials lookup failed");
+                Failed::from(SaslFailure::TemporaryAuthFailure)
+            })?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let encoded = match hash {
+            ScramHash::Sha1 => stored.scram_sha1,
+            ScramHash::Sha256 => stored.scram_sha256,
+        };
+        ScramCredentials::decode(hash, &encoded)
+            .map(Some)
+            .map_err(|_| {
+                tracing::warn!(user, "stored SCRAM data is unreadable");
+                Failed::from(SaslFailure::TemporaryAuthFailure)
+            })
+    }
+}
+
+/// `<auth/>`/`<response/>` text: absent = no data, `=` = empty data.
+fn decode(text: Option<&str>) -> Result<Option<Vec<u8>>, SaslFailure> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("=") => Ok(Some(Vec::new())),
+        Some(t) => B64
+            .decode(t)
+            .map(Some)
+            .map_err(|_| SaslFailure::IncorrectEncoding),
+    }
+}
+
+fn normalise_user(name: &str) -> Result<String, Failed> {
+    crate::jid::normalise_local(name).map_err(|_| Failed::from(SaslFailure::NotAuthorized))
+}

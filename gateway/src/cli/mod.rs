@@ -1,0 +1,135 @@
+//! The `osprey` command line, in the ejabberdctl/mongooseimctl habit:
+//! `serve`, `account …`.
+//!
+//! Exit codes: 0 done; 1 failed (storage, I/O); 2 bad input (usage, config,
+//! malformed JID, unknown host); 3 the account already exists; 4 no such account.
+
+mod account;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "osprey",
+    version,
+    about = "Osprey, an observability-first XMPP gateway"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults: localhost
+    /// on port 5222 with STARTTLS, SQLite under ./data.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage accounts (works whether or not the server runs).
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+}
+
+/// A command's failure: the message and the exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(f) => return report(f),
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return report(Failure::new(1, format!("cannot start the runtime: {e}"))),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => {
+                announce(&config);
+                crate::server::run(config)
+                    .await
+                    .map_err(|e| Failure::new(1, e.to_string()))
+            }
+            Command::Account(cmd) => account::run(cmd, &config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => report(f),
+    }
+}
+
+fn report(f: Failure) -> ExitCode {
+    eprintln!("osprey: {}", f.message);
+    ExitCode::from(f.code)
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| Failure::new(2, e.to_string())),
+        None => Ok(Config::default_for_no_file()),
+    }
+}
+
+/// Process logs: `RUST_LOG` wins; otherwise `info` (the event log handler
+/// filters its own events by level).
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = config
+        .instrumentation
+        .log
+        .as_ref()
+        .is_some_and(|l| l.format == crate::config::LogFormat::Json);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The first lines say what is being served and from which configuration.
+fn announce(config: &Config) {
+    match &config.source {
+        Some(p) => {
+            tracing::info!(config = %p.display(), "osprey {} starting", env!("CARGO_PKG_VERSION"))
+        }
+        None => tracing::info!(
+            "osprey {} starting with built-in defaults (no --config)",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+    tracing::info!(
+        hosts = ?config.general.hosts,
+        data_dir = %config.general.data_dir.display(),
+        storage = %crate::server::redact_url(&config.storage.url),
+        "serving"
+    );
+}

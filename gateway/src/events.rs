@@ -1,0 +1,172 @@
+//! The catalogue: every instrumentation event the gateway emits, in one
+//! place. `osprey events` lists it and `docs/events.md` is generated from it.
+//!
+//! Names follow one rule: dimensions are labels, never part of a name; label
+//! values are bounded (no JIDs, no addresses); the metric name is
+//! `<event>_<measurement>` (the measurement `count` gives `<event>_total`),
+//! so units sit in the measurement key (`seconds`, `bytes`).
+
+use osprey_instrument::{Buckets, EventSpec, Level, Metric, MetricType};
+
+const fn counter(key: &'static str, help: &'static str) -> Metric {
+    Metric {
+        key,
+        kind: MetricType::Counter,
+        help,
+    }
+}
+
+const fn seconds(help: &'static str) -> Metric {
+    Metric {
+        key: "seconds",
+        kind: MetricType::Histogram(Buckets::Seconds),
+        help,
+    }
+}
+
+const fn gauge(key: &'static str, help: &'static str) -> Metric {
+    Metric {
+        key,
+        kind: MetricType::Gauge,
+        help,
+    }
+}
+
+const COUNT: Metric = counter("count", "How many times it happened.");
+
+macro_rules! event {
+    ($id:ident, $name:literal, $level:ident, [$($label:literal),*], [$($metric:expr),* $(,)?], $help:literal) => {
+        pub static $id: EventSpec = EventSpec {
+            name: $name,
+            help: $help,
+            labels: &[$($label),*],
+            metrics: &[$($metric),*],
+            level: Level::$level,
+            probe: false,
+        };
+    };
+    (probe $id:ident, $name:literal, [$($label:literal),*], [$($metric:expr),* $(,)?], $help:literal) => {
+        pub static $id: EventSpec = EventSpec {
+            name: $name,
+            help: $help,
+            labels: &[$($label),*],
+            metrics: &[$($metric),*],
+            level: Level::Debug,
+            probe: true,
+        };
+    };
+}
+
+// --- connections and bytes -------------------------------------------------
+
+event!(CONNECTION_ACCEPTED, "c2s_connection_accepted", Debug, ["listener"], [COUNT],
+    "A TCP connection was accepted on a c2s listener.");
+event!(CONNECTION_CLOSED, "c2s_connection_closed", Debug, ["listener", "reason"], [COUNT],
+    "A c2s connection ended; reason: peer_closed, stream_error, io_error, shutdown.");
+event!(CONNECTION_REJECTED, "c2s_connection_rejected", Info, ["listener", "reason"], [COUNT],
+    "A connection was dropped before a stream began (e.g. tls_handshake).");
+event!(CONNECTIONS_OPEN, "c2s_connections", Debug, ["listener"],
+    [Metric { key: "open", kind: MetricType::UpDownCounter, help: "Connections open now." }],
+    "Open c2s connections.");
+event!(TLS_ESTABLISHED, "c2s_tls_established", Debug, ["listener", "method"], [COUNT],
+    "TLS was established (method: starttls or direct).");
+event!(DATA_IN, "c2s_data_in", Trace, ["listener", "transport"],
+    [counter("bytes", "Bytes read from clients (after TLS decryption).")],
+    "Bytes received on c2s connections.");
+event!(DATA_OUT, "c2s_data_out", Trace, ["listener", "transport"],
+    [counter("bytes", "Bytes written to clients (before TLS encryption).")],
+    "Bytes sent on c2s connections.");
+
+// --- XML elements and stream errors ------------------------------------------
+
+const ELEMENT_BYTES: Metric = Metric {
+    key: "bytes",
+    kind: MetricType::Histogram(Buckets::Bytes),
+    help: "Size of the element in bytes.",
+};
+
+event!(ELEMENT_IN, "xmpp_element_in", Trace, ["connection_type", "host", "kind"], [COUNT, ELEMENT_BYTES],
+    "A top-level XML element was received; kind: message, iq, presence, error, negotiation.");
+event!(ELEMENT_OUT, "xmpp_element_out", Trace, ["connection_type", "host", "kind"], [COUNT, ELEMENT_BYTES],
+    "A top-level XML element was sent to a client.");
+event!(STREAM_ERROR, "xmpp_stream_error", Info, ["connection_type", "condition"], [COUNT],
+    "A stream error was sent (RFC 6120 §4.9.3 condition); the stream is closed.");
+event!(STANZA_ERROR, "xmpp_stanza_error", Debug, ["connection_type", "condition"], [COUNT],
+    "A stanza error was returned to a sender (RFC 6120 §8.3.3 condition).");
+
+// --- authentication and sessions ---------------------------------------------
+
+event!(AUTH, "c2s_auth", Info, ["host", "mechanism", "outcome", "reason"], [COUNT, seconds("Time from <auth/> to the answer.")],
+    "A SASL authentication attempt ended; outcome: success or failure, reason: the SASL condition.");
+event!(LOGIN_THROTTLED, "c2s_login_throttled", Warn, [], [COUNT, seconds("Delay imposed.")],
+    "A login attempt was slowed down after repeated failures from its address or for its account.");
+event!(SESSION_OPEN, "c2s_session_open", Info, ["host"], [COUNT],
+    "A resource was bound: a session is established.");
+event!(SESSION_CLOSE, "c2s_session_close", Info, ["host", "reason"],
+    [COUNT, Metric { key: "duration_seconds", kind: MetricType::Histogram(Buckets::Custom(&[1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0])), help: "How long the session lasted." }],
+    "An established session ended; reason: peer_closed, replaced, kicked, slow_consumer, shutdown, stream_error, io_error.");
+event!(SESSION_REPLACED, "c2s_session_replaced", Info, ["host"], [COUNT],
+    "A new login with the same full JID replaced an older session (conflict).");
+
+// --- routing -------------------------------------------------------------------
+
+event!(ROUTED, "router_routed", Debug, ["kind", "outcome"], [COUNT, seconds("Time spent routing the stanza.")],
+    "A stanza from a session was routed; outcome: delivered, offline_stored, bounced, dropped, no_route.");
+
+// --- modules -------------------------------------------------------------------
+
+event!(HANDLER, "module_handler", Debug, ["module", "operation"], [COUNT, seconds("Handler time.")],
+    "A module handled a request (e.g. roster get, presence broadcast, offline deliver).");
+
+// --- storage -------------------------------------------------------------------
+
+event!(STORAGE_QUERY, "storage_query", Debug, ["backend", "operation", "outcome"], [COUNT, seconds("Query time, including waiting for a connection.")],
+    "A storage operation finished; outcome: ok or error.");
+
+// --- limits ----------------------------------------------------------------------
+
+event!(LIMIT_HIT, "limit_hit", Warn, ["limit"], [COUNT],
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts.");
+
+// --- probes ------------------------------------------------------------------------
+
+event!(probe SESSIONS, "sm_sessions", [],
+    [gauge("count", "Established sessions."), gauge("users", "Distinct users online.")],
+    "Sessions on this node (probe).");
+event!(probe RUNTIME, "runtime", [],
+    [gauge("tasks", "Tokio tasks alive."), gauge("workers", "Tokio worker threads.")],
+    "The async runtime (probe).");
+event!(probe STORAGE_POOL, "storage_pool", ["backend"],
+    [gauge("size", "Connections in the pool."), gauge("idle", "Idle connections.")],
+    "The storage connection pool (probe).");
+event!(probe TLS_CERTIFICATE, "tls_certificate", ["listener"],
+    [gauge("days_remaining", "Days until the certificate expires.")],
+    "The TLS certificate of each listener (probe).");
+
+/// Every event of the gateway, in documentation order.
+pub static CATALOGUE: &[&EventSpec] = &[
+    &CONNECTION_ACCEPTED,
+    &CONNECTION_CLOSED,
+    &CONNECTION_REJECTED,
+    &CONNECTIONS_OPEN,
+    &TLS_ESTABLISHED,
+    &DATA_IN,
+    &DATA_OUT,
+    &ELEMENT_IN,
+    &ELEMENT_OUT,
+    &STREAM_ERROR,
+    &STANZA_ERROR,
+    &AUTH,
+    &LOGIN_THROTTLED,
+    &SESSION_OPEN,
+    &SESSION_CLOSE,
+    &SESSION_REPLACED,
+    &ROUTED,
+    &HANDLER,
+    &STORAGE_QUERY,
+    &LIMIT_HIT,
+    &SESSIONS,
+    &RUNTIME,
+    &STORAGE_POOL,
+    &TLS_CERTIFICATE,
+];

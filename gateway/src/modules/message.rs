@@ -1,0 +1,24 @@
+//! Messages from a bound session: stamped with the sender's full JID and
+//! routed (RFC 6121 §5, §8); errors bounce back to the sender.
+
+use std::sync::Arc;
+
+use crate::jid::Jid;
+use crate::router::{self, MessageType, SessionHandle};
+use crate::server::Ctx;
+use crate::xml::{rewrite_from_to, Element};
+
+pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option<Jid>) {
+    // An unknown type is treated as normal (RFC 6121 §5.2.2).
+    let kind = MessageType::parse(el.attr("type")).unwrap_or(MessageType::Normal);
+    // No `to`: addressed to the sender's own bare JID (RFC 6120 §10.3.1).
+    let to = to.unwrap_or_else(|| me.jid().to_bare());
+    let stamped_to = el.attr("to").is_none().then(|| to.to_string());
+    let xml = rewrite_from_to(el, Some(me.full()), stamped_to.as_deref());
+    if let Err(err) = router::route_message(ctx, &to, kind, xml).await {
+        // Never answer an error with an error (RFC 6120 §8.3.1).
+        if kind != MessageType::Error {
+            let _ = me.deliver(err.reply_to(el, &to.to_string(), me.full()));
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The session table: bare JID → the connected resources' handles.
+//!
+//! A sharded map (dashmap), so routing one stanza takes one shard read lock
+//! for a moment and never a global lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::session::SessionHandle;
+
+/// All bound sessions of this node.
+#[derive(Default)]
+pub struct SessionTable {
+    by_bare: DashMap<String, Vec<Arc<SessionHandle>>>,
+    next_id: AtomicU64,
+    count: AtomicU64,
+}
+
+impl SessionTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fresh session id (unique for this process).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds a bound session; returns the session it replaces (same full
+    /// JID), which the caller must close with a `conflict` stream error.
+    pub fn insert(&self, handle: Arc<SessionHandle>) -> Option<Arc<SessionHandle>> {
+        let mut entry = self.by_bare.entry(handle.bare().to_string()).or_default();
+        let old = entry
+            .iter()
+            .position(|s| s.resource() == handle.resource())
+            .map(|i| entry.swap_remove(i));
+        entry.push(handle);
+        if old.is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        old
+    }
+
+    /// Removes exactly this session (not a newer one with the same JID).
+    pub fn remove(&self, handle: &SessionHandle) -> bool {
+        let mut removed = false;
+        self.by_bare.remove_if_mut(handle.bare(), |_, list| {
+            if let Some(i) = list.iter().position(|s| s.id() == handle.id()) {
+                list.swap_remove(i);
+                removed = true;
+            }
+            list.is_empty()
+        });
+        if removed {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// The sessions of one bare JID (a small clone: handles are `Arc`s).
+    pub fn resources(&self, bare: &str) -> Vec<Arc<SessionHandle>> {
+        self.by_bare
+            .get(bare)
+            .map(|l| l.value().clone())
+            .unwrap_or_default()
+    }
+
+    /// The session bound to a full JID.
+    pub fn full(&self, bare: &str, resource: &str) -> Option<Arc<SessionHandle>> {
+        self.by_bare
+            .get(bare)
+            .and_then(|l| l.iter().find(|s| s.resource() == resource).cloned())
+    }
+
+    /// Whether any resource of this bare JID is connected.
+    pub fn is_connected(&self, bare: &str) -> bool {
+        self.by_bare.contains_key(bare)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Distinct users online.
+    pub fn unique_users(&self) -> usize {
+        self.by_bare.len()
+    }
+
+    /// Every session (for the admin API and shutdown).
+    pub fn all(&self) -> Vec<Arc<SessionHandle>> {
+        self.by_bare
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect()
+    }
+}

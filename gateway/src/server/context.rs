@@ -1,0 +1,51 @@
+//! What every task of the server shares: configuration, storage, the
+//! session table, and the shutdown signal.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::c2s::throttle::Throttle;
+use crate::config::Config;
+use crate::router::SessionTable;
+use crate::storage::Storage;
+
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub storage: Storage,
+    pub sessions: SessionTable,
+    pub throttle: Throttle,
+    /// Key for the fake SCRAM credentials of unknown users (per process:
+    /// they only need to be stable for the length of one login).
+    pub secret: [u8; 32],
+    /// Cancelled on SIGINT/SIGTERM.
+    pub shutdown: CancellationToken,
+    /// Session tasks, awaited at shutdown.
+    pub tasks: TaskTracker,
+    pub started: std::time::SystemTime,
+}
+
+impl Ctx {
+    pub fn new(config: Arc<Config>, storage: Storage) -> Ctx {
+        let throttle = Throttle::new(
+            config.auth.throttle_after_failures,
+            std::time::Duration::from_secs(config.auth.throttle_max_delay),
+        );
+        Ctx {
+            config,
+            storage,
+            sessions: SessionTable::new(),
+            throttle,
+            secret: rand::random(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            started: std::time::SystemTime::now(),
+        }
+    }
+
+    /// Whether this server serves the domain.
+    pub fn serves(&self, domain: &str) -> bool {
+        self.config.general.hosts.iter().any(|h| h == domain)
+    }
+}

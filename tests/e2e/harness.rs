@@ -1,0 +1,269 @@
+//! Starts the real `osprey` binary on ephemeral ports, in its own temporary
+//! data directory, on SQLite or on its own database of the PostgreSQL server
+//! on this machine; stops it and drops the database afterwards.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Options for one server.
+pub struct Options {
+    pub backend: Backend,
+    /// `tls.mode` of the c2s listener.
+    pub tls_mode: &'static str,
+    pub allow_plain_auth_without_tls: bool,
+    /// Extra keys for the `[general]` table (TOML lines).
+    pub general_extra: String,
+    /// Extra keys for the `[[listen.c2s]]` table (TOML lines).
+    pub c2s_extra: String,
+    /// Extra TOML appended to the file (other sections).
+    pub extra: String,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Options {
+        Options {
+            backend,
+            tls_mode: "starttls_required",
+            allow_plain_auth_without_tls: false,
+            general_extra: String::new(),
+            c2s_extra: String::new(),
+            extra: String::new(),
+        }
+    }
+
+    /// Plain TCP with PLAIN allowed: for raw protocol tests.
+    pub fn plaintext(backend: Backend) -> Options {
+        Options {
+            tls_mode: "none",
+            allow_plain_auth_without_tls: true,
+            ..Options::new(backend)
+        }
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub c2s: SocketAddr,
+    pg_db: Option<String>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub fn osprey_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_osprey")
+}
+
+impl Server {
+    pub fn start(opts: Options) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, pg_db) = match opts.backend {
+            Backend::Sqlite => (format!("sqlite://{}/osprey.db", dir.path().display()), None),
+            Backend::Postgres => {
+                let name = format!(
+                    "osprey_e2e_{}_{}",
+                    std::process::id(),
+                    SEQ.fetch_add(1, Ordering::Relaxed)
+                );
+                psql(&format!("CREATE DATABASE {name}"));
+                (
+                    format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                    Some(name),
+                )
+            }
+        };
+        let config = dir.path().join("osprey.toml");
+        let toml = format!(
+            r#"[general]
+hosts = ["localhost"]
+data_dir = "{data}"
+shutdown_timeout = 5
+{general_extra}
+
+[[listen.c2s]]
+address = "127.0.0.1"
+port = 0
+tls.mode = "{tls}"
+allow_plain_auth_without_tls = {plain}
+{c2s_extra}
+
+[storage]
+url = "{url}"
+
+{extra}
+"#,
+            data = dir.path().display(),
+            tls = opts.tls_mode,
+            plain = opts.allow_plain_auth_without_tls,
+            general_extra = opts.general_extra,
+            c2s_extra = opts.c2s_extra,
+            extra = opts.extra,
+        );
+        std::fs::write(&config, toml).expect("write config");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let child = Command::new(osprey_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "info,osprey=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start osprey");
+        let mut server = Server {
+            child: Some(child),
+            dir,
+            config,
+            c2s: "127.0.0.1:0".parse().expect("addr"),
+            pg_db,
+        };
+        server.c2s = server.wait_ready();
+        server
+    }
+
+    /// Waits for `listeners.json`; a server that dies first fails the test
+    /// with its log.
+    fn wait_ready(&mut self) -> SocketAddr {
+        let file = self.dir.path().join("listeners.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(bytes) = std::fs::read(&file) {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).expect("listeners.json");
+                let addr = v["c2s"][0].as_str().expect("a c2s listener");
+                return addr.parse().expect("listener address");
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("osprey exited early ({status}):\n{}", self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "osprey not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `osprey --config … ARGS` (the CLI, against this server's storage).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(osprey_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run osprey cli")
+    }
+
+    pub fn register(&self, jid: &str, password: &str) {
+        let out = self.cli(&["account", "register", jid, "--password", password]);
+        assert!(
+            out.status.success(),
+            "register {jid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGTERM, then the exit status (graceful shutdown).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("osprey did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process is still alive (it survived whatever the test did).
+    pub fn assert_alive(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("osprey died ({status}):\n{}", self.log());
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(db) = self.pg_db.take() {
+            psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Runs SQL as the PostgreSQL superuser; fails loudly if the server is not there.
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (PostgreSQL client) must be installed");
+    assert!(
+        out.status.success(),
+        "PostgreSQL at 127.0.0.1:5432 is required for the PostgreSQL half of the suite: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Declares a test body once and runs it on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::harness::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body($crate::harness::Backend::Postgres).await
+            }
+        }
+    };
+}
