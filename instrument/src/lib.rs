@@ -1,1 +1,37 @@
-//! Osprey's instrumentation core.
+//! Osprey's instrumentation core. It knows nothing of XMPP.
+//!
+//! Instrumented code emits an **event**: a name, label values for the
+//! event's fixed label keys, and measurements. Every event is declared in a
+//! catalogue and registered before use; **handlers** (Prometheus, log, and
+//! a recording handler for tests) opt in per event and turn emissions into
+//! metrics and log lines. The model is MongooseIM's `mongoose_instrument`,
+//! made typed and cheap: code resolves a [`Labelled`] handle once (per
+//! session, per connection) and each emission is then a few increments.
+//!
+//! # Layout
+//!
+//! - [`spec`]: [`EventSpec`], [`Metric`], [`MetricType`], [`Level`] — what an
+//!   event is.
+//! - [`registry`]: [`Registry`] (catalogue + handlers), [`Labelled`]
+//!   (pre-resolved handle), [`Meta`] (log/trace-only fields).
+//! - [`handler`]: the [`Handler`] traits; a panicking handler is isolated.
+//! - [`prometheus`]: metrics in prometheus-client, encoded as OpenMetrics
+//!   or Prometheus text.
+//! - [`log`]: events as `tracing` events at their level.
+//! - [`recording`]: an in-memory handler for tests.
+//! - [`probe`]: periodic measurements, and a ready process probe.
+
+pub mod handler;
+pub mod log;
+pub mod probe;
+pub mod prometheus;
+pub mod recording;
+pub mod registry;
+pub mod spec;
+
+pub use handler::{Handler, ResolvedHandler};
+pub use registry::{Labelled, Meta, Registry};
+pub use spec::{Buckets, Catalogue, EventSpec, Level, Metric, MetricType};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! The Prometheus handler: one metric family per declared measurement,
+//! label sets resolved once per handle, encoded as OpenMetrics (what
+//! Prometheus asks for) or the classic text format (`promtool`, curl).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::handler::{Handler, ResolvedHandler};
+use crate::registry::Meta;
+use crate::spec::{Catalogue, EventSpec, MetricType};
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+type FGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone)]
+struct Buckets(Arc<Vec<f64>>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+#[derive(Clone)]
+enum Fam {
+    Counter(Family<Labels, Counter>),
+    Gauge(Family<Labels, FGauge>),
+    Histogram(Family<Labels, Histogram, Buckets>),
+}
+
+/// Every family, and the registry that encodes them.
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    families: HashMap<(&'static str, &'static str), Fam>,
+}
+
+impl Metrics {
+    /// OpenMetrics text.
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub struct PrometheusHandler {
+    metrics: Arc<Metrics>,
+}
+
+impl PrometheusHandler {
+    /// Registers a family for every metric of every event.
+    pub fn new(catalogue: Catalogue) -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut families = HashMap::new();
+        for spec in catalogue {
+            for m in spec.metrics {
+                let name = spec.metric_name(m);
+                // prometheus-client ends help with a full stop itself.
+                let help = format!("{} {}", spec.help, m.help);
+                let help = help.trim_end_matches('.');
+                let fam = match m.kind {
+                    MetricType::Counter => {
+                        let f = Family::<Labels, Counter>::default();
+                        registry.register(&name, help, f.clone());
+                        Fam::Counter(f)
+                    }
+                    MetricType::UpDownCounter | MetricType::Gauge => {
+                        let f = Family::<Labels, FGauge>::default();
+                        registry.register(&name, help, f.clone());
+                        Fam::Gauge(f)
+                    }
+                    MetricType::Histogram(b) => {
+                        let f = Family::new_with_constructor(Buckets(Arc::new(b.bounds())));
+                        registry.register(&name, help, f.clone());
+                        Fam::Histogram(f)
+                    }
+                };
+                families.insert((spec.name, m.key), fam);
+            }
+        }
+        PrometheusHandler {
+            metrics: Arc::new(Metrics { registry, families }),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+}
+
+enum Series {
+    Counter(Counter),
+    UpDown(FGauge),
+    Gauge(FGauge),
+    Histogram(Histogram),
+}
+
+struct Resolved {
+    series: Vec<(&'static str, Series)>,
+}
+
+impl Handler for PrometheusHandler {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+
+    fn wants(&self, spec: &EventSpec) -> bool {
+        !spec.metrics.is_empty()
+    }
+
+    fn resolve(
+        &self,
+        spec: &'static EventSpec,
+        labels: &[&str],
+    ) -> Option<Box<dyn ResolvedHandler>> {
+        let set: Labels = spec
+            .labels
+            .iter()
+            .zip(labels)
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
+        let series = spec
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let fam = self.metrics.families.get(&(spec.name, m.key))?;
+                // Owned handles: holding two guards of one family deadlocks.
+                let s = match (fam, m.kind) {
+                    (Fam::Counter(f), _) => Series::Counter(f.get_or_create_owned(&set)),
+                    (Fam::Gauge(f), MetricType::UpDownCounter) => {
+                        Series::UpDown(f.get_or_create_owned(&set))
+                    }
+                    (Fam::Gauge(f), _) => Series::Gauge(f.get_or_create_owned(&set)),
+                    (Fam::Histogram(f), _) => Series::Histogram(f.get_or_create_owned(&set)),
+                };
+                Some((m.key, s))
+            })
+            .collect();
+        Some(Box::new(Resolved { series }))
+    }
+}
+
+impl ResolvedHandler for Resolved {
+    fn handle(&self, measurements: &[(&'static str, f64)], _meta: &Meta<'_>) {
+        for (key, value) in measurements {
+            for (k, s) in &self.series {
+                if k != key {
+                    continue;
+                }
+                match s {
+                    Series::Counter(c) => {
+                        if *value > 0.0 {
+                            c.inc_by(value.round() as u64);
+                        }
+                    }
+                    Series::UpDown(g) => {
+                        g.inc_by(*value);
+                    }
+                    Series::Gauge(g) => {
+                        g.set(*value);
+                    }
+                    Series::Histogram(h) => h.observe(*value),
+                }
+            }
+        }
+    }
+}

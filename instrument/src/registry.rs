@@ -1,0 +1,243 @@
+//! The registry: the catalogue, the handlers, and pre-resolved handles.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::handler::{Handler, ResolvedHandler};
+use crate::spec::{validate, Catalogue, EventSpec};
+
+/// Fields for log and trace handlers only (a JID, a stanza id): never
+/// labels, never metrics.
+pub struct Meta<'a> {
+    fields: &'a [(&'static str, &'a dyn fmt::Display)],
+}
+
+impl<'a> Meta<'a> {
+    pub const NONE: Meta<'static> = Meta { fields: &[] };
+
+    pub fn new(fields: &'a [(&'static str, &'a dyn fmt::Display)]) -> Self {
+        Meta { fields }
+    }
+
+    pub fn fields(&self) -> &[(&'static str, &'a dyn fmt::Display)] {
+        self.fields
+    }
+}
+
+struct Slot {
+    spec: &'static EventSpec,
+    emitted: AtomicBool,
+}
+
+pub struct Registry {
+    catalogue: Catalogue,
+    slots: HashMap<&'static str, Slot>,
+    handlers: Vec<Box<dyn Handler>>,
+    panics: AtomicU64,
+    prometheus: Option<Arc<crate::prometheus::Metrics>>,
+}
+
+impl Registry {
+    /// Builds the registry. A bad catalogue is a programming error: the
+    /// message says what is wrong.
+    pub fn new(catalogue: Catalogue, handlers: Vec<Box<dyn Handler>>) -> Arc<Registry> {
+        if let Err(e) = validate(catalogue) {
+            panic!("invalid event catalogue: {e}");
+        }
+        let slots = catalogue
+            .iter()
+            .map(|s| {
+                (
+                    s.name,
+                    Slot {
+                        spec: s,
+                        emitted: AtomicBool::new(false),
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Registry {
+            catalogue,
+            slots,
+            handlers,
+            panics: AtomicU64::new(0),
+            prometheus: None,
+        })
+    }
+
+    /// With a Prometheus handler whose metrics this registry can encode.
+    pub fn with_prometheus(
+        catalogue: Catalogue,
+        mut handlers: Vec<Box<dyn Handler>>,
+    ) -> Arc<Registry> {
+        let prom = crate::prometheus::PrometheusHandler::new(catalogue);
+        let metrics = prom.metrics();
+        handlers.insert(0, Box::new(prom));
+        let mut reg = Arc::try_unwrap(Registry::new(catalogue, handlers))
+            .unwrap_or_else(|_| unreachable!("fresh Arc"));
+        reg.prometheus = Some(metrics);
+        Arc::new(reg)
+    }
+
+    /// No handlers: emitting costs next to nothing.
+    pub fn disabled(catalogue: Catalogue) -> Arc<Registry> {
+        Registry::new(catalogue, Vec::new())
+    }
+
+    pub fn catalogue(&self) -> Catalogue {
+        self.catalogue
+    }
+
+    pub fn handler_names(&self) -> Vec<&'static str> {
+        self.handlers.iter().map(|h| h.name()).collect()
+    }
+
+    /// A handle for one label set (values in the order of `spec.labels`).
+    /// An unregistered event or a wrong number of labels is a programming
+    /// error: it fails debug builds and gives a handle that does nothing.
+    pub fn resolve(self: &Arc<Self>, spec: &'static EventSpec, labels: &[&str]) -> Labelled {
+        let registered = self
+            .slots
+            .get(spec.name)
+            .is_some_and(|s| std::ptr::eq(s.spec, spec));
+        debug_assert!(registered, "event {} is not in the catalogue", spec.name);
+        debug_assert_eq!(
+            labels.len(),
+            spec.labels.len(),
+            "event {}: labels {:?}",
+            spec.name,
+            spec.labels
+        );
+        if !registered || labels.len() != spec.labels.len() {
+            return Labelled::noop(spec);
+        }
+        let handlers = self
+            .handlers
+            .iter()
+            .filter(|h| h.wants(spec))
+            .filter_map(|h| h.resolve(spec, labels))
+            .map(|r| Guarded {
+                inner: r,
+                broken: AtomicBool::new(false),
+            })
+            .collect();
+        Labelled {
+            inner: Arc::new(Inner {
+                spec,
+                handlers,
+                registry: Some(self.clone()),
+            }),
+        }
+    }
+
+    /// Resolves and emits once (cold paths).
+    pub fn emit(
+        self: &Arc<Self>,
+        spec: &'static EventSpec,
+        labels: &[&str],
+        m: &[(&'static str, f64)],
+        meta: &Meta<'_>,
+    ) {
+        self.resolve(spec, labels).emit(m, meta);
+    }
+
+    fn mark(&self, name: &'static str) {
+        if let Some(slot) = self.slots.get(name) {
+            // A read first: after the first emission the flag is only read,
+            // so cores do not fight over its cache line.
+            if !slot.emitted.load(Ordering::Relaxed) {
+                slot.emitted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Every event and whether it has been emitted since start.
+    pub fn emitted(&self) -> Vec<(&'static str, bool)> {
+        self.catalogue
+            .iter()
+            .map(|s| {
+                let e = self
+                    .slots
+                    .get(s.name)
+                    .is_some_and(|slot| slot.emitted.load(Ordering::Relaxed));
+                (s.name, e)
+            })
+            .collect()
+    }
+
+    /// Handler calls that panicked (each disables that handler for its handle).
+    pub fn handler_panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus handler's metrics, if it is on.
+    pub fn prometheus(&self) -> Option<&crate::prometheus::Metrics> {
+        self.prometheus.as_deref()
+    }
+}
+
+struct Guarded {
+    inner: Box<dyn ResolvedHandler>,
+    broken: AtomicBool,
+}
+
+struct Inner {
+    spec: &'static EventSpec,
+    handlers: Vec<Guarded>,
+    registry: Option<Arc<Registry>>,
+}
+
+/// A pre-resolved event + label set. Cheap to clone.
+#[derive(Clone)]
+pub struct Labelled {
+    inner: Arc<Inner>,
+}
+
+impl Labelled {
+    fn noop(spec: &'static EventSpec) -> Labelled {
+        Labelled {
+            inner: Arc::new(Inner {
+                spec,
+                handlers: Vec::new(),
+                registry: None,
+            }),
+        }
+    }
+
+    pub fn spec(&self) -> &'static EventSpec {
+        self.inner.spec
+    }
+
+    /// Any handler listening.
+    pub fn is_enabled(&self) -> bool {
+        !self.inner.handlers.is_empty()
+    }
+
+    /// Emits: every handler in turn; one that panics is disabled for this
+    /// handle and counted, and the caller never sees it.
+    pub fn emit(&self, m: &[(&'static str, f64)], meta: &Meta<'_>) {
+        let inner = &*self.inner;
+        if let Some(r) = &inner.registry {
+            r.mark(inner.spec.name);
+        }
+        for h in &inner.handlers {
+            if h.broken.load(Ordering::Relaxed) {
+                continue;
+            }
+            if catch_unwind(AssertUnwindSafe(|| h.inner.handle(m, meta))).is_err() {
+                h.broken.store(true, Ordering::Relaxed);
+                if let Some(r) = &inner.registry {
+                    r.panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Shorthand for a single `count = 1` measurement.
+    pub fn count(&self) {
+        self.emit(&[("count", 1.0)], &Meta::NONE);
+    }
+}
