@@ -245,6 +245,21 @@ pub enum SessionEnd {
     Io(#[from] std::io::Error),
 }
 
+impl SessionEnd {
+    /// A bounded label for why the connection ended.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionEnd::Stream(e) => match e.condition {
+                StreamCondition::SystemShutdown => "shutdown",
+                StreamCondition::Conflict => "replaced",
+                _ => "stream_error",
+            },
+            SessionEnd::PeerClosed => "peer_closed",
+            SessionEnd::Io(_) => "io_error",
+        }
+    }
+}
+
 impl From<StreamError> for SessionEnd {
     fn from(e: StreamError) -> Self {
         SessionEnd::Stream(e)

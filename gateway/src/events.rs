@@ -59,23 +59,72 @@ macro_rules! event {
 
 // --- connections and bytes -------------------------------------------------
 
-event!(CONNECTION_ACCEPTED, "c2s_connection_accepted", Debug, ["listener"], [COUNT],
-    "A TCP connection was accepted on a c2s listener.");
-event!(CONNECTION_CLOSED, "c2s_connection_closed", Debug, ["listener", "reason"], [COUNT],
-    "A c2s connection ended; reason: peer_closed, stream_error, io_error, shutdown.");
-event!(CONNECTION_REJECTED, "c2s_connection_rejected", Info, ["listener", "reason"], [COUNT],
-    "A connection was dropped before a stream began (e.g. tls_handshake).");
-event!(CONNECTIONS_OPEN, "c2s_connections", Debug, ["listener"],
-    [Metric { key: "open", kind: MetricType::UpDownCounter, help: "Connections open now." }],
-    "Open c2s connections.");
-event!(TLS_ESTABLISHED, "c2s_tls_established", Debug, ["listener", "method"], [COUNT],
-    "TLS was established (method: starttls or direct).");
-event!(DATA_IN, "c2s_data_in", Trace, ["listener", "transport"],
-    [counter("bytes", "Bytes read from clients (after TLS decryption).")],
-    "Bytes received on c2s connections.");
-event!(DATA_OUT, "c2s_data_out", Trace, ["listener", "transport"],
-    [counter("bytes", "Bytes written to clients (before TLS encryption).")],
-    "Bytes sent on c2s connections.");
+event!(
+    CONNECTION_ACCEPTED,
+    "c2s_connection_accepted",
+    Debug,
+    ["listener"],
+    [COUNT],
+    "A TCP connection was accepted on a c2s listener."
+);
+event!(
+    CONNECTION_CLOSED,
+    "c2s_connection_closed",
+    Debug,
+    ["listener", "reason"],
+    [COUNT],
+    "A c2s connection ended; reason: peer_closed, stream_error, io_error, shutdown."
+);
+event!(
+    CONNECTION_REJECTED,
+    "c2s_connection_rejected",
+    Info,
+    ["listener", "reason"],
+    [COUNT],
+    "A connection was dropped before a stream began (e.g. tls_handshake)."
+);
+event!(
+    CONNECTIONS_OPEN,
+    "c2s_connections",
+    Debug,
+    ["listener"],
+    [Metric {
+        key: "open",
+        kind: MetricType::UpDownCounter,
+        help: "Connections open now."
+    }],
+    "Open c2s connections."
+);
+event!(
+    TLS_ESTABLISHED,
+    "c2s_tls_established",
+    Debug,
+    ["listener", "method"],
+    [COUNT],
+    "TLS was established (method: starttls or direct)."
+);
+event!(
+    DATA_IN,
+    "c2s_data_in",
+    Trace,
+    ["listener", "transport"],
+    [counter(
+        "bytes",
+        "Bytes read from clients (after TLS decryption)."
+    )],
+    "Bytes received on c2s connections."
+);
+event!(
+    DATA_OUT,
+    "c2s_data_out",
+    Trace,
+    ["listener", "transport"],
+    [counter(
+        "bytes",
+        "Bytes written to clients (before TLS encryption)."
+    )],
+    "Bytes sent on c2s connections."
+);
 
 // --- XML elements and stream errors ------------------------------------------
 
@@ -85,28 +134,76 @@ const ELEMENT_BYTES: Metric = Metric {
     help: "Size of the element in bytes.",
 };
 
-event!(ELEMENT_IN, "xmpp_element_in", Trace, ["connection_type", "host", "kind"], [COUNT, ELEMENT_BYTES],
-    "A top-level XML element was received; kind: message, iq, presence, error, negotiation.");
-event!(ELEMENT_OUT, "xmpp_element_out", Trace, ["connection_type", "host", "kind"], [COUNT, ELEMENT_BYTES],
-    "A top-level XML element was sent to a client.");
-event!(STREAM_ERROR, "xmpp_stream_error", Info, ["connection_type", "condition"], [COUNT],
-    "A stream error was sent (RFC 6120 §4.9.3 condition); the stream is closed.");
-event!(STANZA_ERROR, "xmpp_stanza_error", Debug, ["connection_type", "condition"], [COUNT],
-    "A stanza error was returned to a sender (RFC 6120 §8.3.3 condition).");
+event!(
+    ELEMENT_IN,
+    "xmpp_element_in",
+    Trace,
+    ["connection_type", "host", "kind"],
+    [COUNT, ELEMENT_BYTES],
+    "A top-level XML element was received; kind: message, iq, presence, error, negotiation."
+);
+event!(
+    ELEMENT_OUT,
+    "xmpp_element_out",
+    Trace,
+    ["connection_type", "host", "kind"],
+    [COUNT, ELEMENT_BYTES],
+    "A top-level XML element was sent to a client."
+);
+event!(
+    STREAM_ERROR,
+    "xmpp_stream_error",
+    Info,
+    ["connection_type", "condition"],
+    [COUNT],
+    "A stream error was sent (RFC 6120 §4.9.3 condition); the stream is closed."
+);
+event!(
+    STANZA_ERROR,
+    "xmpp_stanza_error",
+    Debug,
+    ["connection_type", "condition"],
+    [COUNT],
+    "A stanza error was returned to a sender (RFC 6120 §8.3.3 condition)."
+);
 
 // --- authentication and sessions ---------------------------------------------
 
-event!(AUTH, "c2s_auth", Info, ["host", "mechanism", "outcome", "reason"], [COUNT, seconds("Time from <auth/> to the answer.")],
-    "A SASL authentication attempt ended; outcome: success or failure, reason: the SASL condition.");
-event!(LOGIN_THROTTLED, "c2s_login_throttled", Warn, [], [COUNT, seconds("Delay imposed.")],
-    "A login attempt was slowed down after repeated failures from its address or for its account.");
-event!(SESSION_OPEN, "c2s_session_open", Info, ["host"], [COUNT],
-    "A resource was bound: a session is established.");
+event!(
+    AUTH,
+    "c2s_auth",
+    Info,
+    ["host", "mechanism", "outcome", "reason"],
+    [COUNT, seconds("Time from <auth/> to the answer.")],
+    "A SASL authentication attempt ended; outcome: success or failure, reason: the SASL condition."
+);
+event!(
+    LOGIN_THROTTLED,
+    "c2s_login_throttled",
+    Warn,
+    [],
+    [COUNT, seconds("Delay imposed.")],
+    "A login attempt was slowed down after repeated failures from its address or for its account."
+);
+event!(
+    SESSION_OPEN,
+    "c2s_session_open",
+    Info,
+    ["host"],
+    [COUNT],
+    "A resource was bound: a session is established."
+);
 event!(SESSION_CLOSE, "c2s_session_close", Info, ["host", "reason"],
     [COUNT, Metric { key: "duration_seconds", kind: MetricType::Histogram(Buckets::Custom(&[1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0])), help: "How long the session lasted." }],
     "An established session ended; reason: peer_closed, replaced, kicked, slow_consumer, shutdown, stream_error, io_error.");
-event!(SESSION_REPLACED, "c2s_session_replaced", Info, ["host"], [COUNT],
-    "A new login with the same full JID replaced an older session (conflict).");
+event!(
+    SESSION_REPLACED,
+    "c2s_session_replaced",
+    Info,
+    ["host"],
+    [COUNT],
+    "A new login with the same full JID replaced an older session (conflict)."
+);
 
 // --- routing -------------------------------------------------------------------
 
@@ -115,18 +212,39 @@ event!(ROUTED, "router_routed", Debug, ["kind", "outcome"], [COUNT, seconds("Tim
 
 // --- modules -------------------------------------------------------------------
 
-event!(HANDLER, "module_handler", Debug, ["module", "operation"], [COUNT, seconds("Handler time.")],
-    "A module handled a request (e.g. roster get, presence broadcast, offline deliver).");
+event!(
+    HANDLER,
+    "module_handler",
+    Debug,
+    ["module", "operation"],
+    [COUNT, seconds("Handler time.")],
+    "A module handled a request (e.g. roster get, presence broadcast, offline deliver)."
+);
 
 // --- storage -------------------------------------------------------------------
 
-event!(STORAGE_QUERY, "storage_query", Debug, ["backend", "operation", "outcome"], [COUNT, seconds("Query time, including waiting for a connection.")],
-    "A storage operation finished; outcome: ok or error.");
+event!(
+    STORAGE_QUERY,
+    "storage_query",
+    Debug,
+    ["backend", "operation", "outcome"],
+    [
+        COUNT,
+        seconds("Query time, including waiting for a connection.")
+    ],
+    "A storage operation finished; outcome: ok or error."
+);
 
 // --- limits ----------------------------------------------------------------------
 
-event!(LIMIT_HIT, "limit_hit", Warn, ["limit"], [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts.");
+event!(
+    LIMIT_HIT,
+    "limit_hit",
+    Warn,
+    ["limit"],
+    [COUNT],
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts."
+);
 
 // --- probes ------------------------------------------------------------------------
 
@@ -169,4 +287,90 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &RUNTIME,
     &STORAGE_POOL,
     &TLS_CERTIFICATE,
+    &osprey_instrument::probe::process::PROCESS,
 ];
+
+/// One event as JSON (for `osprey events --json` and the admin API).
+pub fn describe(e: &EventSpec) -> serde_json::Value {
+    serde_json::json!({
+        "name": e.name,
+        "help": e.help,
+        "labels": e.labels,
+        "level": e.level.as_str(),
+        "probe": e.probe,
+        "metrics": e.metrics.iter().map(|m| serde_json::json!({
+            "name": e.metric_name(m),
+            "measurement": m.key,
+            "type": m.kind.as_str(),
+            "help": m.help,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `docs/events.md`, generated from the catalogue.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Instrumentation events\n\n\
+         Generated from `gateway/src/events.rs` by `osprey events --markdown`; a test keeps \
+         it in sync.\nEvery event is registered before use. Prometheus names: \
+         `<event>_<measurement>`, and `<event>_total` for the `count` counter.\n\n\
+         | event | labels | metrics (Prometheus) | level | meaning |\n|---|---|---|---|---|\n",
+    );
+    for e in CATALOGUE {
+        let metrics: Vec<String> = e
+            .metrics
+            .iter()
+            .map(|m| {
+                let name = e.metric_name(m);
+                let shown = match m.kind {
+                    MetricType::Counter => format!("`{name}_total`"),
+                    MetricType::Histogram(_) => format!("`{name}` (histogram)"),
+                    _ => format!("`{name}` ({})", m.kind.as_str()),
+                };
+                shown
+            })
+            .collect();
+        out.push_str(&format!(
+            "| `{}`{} | {} | {} | {} | {} |\n",
+            e.name,
+            if e.probe { " (probe)" } else { "" },
+            e.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            metrics.join("<br>"),
+            e.level.as_str(),
+            e.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_events_md_is_in_sync() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == super::markdown(),
+            "docs/events.md is stale: run `cargo run --bin osprey -- events --markdown > docs/events.md`"
+        );
+    }
+
+    #[test]
+    fn catalogue_is_valid_and_labels_are_bounded() {
+        osprey_instrument::spec::validate(super::CATALOGUE).unwrap();
+        // Never a JID or an address as a label.
+        for e in super::CATALOGUE {
+            for l in e.labels {
+                assert!(
+                    !["jid", "user", "address", "ip", "peer"].contains(l),
+                    "{}: {l}",
+                    e.name
+                );
+            }
+        }
+    }
+}

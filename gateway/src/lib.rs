@@ -18,12 +18,18 @@
 //! - [`errors`]: stream and stanza errors, with their wire names.
 //! - [`jid`]: JID parsing and normalisation (RFC 7622).
 //! - [`server`]: listeners, accept loops and graceful shutdown.
+//! - [`events`]: the catalogue of every instrumentation event.
+//! - [`instr`]: the registry built from the configuration, pre-resolved handles.
+//! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
 //! - [`cli`]: the `osprey` command line.
 
 pub mod c2s;
 pub mod cli;
 pub mod config;
 pub mod errors;
+pub mod events;
+pub mod http;
+pub mod instr;
 pub mod jid;
 pub mod modules;
 pub mod router;

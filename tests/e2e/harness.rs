@@ -50,11 +50,16 @@ impl Options {
     }
 }
 
+/// The admin token every test server uses.
+pub const TOKEN: &str = "e2e-admin-token";
+
 pub struct Server {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub c2s: SocketAddr,
+    /// The metrics/admin HTTP listener.
+    pub http: SocketAddr,
     pg_db: Option<String>,
 }
 
@@ -97,8 +102,22 @@ tls.mode = "{tls}"
 allow_plain_auth_without_tls = {plain}
 {c2s_extra}
 
+[[listen.http]]
+address = "127.0.0.1"
+port = 0
+handlers = ["metrics", "admin"]
+
+[admin]
+token = "{token}"
+
 [storage]
 url = "{url}"
+
+[instrumentation]
+probe_interval = 1
+[instrumentation.prometheus]
+[instrumentation.log]
+level = "info"
 
 {extra}
 "#,
@@ -108,6 +127,7 @@ url = "{url}"
             general_extra = opts.general_extra,
             c2s_extra = opts.c2s_extra,
             extra = opts.extra,
+            token = TOKEN,
         );
         std::fs::write(&config, toml).expect("write config");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
@@ -125,22 +145,27 @@ url = "{url}"
             dir,
             config,
             c2s: "127.0.0.1:0".parse().expect("addr"),
+            http: "127.0.0.1:0".parse().expect("addr"),
             pg_db,
         };
-        server.c2s = server.wait_ready();
+        (server.c2s, server.http) = server.wait_ready();
         server
     }
 
     /// Waits for `listeners.json`; a server that dies first fails the test
     /// with its log.
-    fn wait_ready(&mut self) -> SocketAddr {
+    fn wait_ready(&mut self) -> (SocketAddr, SocketAddr) {
         let file = self.dir.path().join("listeners.json");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(bytes) = std::fs::read(&file) {
                 let v: serde_json::Value = serde_json::from_slice(&bytes).expect("listeners.json");
-                let addr = v["c2s"][0].as_str().expect("a c2s listener");
-                return addr.parse().expect("listener address");
+                let c2s = v["c2s"][0].as_str().expect("a c2s listener");
+                let http = v["http"][0].as_str().expect("an http listener");
+                return (
+                    c2s.parse().expect("listener address"),
+                    http.parse().expect("listener address"),
+                );
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {

@@ -50,6 +50,7 @@ pub(super) async fn stanza(
         Some(Err(_)) => {
             if el.attr("type") != Some("error") {
                 let err = StanzaError::new(StanzaCondition::JidMalformed);
+                ctx.instr.stanza_error(&err.condition);
                 let from = ctx
                     .config
                     .general

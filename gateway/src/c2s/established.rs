@@ -10,8 +10,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use super::dispatch::Local;
 use super::negotiate::Bound;
-use super::{xml_error, Connection};
+use super::Connection;
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
+use crate::events as ev;
 use crate::modules;
 use crate::router::{Outbound, SessionHandle};
 use crate::xml::{Element, Frame};
@@ -32,6 +33,7 @@ impl Connection {
         let mut local = Local::default();
         let mut wbuf: Vec<u8> = Vec::new();
         let shutdown = self.ctx.shutdown.clone();
+        let mut close_reason = "";
         let end = loop {
             let wake = tokio::select! {
                 biased;
@@ -42,9 +44,16 @@ impl Connection {
             };
             match wake {
                 Wake::Shutdown => break StreamError::new(StreamCondition::SystemShutdown).into(),
-                Wake::Overflow => break overflow_error(&handle),
+                Wake::Overflow => break self.overflow_error(&handle),
                 Wake::Mail(None) => break SessionEnd::PeerClosed,
-                Wake::Mail(Some(Outbound::Close(e))) => break e.into(),
+                Wake::Mail(Some(Outbound::Close(e))) => {
+                    close_reason = if e.condition == StreamCondition::Conflict {
+                        "replaced"
+                    } else {
+                        "kicked"
+                    };
+                    break e.into();
+                }
                 Wake::Mail(Some(Outbound::Stanza(xml))) => {
                     if let Err(end) = self.write_batch(&handle, &mut rx, xml, &mut wbuf).await {
                         break end;
@@ -53,6 +62,7 @@ impl Connection {
                 Wake::Read(Ok(0)) => break SessionEnd::PeerClosed,
                 Wake::Read(Err(e)) => break SessionEnd::Io(e),
                 Wake::Read(Ok(n)) => {
+                    self.bytes_in(n);
                     self.framer.push(&self.rbuf[..n]);
                     if let Err(end) = self.drain_frames(&handle, &mut local).await {
                         break end;
@@ -65,6 +75,28 @@ impl Connection {
                 }
             }
         };
+        if close_reason.is_empty() {
+            close_reason = match &end {
+                SessionEnd::Stream(e)
+                    if e.condition == StreamCondition::PolicyViolation
+                        && handle.is_overflowed() =>
+                {
+                    "slow_consumer"
+                }
+                other => other.reason(),
+            };
+        }
+        let lasted = handle
+            .info()
+            .connected_at
+            .elapsed()
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.ctx.instr.emit(
+            &ev::SESSION_CLOSE,
+            &[handle.jid().domain(), close_reason],
+            &[("count", 1.0), ("duration_seconds", lasted)],
+        );
         self.leave(&handle, &mut local, rx).await;
         end
     }
@@ -76,7 +108,7 @@ impl Connection {
         local: &mut Local,
     ) -> Result<(), SessionEnd> {
         loop {
-            match self.framer.next_frame().map_err(xml_error)? {
+            match self.framer.next_frame().map_err(|e| self.xml_error(e))? {
                 None => return Ok(()),
                 Some(Frame::Element(el)) => self.on_stanza(handle, local, el).await?,
                 Some(Frame::StreamClose) => return Err(SessionEnd::PeerClosed),
@@ -100,12 +132,28 @@ impl Connection {
         handle
             .stanzas_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.element_in(
+            crate::instr::kind_index(el.name(), el.attr("type")),
+            el.raw().len(),
+        );
         super::dispatch::stanza(&self.ctx, handle, local, el).await
     }
 
     /// Streams the stored offline messages straight to the socket, batch by
     /// batch; a batch that cannot be written is stored again.
     async fn flush_offline(&mut self, handle: &Arc<SessionHandle>) -> Result<(), SessionEnd> {
+        let started = std::time::Instant::now();
+        let result = self.flush_offline_batches(handle).await;
+        self.ctx
+            .instr
+            .handler("offline", "deliver", started.elapsed());
+        result
+    }
+
+    async fn flush_offline_batches(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+    ) -> Result<(), SessionEnd> {
         loop {
             let batch = modules::offline::take_batch(&self.ctx, handle).await;
             if batch.is_empty() {
@@ -119,7 +167,7 @@ impl Connection {
             };
             let failed = tokio::select! {
                 r = write => r.err().map(SessionEnd::Io),
-                _ = handle.overflowed() => Some(overflow_error(handle)),
+                _ = handle.overflowed() => Some(self.overflow_error(handle)),
             };
             if let Some(end) = failed {
                 for xml in &batch {
@@ -130,6 +178,10 @@ impl Connection {
             handle
                 .stanzas_out
                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            self.bytes_out(bytes.len());
+            for xml in &batch {
+                self.element_out(0, xml.len());
+            }
             if n < modules::offline::BATCH as usize {
                 return Ok(());
             }
@@ -146,12 +198,14 @@ impl Connection {
     ) -> Result<(), SessionEnd> {
         wbuf.clear();
         wbuf.extend_from_slice(first.as_bytes());
+        self.element_out(crate::instr::kind_of_xml(&first), first.len());
         let mut count = 1u64;
         let mut close = None;
         while wbuf.len() < BATCH_BYTES {
             match rx.try_recv() {
                 Ok(Outbound::Stanza(xml)) => {
                     wbuf.extend_from_slice(xml.as_bytes());
+                    self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
                     count += 1;
                 }
                 Ok(Outbound::Close(e)) => {
@@ -169,9 +223,10 @@ impl Connection {
         };
         tokio::select! {
             r = write => r?,
-            _ = handle.overflowed() => return Err(overflow_error(handle)),
+            _ = handle.overflowed() => return Err(self.overflow_error(handle)),
         }
         handle.written(wbuf.len());
+        self.bytes_out(wbuf.len());
         handle
             .stanzas_out
             .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
@@ -207,11 +262,14 @@ impl Connection {
     }
 }
 
-fn overflow_error(handle: &SessionHandle) -> SessionEnd {
-    tracing::warn!(jid = %handle.full(), queued = handle.queued_bytes(), "slow reader: outgoing queue full");
-    StreamError::with_text(
-        StreamCondition::PolicyViolation,
-        "the outgoing queue is full: the client is not reading",
-    )
-    .into()
+impl Connection {
+    fn overflow_error(&self, handle: &SessionHandle) -> SessionEnd {
+        tracing::warn!(jid = %handle.full(), queued = handle.queued_bytes(), "slow reader: outgoing queue full");
+        self.ctx.instr.limit("slow_consumer");
+        StreamError::with_text(
+            StreamCondition::PolicyViolation,
+            "the outgoing queue is full: the client is not reading",
+        )
+        .into()
+    }
 }

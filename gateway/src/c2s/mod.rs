@@ -24,7 +24,10 @@ pub use conn::Conn;
 pub use dispatch::Local;
 
 use crate::config::{C2sListener, TlsMode};
+use osprey_instrument::Meta;
+
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
+use crate::events as ev;
 use crate::server::Ctx;
 use crate::tls::TlsIdentity;
 use crate::xml::{Frame, Framer};
@@ -45,6 +48,7 @@ pub struct ListenerCtx {
     pub name: String,
     pub config: C2sListener,
     pub tls: Option<TlsIdentity>,
+    pub events: crate::instr::ListenerEvents,
 }
 
 /// Where a stream is in its negotiation.
@@ -88,22 +92,49 @@ pub(crate) struct Connection {
     /// The authenticated localpart, once SASL succeeded.
     user: Option<String>,
     sasl_failures: u32,
+    /// The stream's host's pre-resolved event handles (after the header).
+    host_ev: Option<Arc<crate::instr::HostEvents>>,
 }
 
 /// Serves one accepted TCP connection to its end.
 pub async fn serve(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    lst.events.accepted.count();
+    lst.events.open.emit(&[("open", 1.0)], &Meta::NONE);
+    let reason = serve_inner(ctx.clone(), lst.clone(), tcp, peer).await;
+    lst.events.open.emit(&[("open", -1.0)], &Meta::NONE);
+    ctx.instr
+        .count(&ev::CONNECTION_CLOSED, &[&lst.name, reason]);
+}
+
+/// Returns why the connection ended (a bounded label).
+async fn serve_inner(
+    ctx: Arc<Ctx>,
+    lst: Arc<ListenerCtx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> &'static str {
     let conn = if lst.config.tls.mode == TlsMode::Direct {
         let Some(tls) = lst.tls.as_ref() else {
-            return;
+            return "no_certificate";
         };
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+            Ok(Ok(s)) => {
+                ctx.instr
+                    .count(&ev::TLS_ESTABLISHED, &[&lst.name, "direct"]);
+                Conn::Tls(Box::new(s))
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
-                return;
+                ctx.instr
+                    .count(&ev::CONNECTION_REJECTED, &[&lst.name, "tls_handshake"]);
+                return "tls_handshake";
             }
-            Err(_) => return,
+            Err(_) => {
+                ctx.instr
+                    .count(&ev::CONNECTION_REJECTED, &[&lst.name, "tls_timeout"]);
+                return "tls_handshake";
+            }
         }
     } else {
         Conn::Plain(tcp)
@@ -122,12 +153,20 @@ pub async fn serve(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, tcp: TcpStream, peer: S
         header_sent: false,
         user: None,
         sasl_failures: 0,
+        host_ev: None,
     };
-    let end = match c.negotiate().await {
+    let shutdown = c.ctx.shutdown.clone();
+    let negotiated = tokio::select! {
+        r = c.negotiate() => r,
+        _ = shutdown.cancelled() => Err(StreamError::new(StreamCondition::SystemShutdown).into()),
+    };
+    let end = match negotiated {
         Ok(bound) => c.established(bound).await,
         Err(end) => end,
     };
+    let reason = end.reason();
     c.close(end).await;
+    reason
 }
 
 fn new_stream_id() -> String {
@@ -139,7 +178,7 @@ impl Connection {
     /// the established loop reads inside its `select!`).
     async fn next_frame(&mut self) -> Result<Frame, SessionEnd> {
         loop {
-            if let Some(frame) = self.framer.next_frame().map_err(xml_error)? {
+            if let Some(frame) = self.framer.next_frame().map_err(|e| self.xml_error(e))? {
                 return Ok(frame);
             }
             let read = self.conn.read(&mut self.rbuf);
@@ -150,7 +189,33 @@ impl Connection {
             if n == 0 {
                 return Err(SessionEnd::PeerClosed);
             }
+            self.bytes_in(n);
             self.framer.push(&self.rbuf[..n]);
+        }
+    }
+
+    fn transport(&self) -> usize {
+        usize::from(self.conn.is_tls())
+    }
+
+    fn bytes_in(&self, n: usize) {
+        self.lst.events.data_in[self.transport()].emit(&[("bytes", n as f64)], &Meta::NONE);
+    }
+
+    fn bytes_out(&self, n: usize) {
+        self.lst.events.data_out[self.transport()].emit(&[("bytes", n as f64)], &Meta::NONE);
+    }
+
+    /// An element arrived (`kind`: index into [`crate::instr::KINDS`]).
+    fn element_in(&self, kind: usize, bytes: usize) {
+        if let Some(h) = &self.host_ev {
+            h.element_in[kind].emit(&[("count", 1.0), ("bytes", bytes as f64)], &Meta::NONE);
+        }
+    }
+
+    fn element_out(&self, kind: usize, bytes: usize) {
+        if let Some(h) = &self.host_ev {
+            h.element_out[kind].emit(&[("count", 1.0), ("bytes", bytes as f64)], &Meta::NONE);
         }
     }
 
@@ -158,6 +223,8 @@ impl Connection {
     async fn send(&mut self, xml: &str) -> Result<(), SessionEnd> {
         self.conn.write_all(xml.as_bytes()).await?;
         self.conn.flush().await?;
+        self.bytes_out(xml.len());
+        self.element_out(4, xml.len());
         Ok(())
     }
 
@@ -190,6 +257,9 @@ impl Connection {
                 out.push_str(&err.to_xml());
                 out.push_str("</stream:stream>");
                 tracing::debug!(peer = %self.peer, condition = err.condition.wire_name(), "stream error");
+                self.ctx
+                    .instr
+                    .count(&ev::STREAM_ERROR, &["c2s", err.condition.wire_name()]);
             }
             SessionEnd::PeerClosed => out.push_str("</stream:stream>"),
             SessionEnd::Io(_) => return,
@@ -205,6 +275,7 @@ impl Connection {
         {
             return;
         }
+        self.bytes_out(out.len());
         // Lingering close: drain what the peer still sends, so the kernel
         // does not answer it with a reset that destroys our error.
         let drain = async {
@@ -221,8 +292,13 @@ impl Connection {
     }
 }
 
-/// A framer error becomes the stream error of the same name.
-fn xml_error(e: crate::xml::XmlError) -> SessionEnd {
-    let condition = StreamCondition::from_wire(e.condition());
-    SessionEnd::Stream(StreamError::with_text(condition, e.to_string()))
+impl Connection {
+    /// A framer error becomes the stream error of the same name.
+    fn xml_error(&self, e: crate::xml::XmlError) -> SessionEnd {
+        if let crate::xml::XmlError::TooLarge { .. } = e {
+            self.ctx.instr.limit("stanza_too_large");
+        }
+        let condition = StreamCondition::from_wire(e.condition());
+        SessionEnd::Stream(StreamError::with_text(condition, e.to_string()))
+    }
 }

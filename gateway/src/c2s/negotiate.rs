@@ -41,17 +41,20 @@ impl Connection {
                     self.on_header(*header).await?;
                 }
                 Frame::StreamClose => return Err(SessionEnd::PeerClosed),
-                Frame::Element(el) => match self.phase {
-                    Phase::Features | Phase::Sasl => self.on_pre_auth(el).await?,
-                    Phase::Bind => {
-                        if let Some(bound) = self.on_bind(el).await? {
-                            return Ok(bound);
+                Frame::Element(el) => {
+                    self.element_in(4, el.raw().len());
+                    match self.phase {
+                        Phase::Features | Phase::Sasl => self.on_pre_auth(el).await?,
+                        Phase::Bind => {
+                            if let Some(bound) = self.on_bind(el).await? {
+                                return Ok(bound);
+                            }
+                        }
+                        _ => {
+                            return Err(StreamError::new(StreamCondition::NotWellFormed).into());
                         }
                     }
-                    _ => {
-                        return Err(StreamError::new(StreamCondition::NotWellFormed).into());
-                    }
-                },
+                }
             }
         }
     }
@@ -93,6 +96,7 @@ impl Connection {
         if self.host.as_ref().is_some_and(|old| *old != host) {
             return Err(self.header_error(StreamCondition::HostUnknown, "domain changed"));
         }
+        self.host_ev = self.ctx.instr.host(&host);
         self.host = Some(host);
         self.stream_id = super::new_stream_id();
         let mut out = self.stream_header();
@@ -219,6 +223,10 @@ impl Connection {
         let handshake = identity.acceptor.accept(tcp);
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(tls)) => {
+                self.ctx.instr.count(
+                    &crate::events::TLS_ESTABLISHED,
+                    &[&self.lst.name, "starttls"],
+                );
                 self.conn = Conn::Tls(Box::new(tls));
                 self.restart();
                 Ok(())
@@ -282,7 +290,13 @@ impl Connection {
         let (handle, rx) =
             SessionHandle::new(id, jid.clone(), info, self.lst.config.max_queue_bytes);
         let handle = Arc::new(handle);
+        if let Some(h) = &self.host_ev {
+            h.session_open.count();
+        }
         if let Some(old) = self.ctx.sessions.insert(handle.clone()) {
+            if let Some(h) = &self.host_ev {
+                h.session_replaced.count();
+            }
             // RFC 6120 §7.7.2.2: the newer session wins, the older is told why.
             old.close(StreamError::with_text(
                 StreamCondition::Conflict,
@@ -298,7 +312,10 @@ impl Connection {
                     .child(El::new("jid").text(&jid.to_string())),
             );
         self.phase = Phase::Established;
-        self.send(&reply.to_string()).await?;
+        if let Err(e) = self.send(&reply.to_string()).await {
+            self.ctx.sessions.remove(&handle);
+            return Err(e);
+        }
         tracing::info!(jid = %jid, peer = %self.peer, session = id, "session bound");
         Ok(Some(Bound { handle, rx }))
     }

@@ -31,6 +31,7 @@ impl From<SaslFailure> for Failed {
 impl Connection {
     pub(super) async fn on_auth(&mut self, el: Element) -> Result<(), SessionEnd> {
         self.phase = Phase::Sasl;
+        let started = std::time::Instant::now();
         let mechanism = el
             .attr("mechanism")
             .and_then(Mechanism::from_name)
@@ -39,6 +40,21 @@ impl Connection {
             None => Err(Failed::from(SaslFailure::InvalidMechanism)),
             Some(m) => self.run_mechanism(m, &el).await?,
         };
+        let host = self.host.clone().unwrap_or_default();
+        let (result, reason) = match &outcome {
+            Ok(_) => ("success", "none"),
+            Err(f) => ("failure", f.failure.label()),
+        };
+        self.ctx.instr.emit(
+            &crate::events::AUTH,
+            &[
+                &host,
+                mechanism.map(|m| m.label()).unwrap_or("unknown"),
+                result,
+                reason,
+            ],
+            &[("count", 1.0), ("seconds", started.elapsed().as_secs_f64())],
+        );
         match outcome {
             Ok((user, additional)) => {
                 let mut success = El::new("success").xmlns(NS_SASL);
@@ -67,6 +83,7 @@ impl Connection {
                     .child(El::new(failed.failure.condition()));
                 self.send(&failure.to_string()).await?;
                 if self.sasl_failures >= MAX_FAILURES_PER_STREAM {
+                    self.ctx.instr.limit("auth_attempts");
                     return Err(StreamError::with_text(
                         StreamCondition::PolicyViolation,
                         "too many failed authentication attempts",
@@ -187,6 +204,11 @@ impl Connection {
         let delay = self.ctx.throttle.delay(self.peer.ip(), account);
         if !delay.is_zero() {
             tracing::info!(peer = %self.peer, delay_ms = delay.as_millis() as u64, "login throttled");
+            self.ctx.instr.emit(
+                &crate::events::LOGIN_THROTTLED,
+                &[],
+                &[("count", 1.0), ("seconds", delay.as_secs_f64())],
+            );
             tokio::time::sleep(delay).await;
         }
     }

@@ -35,6 +35,14 @@ pub enum Command {
     /// Manage accounts (works whether or not the server runs).
     #[command(subcommand)]
     Account(account::AccountCommand),
+    /// List every instrumentation event with its labels and metrics.
+    Events {
+        #[arg(long)]
+        json: bool,
+        /// The docs/events.md table.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
 }
 
 /// A command's failure: the message and the exit code.
@@ -54,6 +62,10 @@ impl Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Events { json, markdown } = cli.command {
+        print_events(json, markdown);
+        return ExitCode::SUCCESS;
+    }
     let config = match load_config(cli.config.as_deref()) {
         Ok(c) => c,
         Err(f) => return report(f),
@@ -75,6 +87,7 @@ pub fn main() -> ExitCode {
                     .map_err(|e| Failure::new(1, e.to_string()))
             }
             Command::Account(cmd) => account::run(cmd, &config).await,
+            Command::Events { .. } => Ok(()),
         }
     });
     match result {
@@ -132,4 +145,32 @@ fn announce(config: &Config) {
         storage = %crate::server::redact_url(&config.storage.url),
         "serving"
     );
+}
+
+fn print_events(json: bool, markdown: bool) {
+    use crate::events::{describe, markdown as md, CATALOGUE};
+    if markdown {
+        print!("{}", md());
+    } else if json {
+        let all: Vec<_> = CATALOGUE.iter().map(|e| describe(e)).collect();
+        println!("{}", serde_json::Value::from(all));
+    } else {
+        for e in CATALOGUE {
+            println!(
+                "{}{}  [{}]  {}",
+                e.name,
+                if e.probe { " (probe)" } else { "" },
+                e.labels.join(", "),
+                e.help
+            );
+            for m in e.metrics {
+                println!(
+                    "    {:<40} {:<15} {}",
+                    e.metric_name(m),
+                    m.kind.as_str(),
+                    m.help
+                );
+            }
+        }
+    }
 }

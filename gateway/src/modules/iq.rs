@@ -19,6 +19,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         .map(|t| t.to_string())
         .unwrap_or_else(|| me.bare().to_string());
     let bounce = |err: StanzaError| {
+        ctx.instr.stanza_error(&err.condition);
         let _ = me.deliver(err.reply_to(el, &reply_from, me.full()));
     };
     let is_request = matches!(typ, Some("get") | Some("set"));
@@ -40,7 +41,14 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
     // A full JID other than the server's: route it to that resource.
     if let Some(t) = to.as_ref().filter(|t| t.resource().is_some()) {
         let xml = rewrite_from_to(el, Some(me.full()), None);
-        if let Err(err) = router::route_iq_to_full(ctx, t, xml) {
+        let routed = router::route_iq_to_full(ctx, t, xml);
+        let outcome = if routed.is_ok() {
+            "delivered"
+        } else {
+            "bounced"
+        };
+        ctx.instr.count(&crate::events::ROUTED, &["iq", outcome]);
+        if let Err(err) = routed {
             if is_request {
                 bounce(err);
             }
@@ -76,7 +84,11 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         target,
         payload,
     };
-    match handle_request(&req).await {
+    let started = std::time::Instant::now();
+    let answer = handle_request(&req).await;
+    let (module, operation) = super::operation_of(&req);
+    ctx.instr.handler(module, operation, started.elapsed());
+    match answer {
         Ok(child) => {
             let mut result = El::new("iq")
                 .attr("type", "result")

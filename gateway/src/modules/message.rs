@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::errors::StanzaCondition;
 use crate::jid::Jid;
-use crate::router::{self, MessageType, SessionHandle};
+use crate::router::{self, MessageType, Routed, SessionHandle};
 use crate::server::Ctx;
 use crate::xml::{rewrite_from_to, Element};
 
@@ -15,9 +16,24 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
     let to = to.unwrap_or_else(|| me.jid().to_bare());
     let stamped_to = el.attr("to").is_none().then(|| to.to_string());
     let xml = rewrite_from_to(el, Some(me.full()), stamped_to.as_deref());
-    if let Err(err) = router::route_message(ctx, &to, kind, xml).await {
+    let started = std::time::Instant::now();
+    let routed = router::route_message(ctx, &to, kind, xml).await;
+    let outcome = match &routed {
+        Ok(Routed::Delivered(_)) => "delivered",
+        Ok(Routed::StoredOffline) => "offline_stored",
+        Ok(Routed::Dropped) => "dropped",
+        Err(e) if e.condition == StanzaCondition::RemoteServerNotFound => "no_route",
+        Err(_) => "bounced",
+    };
+    ctx.instr.emit(
+        &crate::events::ROUTED,
+        &["message", outcome],
+        &[("count", 1.0), ("seconds", started.elapsed().as_secs_f64())],
+    );
+    if let Err(err) = routed {
         // Never answer an error with an error (RFC 6120 §8.3.1).
         if kind != MessageType::Error {
+            ctx.instr.stanza_error(&err.condition);
             let _ = me.deliver(err.reply_to(el, &to.to_string(), me.full()));
         }
     }

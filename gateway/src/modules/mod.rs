@@ -66,6 +66,29 @@ pub async fn handle_request(req: &IqRequest<'_>) -> IqResult {
     }
 }
 
+/// Bounded (module, operation) labels for a request.
+pub fn operation_of(req: &IqRequest<'_>) -> (&'static str, &'static str) {
+    let ns = req.payload.tag_name().namespace().unwrap_or("");
+    let op = if req.set { "set" } else { "get" };
+    match ns {
+        roster::NS_ROSTER
+            if req.set
+                && req
+                    .payload
+                    .children()
+                    .any(|c| c.attribute("subscription") == Some("remove")) =>
+        {
+            ("roster", "remove")
+        }
+        roster::NS_ROSTER => ("roster", op),
+        disco::NS_DISCO_INFO => ("disco", "info"),
+        disco::NS_DISCO_ITEMS => ("disco", "items"),
+        ping::NS_PING => ("ping", op),
+        NS_SESSION => ("session", op),
+        _ => ("unknown", op),
+    }
+}
+
 /// Every feature the server advertises in disco#info.
 pub fn server_features() -> Vec<&'static str> {
     let mut f: Vec<&'static str> = [

@@ -22,18 +22,23 @@ pub async fn handle(
     to: Option<Jid>,
 ) {
     let typ = el.attr("type");
+    let started = std::time::Instant::now();
     if let Some(kind) = typ.and_then(subscription::Kind::parse) {
         match to {
             Some(contact) if contact.local().is_some() => {
-                subscription::handle_outbound(ctx, me, &contact, kind, el).await
+                subscription::handle_outbound(ctx, me, &contact, kind, el).await;
+                ctx.instr
+                    .handler("presence", kind.as_str(), started.elapsed());
             }
-            _ => bounce(me, el, StanzaCondition::BadRequest),
+            _ => bounce(ctx, me, el, StanzaCondition::BadRequest),
         }
         return;
     }
     match (typ, to) {
         (None | Some("unavailable"), None) => {
             broadcast(ctx, me, local, el, typ.is_none()).await;
+            ctx.instr
+                .handler("presence", "broadcast", started.elapsed());
         }
         (None | Some("unavailable") | Some("error"), Some(to)) => {
             // Directed presence (RFC 6121 §4.6).
@@ -47,15 +52,20 @@ pub async fn handle(
                 }
                 _ => {}
             }
-            router::route_presence(ctx, &to, &xml);
+            let n = router::route_presence(ctx, &to, &xml);
+            let outcome = if n > 0 { "delivered" } else { "dropped" };
+            ctx.instr
+                .count(&crate::events::ROUTED, &["presence", outcome]);
+            ctx.instr.handler("presence", "directed", started.elapsed());
         }
         // Servers send probes; a client's probe is ignored.
         (Some("probe"), _) => {}
-        _ => bounce(me, el, StanzaCondition::BadRequest),
+        _ => bounce(ctx, me, el, StanzaCondition::BadRequest),
     }
 }
 
-fn bounce(me: &SessionHandle, el: &Element, condition: StanzaCondition) {
+fn bounce(ctx: &Ctx, me: &SessionHandle, el: &Element, condition: StanzaCondition) {
+    ctx.instr.stanza_error(&condition);
     let from = me.jid().domain().to_string();
     let _ = me.deliver(StanzaError::new(condition).reply_to(el, &from, me.full()));
 }
@@ -127,6 +137,7 @@ async fn broadcast(
     }
     // Initial presence: the contacts' current presence (probes answered
     // locally from their last broadcast).
+    let probes = std::time::Instant::now();
     for item in &roster {
         if matches!(item.subscription, Subscription::To | Subscription::Both) {
             if let Ok(contact) = Jid::parse(&item.jid) {
@@ -134,6 +145,7 @@ async fn broadcast(
             }
         }
     }
+    ctx.instr.handler("presence", "probe", probes.elapsed());
     // XEP-0160: offline messages go to the first non-negative priority resource.
     // The session task streams them out after this stanza.
     if priority >= 0 {

@@ -155,6 +155,7 @@ fn push_removed(ctx: &Ctx, owner: &Jid, contact: &str) {
 
 fn push_el(ctx: &Ctx, owner: &Jid, item: El) {
     static PUSH_ID: AtomicU64 = AtomicU64::new(0);
+    let started = std::time::Instant::now();
     for s in ctx.sessions.resources(&owner.bare()) {
         if !s.roster_interested.load(Ordering::Relaxed) {
             continue;
@@ -167,6 +168,7 @@ fn push_el(ctx: &Ctx, owner: &Jid, item: El) {
             .child(El::new("query").xmlns(NS_ROSTER).child(item.clone()));
         let _ = s.deliver(push.to_string());
     }
+    ctx.instr.handler("roster", "push", started.elapsed());
 }
 
 fn bad_request(text: &str) -> StanzaError {

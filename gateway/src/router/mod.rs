@@ -146,18 +146,23 @@ pub async fn store_offline(
         return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
     }
     let max = ctx.config.general.max_offline_messages;
-    match ctx
+    let started = std::time::Instant::now();
+    let stored = ctx
         .storage
         .offline_store(host, user, xml, max)
         .await
-        .map_err(internal)?
-    {
+        .map_err(internal)?;
+    ctx.instr.handler("offline", "store", started.elapsed());
+    match stored {
         OfflineStored::Stored { .. } => Ok(Routed::StoredOffline),
         // XEP-0160 §3: a full store answers as if the service were unavailable.
-        OfflineStored::Full => Err(StanzaError::with_text(
-            StanzaCondition::ServiceUnavailable,
-            "offline storage for this user is full",
-        )),
+        OfflineStored::Full => Err({
+            ctx.instr.limit("offline_full");
+            StanzaError::with_text(
+                StanzaCondition::ServiceUnavailable,
+                "offline storage for this user is full",
+            )
+        }),
     }
 }
 

@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::c2s::throttle::Throttle;
 use crate::config::Config;
+use crate::instr::Instr;
 use crate::router::SessionTable;
 use crate::storage::Storage;
 
@@ -24,10 +25,11 @@ pub struct Ctx {
     /// Session tasks, awaited at shutdown.
     pub tasks: TaskTracker,
     pub started: std::time::SystemTime,
+    pub instr: Instr,
 }
 
 impl Ctx {
-    pub fn new(config: Arc<Config>, storage: Storage) -> Ctx {
+    pub fn new(config: Arc<Config>, storage: Storage, instr: Instr) -> Ctx {
         let throttle = Throttle::new(
             config.auth.throttle_after_failures,
             std::time::Duration::from_secs(config.auth.throttle_max_delay),
@@ -41,6 +43,7 @@ impl Ctx {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             started: std::time::SystemTime::now(),
+            instr,
         }
     }
 

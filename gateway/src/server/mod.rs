@@ -3,6 +3,7 @@
 
 mod context;
 mod listeners;
+mod probes;
 
 pub use context::Ctx;
 pub use listeners::ListenerFile;
@@ -40,18 +41,65 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Runs the server until a shutdown signal, then shuts down gracefully.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    let running = start(config, Vec::new()).await?;
+    wait_for_signal(&running.ctx).await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// A started server (listeners bound, tasks running).
+pub struct Running {
+    pub ctx: Arc<Ctx>,
+    pub listeners: ListenerFile,
+    probes: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Graceful shutdown: `<system-shutdown/>` to every session, wait for
+    /// their tasks (which store what they still hold), close storage.
+    pub async fn shutdown(self) {
+        let ctx = self.ctx;
+        tracing::info!(
+            sessions = ctx.sessions.len(),
+            "shutting down: closing sessions with system-shutdown"
+        );
+        ctx.shutdown.cancel();
+        ctx.tasks.close();
+        let grace = Duration::from_secs(ctx.config.general.shutdown_timeout);
+        if tokio::time::timeout(grace, ctx.tasks.wait()).await.is_err() {
+            tracing::warn!(
+                left = ctx.tasks.len(),
+                "sessions still open after the shutdown timeout"
+            );
+        }
+        self.probes.abort();
+        ctx.storage.close().await;
+        ListenerFile::remove(&ctx.config.general.data_dir);
+        tracing::info!("stopped");
+    }
+}
+
+/// Binds every listener and starts serving; `extra_handlers` (tests) see
+/// every event besides the configured handlers.
+pub async fn start(
+    config: Config,
+    extra_handlers: Vec<Box<dyn osprey_instrument::Handler>>,
+) -> Result<Running, ServeError> {
     let config = Arc::new(config);
+    let instr = crate::instr::Instr::from_config(&config, extra_handlers)?;
     let data_dir = config.general.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
     let url = config.storage.url.clone();
-    let storage = Storage::connect(
+    let mut storage = Storage::connect(
         &url,
         &StorageOptions {
             max_connections: config.storage.max_connections,
@@ -65,11 +113,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     })?;
     tracing::info!(backend = storage.backend(), url = %redact_url(&url), "storage ready");
 
-    let ctx = Arc::new(Ctx::new(config.clone(), storage));
-    let mut bound = ListenerFile::default();
+    // Bind everything first: a port in use fails the start before anything serves.
+    let mut c2s = Vec::new();
+    let mut certs = Vec::new();
     for (i, lc) in config.listen.c2s.iter().enumerate() {
-        let name = format!("c2s_{}", lc.port);
-        let config_key = format!("listen.c2s[{i}]");
+        let key = format!("listen.c2s[{i}]");
         let tls = match lc.tls.mode {
             TlsMode::None => None,
             _ => Some(
@@ -80,55 +128,100 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                     &config.general.hosts,
                 )
                 .map_err(|source| ServeError::Tls {
-                    listener: config_key.clone(),
+                    listener: key.clone(),
                     source,
                 })?,
             ),
         };
-        let address = std::net::SocketAddr::new(lc.address, lc.port);
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| ServeError::Bind {
-                listener: config_key.clone(),
-                address: address.to_string(),
-                source,
-            })?;
+        let listener = bind(&key, std::net::SocketAddr::new(lc.address, lc.port)).await?;
+        let name = format!("c2s_{}", listener.local_addr()?.port());
+        if let Some(t) = &tls {
+            certs.push((name.clone(), t.clone()));
+        }
+        c2s.push((key, name, lc.clone(), tls, listener));
+    }
+    let mut http = Vec::new();
+    for (i, hc) in config.listen.http.iter().enumerate() {
+        let key = format!("listen.http[{i}]");
+        let listener = bind(&key, std::net::SocketAddr::new(hc.address, hc.port)).await?;
+        http.push((key, hc.clone(), listener));
+    }
+
+    // The storage observer reaches the registry through the context, which
+    // holds the storage: a weak link set once the context exists.
+    let slot: Arc<std::sync::OnceLock<std::sync::Weak<Ctx>>> = Arc::default();
+    let weak = slot.clone();
+    storage.set_observer(Arc::new(move |op, took, failed| {
+        if let Some(ctx) = weak.get().and_then(std::sync::Weak::upgrade) {
+            ctx.instr
+                .storage_query(ctx.storage.backend(), op, took, failed);
+        }
+    }));
+    let ctx = Arc::new(Ctx::new(config.clone(), storage, instr));
+    let _ = slot.set(Arc::downgrade(&ctx));
+
+    let mut bound = ListenerFile::default();
+    for (key, name, lc, tls, listener) in c2s {
         let local = listener.local_addr()?;
-        tracing::info!(
-            listener = %config_key,
-            address = %local,
-            tls = lc.tls.mode.as_str(),
-            "c2s listening"
-        );
+        tracing::info!(listener = %key, address = %local, tls = lc.tls.mode.as_str(), "c2s listening");
         bound.c2s.push(local.to_string());
         let lctx = Arc::new(ListenerCtx {
+            events: ctx.instr.listener(&name),
             name,
-            config: lc.clone(),
+            config: lc,
             tls,
         });
         tokio::spawn(accept_loop(ctx.clone(), lctx, listener));
     }
-    bound.write(&data_dir)?;
-
-    wait_for_signal(&ctx).await;
-    tracing::info!(
-        sessions = ctx.sessions.len(),
-        "shutting down: closing sessions with system-shutdown"
-    );
-    ctx.shutdown.cancel();
-    ctx.tasks.close();
-    let grace = Duration::from_secs(config.general.shutdown_timeout);
-    if tokio::time::timeout(grace, ctx.tasks.wait()).await.is_err() {
-        tracing::warn!(
-            left = ctx.tasks.len(),
-            "sessions still open after the shutdown timeout"
-        );
+    let needs_token = http
+        .iter()
+        .any(|(_, hc, _)| hc.handlers.contains(&crate::config::HttpHandler::Admin));
+    let token = if needs_token {
+        Some(
+            crate::http::token::load_or_create(config.admin.token.as_deref(), &data_dir).map_err(
+                |source| ServeError::DataDir {
+                    path: data_dir.join("admin.token"),
+                    source,
+                },
+            )?,
+        )
+    } else {
+        None
+    };
+    for (key, hc, listener) in http {
+        let local = listener.local_addr()?;
+        tracing::info!(listener = %key, address = %local, handlers = ?hc.handlers, "http listening");
+        bound.http.push(local.to_string());
+        let hctx = Arc::new(crate::http::HttpCtx {
+            handlers: hc.handlers.clone(),
+            token: token.clone(),
+        });
+        tokio::spawn(crate::http::serve(ctx.clone(), hctx, listener));
     }
-    // Every session task has stored what it had to; now flush the pool.
-    ctx.storage.close().await;
-    ListenerFile::remove(&data_dir);
-    tracing::info!("stopped");
-    Ok(())
+    let probes = osprey_instrument::probe::spawn_probes(
+        ctx.instr.registry.clone(),
+        Duration::from_secs(config.instrumentation.probe_interval),
+        probes::all(&ctx, certs),
+    );
+    bound.write(&data_dir)?;
+    Ok(Running {
+        ctx,
+        listeners: bound,
+        probes,
+    })
+}
+
+async fn bind(
+    key: &str,
+    address: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind {
+            listener: key.to_string(),
+            address: address.to_string(),
+            source,
+        })
 }
 
 async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net::TcpListener) {

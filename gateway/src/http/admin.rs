@@ -1,0 +1,157 @@
+//! The admin API (JSON, bearer token): status, sessions, kick, events.
+
+use std::time::SystemTime;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{json, Body, HttpCtx};
+use crate::errors::{StreamCondition, StreamError};
+use crate::jid::Jid;
+use crate::server::Ctx;
+
+pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Response<Body> {
+    if !authorized(hctx, &req) {
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "missing or wrong bearer token (Authorization: Bearer …)"}),
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/api/status") => status(ctx),
+        (&Method::GET, "/api/sessions") => sessions(ctx),
+        (&Method::GET, "/api/events") => events(ctx),
+        (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
+            kick(ctx, &percent_decode(&p["/api/sessions/".len()..]))
+        }
+        (_, "/api/status" | "/api/sessions" | "/api/events") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method not allowed"}),
+        ),
+        _ => json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    }
+}
+
+fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
+    let Some(expected) = hctx.token.as_deref() else {
+        return false;
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+fn status(ctx: &Ctx) -> Response<Body> {
+    let uptime = ctx.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+    let listeners = crate::server::ListenerFile::read(&ctx.config.general.data_dir).ok();
+    json(
+        StatusCode::OK,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": uptime,
+            "hosts": ctx.config.general.hosts,
+            "sessions": ctx.sessions.len(),
+            "users": ctx.sessions.unique_users(),
+            "listeners": listeners.map(|l| json!({"c2s": l.c2s, "http": l.http})),
+            "storage": ctx.storage.backend(),
+            "handlers": ctx.instr.registry.handler_names(),
+        }),
+    )
+}
+
+fn sessions(ctx: &Ctx) -> Response<Body> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = SystemTime::now();
+    let mut list: Vec<_> = ctx
+        .sessions
+        .all()
+        .iter()
+        .map(|s| {
+            let info = s.info();
+            let p = s.presence();
+            json!({
+                "jid": s.full(),
+                "bare": s.bare(),
+                "resource": s.resource(),
+                "session_id": s.id(),
+                "address": info.peer.to_string(),
+                "listener": info.listener,
+                "tls": info.tls,
+                "connected_seconds": now.duration_since(info.connected_at).map(|d| d.as_secs()).unwrap_or(0),
+                "stanzas_in": s.stanzas_in.load(Relaxed),
+                "stanzas_out": s.stanzas_out.load(Relaxed),
+                "queued_bytes": s.queued_bytes(),
+                "available": p.available,
+                "priority": p.priority,
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["jid"].as_str().cmp(&b["jid"].as_str()));
+    json(StatusCode::OK, &json!(list))
+}
+
+fn events(ctx: &Ctx) -> Response<Body> {
+    let emitted: std::collections::HashMap<_, _> =
+        ctx.instr.registry.emitted().into_iter().collect();
+    let list: Vec<_> = crate::events::CATALOGUE
+        .iter()
+        .map(|e| {
+            let mut v = crate::events::describe(e);
+            v["emitted"] = json!(emitted.get(e.name).copied().unwrap_or(false));
+            v
+        })
+        .collect();
+    json(StatusCode::OK, &json!(list))
+}
+
+/// A full JID closes that session; a bare JID closes all of its sessions.
+fn kick(ctx: &Ctx, jid: &str) -> Response<Body> {
+    let Ok(jid) = Jid::parse(jid) else {
+        return json(StatusCode::BAD_REQUEST, &json!({"error": "malformed JID"}));
+    };
+    let targets: Vec<_> = match jid.resource() {
+        Some(r) => ctx.sessions.full(&jid.bare(), r).into_iter().collect(),
+        None => ctx.sessions.resources(&jid.bare()),
+    };
+    if targets.is_empty() {
+        return json(StatusCode::NOT_FOUND, &json!({"error": "no such session"}));
+    }
+    for s in &targets {
+        s.close(StreamError::with_text(
+            StreamCondition::PolicyViolation,
+            "disconnected by an administrator",
+        ));
+    }
+    tracing::info!(jid = %jid, sessions = targets.len(), "sessions kicked by the admin API");
+    json(StatusCode::OK, &json!({"kicked": targets.len()}))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

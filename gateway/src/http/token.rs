@@ -1,0 +1,33 @@
+//! The admin API token: from the configuration, or generated once into
+//! `data_dir/admin.token` (readable by its owner only) and reused.
+
+use std::path::Path;
+
+pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> std::io::Result<String> {
+    if let Some(t) = configured.filter(|t| !t.is_empty()) {
+        return Ok(t.to_string());
+    }
+    let path = data_dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    write_private(&path, token.as_bytes())?;
+    tracing::info!(file = %path.display(), "generated the admin API token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(data)
+}

@@ -1,0 +1,208 @@
+//! The gateway's instrumentation: the registry built from the
+//! configuration, and handles resolved once so that the stanza path only
+//! increments.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use osprey_instrument::log::LogHandler;
+use osprey_instrument::{Handler, Labelled, Level, Meta, Registry};
+
+use crate::config::Config;
+use crate::events as ev;
+
+/// Element kinds used as the `kind` label.
+pub const KINDS: [&str; 5] = ["message", "iq", "presence", "error", "negotiation"];
+
+/// Per host: element counters for both directions, resolved at start.
+pub struct HostEvents {
+    pub element_in: [Labelled; 5],
+    pub element_out: [Labelled; 5],
+    pub session_open: Labelled,
+    pub session_replaced: Labelled,
+}
+
+/// Per c2s listener: connection and byte counters.
+pub struct ListenerEvents {
+    pub accepted: Labelled,
+    pub open: Labelled,
+    /// [tcp, tls]
+    pub data_in: [Labelled; 2],
+    pub data_out: [Labelled; 2],
+}
+
+pub struct Instr {
+    pub registry: Arc<Registry>,
+    hosts: HashMap<String, Arc<HostEvents>>,
+    storage: DashMap<(&'static str, bool), Labelled>,
+}
+
+/// The whole catalogue (the gateway's events and the process probe's).
+pub use crate::events::CATALOGUE;
+
+impl Instr {
+    /// Handlers as configured: none unless their `[instrumentation.*]`
+    /// section is present. `extra` handlers (tests) are added.
+    pub fn from_config(
+        config: &Config,
+        extra: Vec<Box<dyn Handler>>,
+    ) -> Result<Instr, crate::config::ConfigError> {
+        let mut handlers = extra;
+        if let Some(log) = &config.instrumentation.log {
+            if let Some(unknown) = log
+                .events
+                .keys()
+                .find(|k| !CATALOGUE.iter().any(|e| e.name == k.as_str()))
+            {
+                return Err(config.error_at(
+                    &format!("instrumentation.log.events.{unknown}"),
+                    "no such event (see `osprey events`)",
+                ));
+            }
+            let per_event = log
+                .events
+                .iter()
+                .map(|(k, v)| (k.clone(), level(*v)))
+                .collect();
+            handlers.push(Box::new(LogHandler::new(level(log.level), per_event)));
+        }
+        let registry = if config.instrumentation.prometheus.is_some() {
+            Registry::with_prometheus(CATALOGUE, handlers)
+        } else {
+            Registry::new(CATALOGUE, handlers)
+        };
+        let hosts = config
+            .general
+            .hosts
+            .iter()
+            .map(|h| (h.clone(), Arc::new(HostEvents::new(&registry, h))))
+            .collect();
+        Ok(Instr {
+            registry,
+            hosts,
+            storage: DashMap::new(),
+        })
+    }
+
+    /// The handles of a served host (every host was resolved at start).
+    pub fn host(&self, host: &str) -> Option<Arc<HostEvents>> {
+        self.hosts.get(host).cloned()
+    }
+
+    pub fn listener(&self, name: &str) -> ListenerEvents {
+        let r = &self.registry;
+        ListenerEvents {
+            accepted: r.resolve(&ev::CONNECTION_ACCEPTED, &[name]),
+            open: r.resolve(&ev::CONNECTIONS_OPEN, &[name]),
+            data_in: [
+                r.resolve(&ev::DATA_IN, &[name, "tcp"]),
+                r.resolve(&ev::DATA_IN, &[name, "tls"]),
+            ],
+            data_out: [
+                r.resolve(&ev::DATA_OUT, &[name, "tcp"]),
+                r.resolve(&ev::DATA_OUT, &[name, "tls"]),
+            ],
+        }
+    }
+
+    /// Cold-path emission (resolves per call).
+    pub fn emit(
+        &self,
+        spec: &'static osprey_instrument::EventSpec,
+        labels: &[&str],
+        m: &[(&'static str, f64)],
+    ) {
+        self.registry.emit(spec, labels, m, &Meta::NONE);
+    }
+
+    pub fn count(&self, spec: &'static osprey_instrument::EventSpec, labels: &[&str]) {
+        self.emit(spec, labels, &[("count", 1.0)]);
+    }
+
+    /// A storage operation finished (called by the storage observer).
+    pub fn storage_query(
+        &self,
+        backend: &'static str,
+        op: &'static str,
+        took: Duration,
+        failed: bool,
+    ) {
+        let handle = self
+            .storage
+            .entry((op, failed))
+            .or_insert_with(|| {
+                let outcome = if failed { "error" } else { "ok" };
+                self.registry
+                    .resolve(&ev::STORAGE_QUERY, &[backend, op, outcome])
+            })
+            .clone();
+        handle.emit(
+            &[("count", 1.0), ("seconds", took.as_secs_f64())],
+            &Meta::NONE,
+        );
+    }
+
+    /// Times a module handler.
+    pub fn handler(&self, module: &str, operation: &str, took: Duration) {
+        self.emit(
+            &ev::HANDLER,
+            &[module, operation],
+            &[("count", 1.0), ("seconds", took.as_secs_f64())],
+        );
+    }
+
+    pub fn limit(&self, limit: &str) {
+        self.count(&ev::LIMIT_HIT, &[limit]);
+    }
+
+    pub fn stanza_error(&self, condition: &crate::errors::StanzaCondition) {
+        self.count(&ev::STANZA_ERROR, &["c2s", condition.label()]);
+    }
+}
+
+impl HostEvents {
+    fn new(r: &Arc<Registry>, host: &str) -> HostEvents {
+        let kinds = |spec| KINDS.map(|k| r.resolve(spec, &["c2s", host, k]));
+        HostEvents {
+            element_in: kinds(&ev::ELEMENT_IN),
+            element_out: kinds(&ev::ELEMENT_OUT),
+            session_open: r.resolve(&ev::SESSION_OPEN, &[host]),
+            session_replaced: r.resolve(&ev::SESSION_REPLACED, &[host]),
+        }
+    }
+}
+
+/// Index into [`KINDS`] for an element.
+pub fn kind_index(name: &str, typ: Option<&str>) -> usize {
+    match (name, typ) {
+        (_, Some("error")) => 3,
+        ("message", _) => 0,
+        ("iq", _) => 1,
+        ("presence", _) => 2,
+        _ => 4,
+    }
+}
+
+/// Index into [`KINDS`] from the start of serialized XML (outgoing).
+pub fn kind_of_xml(xml: &str) -> usize {
+    let b = xml.as_bytes();
+    match b.get(1) {
+        Some(b'm') => 0,
+        Some(b'i') => 1,
+        Some(b'p') => 2,
+        _ => 4,
+    }
+}
+
+fn level(l: crate::config::Level) -> Level {
+    use crate::config::Level as C;
+    match l {
+        C::Error => Level::Error,
+        C::Warn => Level::Warn,
+        C::Info => Level::Info,
+        C::Debug => Level::Debug,
+        C::Trace => Level::Trace,
+    }
+}

@@ -1,0 +1,92 @@
+//! The gateway's probes: sessions, runtime, storage pool, certificates.
+
+use std::sync::{Arc, Weak};
+
+use osprey_instrument::probe::{Probe, Sample};
+use osprey_instrument::EventSpec;
+
+use super::Ctx;
+use crate::events as ev;
+use crate::tls::TlsIdentity;
+
+/// Probes hold the context weakly: they never keep a stopped server alive.
+pub struct Sessions(pub Weak<Ctx>);
+pub struct Runtime;
+pub struct StoragePool(pub Weak<Ctx>);
+pub struct Certificates(pub Vec<(String, TlsIdentity)>);
+
+impl Probe for Sessions {
+    fn spec(&self) -> &'static EventSpec {
+        &ev::SESSIONS
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        if let Some(ctx) = self.0.upgrade() {
+            out.push(Sample {
+                labels: vec![],
+                measurements: vec![
+                    ("count", ctx.sessions.len() as f64),
+                    ("users", ctx.sessions.unique_users() as f64),
+                ],
+            });
+        }
+    }
+}
+
+impl Probe for Runtime {
+    fn spec(&self) -> &'static EventSpec {
+        &ev::RUNTIME
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            let m = h.metrics();
+            out.push(Sample {
+                labels: vec![],
+                measurements: vec![
+                    ("tasks", m.num_alive_tasks() as f64),
+                    ("workers", m.num_workers() as f64),
+                ],
+            });
+        }
+    }
+}
+
+impl Probe for StoragePool {
+    fn spec(&self) -> &'static EventSpec {
+        &ev::STORAGE_POOL
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        if let Some(ctx) = self.0.upgrade() {
+            let s = ctx.storage.pool_stats();
+            out.push(Sample {
+                labels: vec![ctx.storage.backend().to_string()],
+                measurements: vec![("size", f64::from(s.size)), ("idle", f64::from(s.idle))],
+            });
+        }
+    }
+}
+
+impl Probe for Certificates {
+    fn spec(&self) -> &'static EventSpec {
+        &ev::TLS_CERTIFICATE
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        for (listener, id) in &self.0 {
+            if let Some(days) = id.days_remaining() {
+                out.push(Sample {
+                    labels: vec![listener.clone()],
+                    measurements: vec![("days_remaining", days)],
+                });
+            }
+        }
+    }
+}
+
+pub fn all(ctx: &Arc<Ctx>, certs: Vec<(String, TlsIdentity)>) -> Vec<Box<dyn Probe>> {
+    vec![
+        Box::new(Sessions(Arc::downgrade(ctx))),
+        Box::new(Runtime),
+        Box::new(StoragePool(Arc::downgrade(ctx))),
+        Box::new(Certificates(certs)),
+        Box::new(osprey_instrument::probe::process::ProcessProbe::new()),
+    ]
+}
