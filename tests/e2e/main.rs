@@ -10,3 +10,4 @@ mod raw;
 mod bad_input;
 mod cli;
 mod lifecycle;
+mod slixmpp;
