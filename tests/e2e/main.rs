@@ -9,5 +9,7 @@ mod raw;
 
 mod bad_input;
 mod cli;
+mod events;
+mod http;
 mod lifecycle;
 mod slixmpp;

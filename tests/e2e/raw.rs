@@ -108,6 +108,11 @@ impl Raw {
         self.tls_upgrade().await
     }
 
+    /// A direct TLS connection (XEP-0368).
+    pub async fn connect_tls(addr: SocketAddr) -> Raw {
+        Raw::connect(addr).await.tls_upgrade().await
+    }
+
     /// The TLS handshake alone (after `<proceed/>` was read).
     pub async fn tls_upgrade(self) -> Raw {
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
