@@ -12,4 +12,5 @@ mod cli;
 mod events;
 mod http;
 mod lifecycle;
+mod metrics;
 mod slixmpp;

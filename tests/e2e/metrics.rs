@@ -1,0 +1,346 @@
+//! /metrics checked by real tools: promtool lints it, and a real Prometheus
+//! server scrapes it and answers queries with the values a scripted session
+//! must have produced. Also: the admin API's authentication and verbs, and
+//! a clear error when the metrics port is taken.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{osprey_bin, Backend, Options, Server, TOKEN};
+use crate::http::{get, request};
+use crate::raw::Raw;
+
+/// A scripted session: two users, three messages, one roster set, one bad
+/// login. The two sessions stay open while the returned clients live.
+async fn scripted_session(s: &Server) -> (Raw, Raw) {
+    let mut alice = Raw::login(s.c2s, "alice", "pw", "a").await;
+    let mut bob = Raw::login(s.c2s, "bob", "pw", "b").await;
+    for i in 0..3 {
+        alice
+            .send(&format!(
+                "<message to='bob@localhost/b' type='chat' id='m{i}'><body>hi</body></message>"
+            ))
+            .await;
+        bob.expect(&format!("id='m{i}'")).await;
+    }
+    alice
+        .send("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
+        .await;
+    alice.expect("id='r1'").await;
+    let mut bad = Raw::connect(s.c2s).await;
+    bad.open().await;
+    bad.send(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>",
+    )
+    .await;
+    bad.expect("</failure>").await;
+    (alice, bob)
+}
+
+fn server() -> Server {
+    let s = Server::start(Options::plaintext(Backend::Sqlite));
+    s.register("alice@localhost", "pw");
+    s.register("bob@localhost", "pw");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_metrics() {
+    let s = server();
+    let _clients = scripted_session(&s).await;
+    // promtool lints the classic text format; Prometheus itself asks for
+    // OpenMetrics, which the scrape test below covers.
+    let om = request(
+        s.http,
+        "GET",
+        "/metrics",
+        None,
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .await;
+    assert!(
+        om.headers.contains("application/openmetrics-text"),
+        "{}",
+        om.headers
+    );
+    assert!(om.body.trim_end().ends_with("# EOF"));
+    {
+        let r = request(s.http, "GET", "/metrics", None, None).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("xmpp_element_in_total"), "{}", r.body);
+        let mut promtool = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool is required: apt-get install prometheus");
+        {
+            use std::io::Write;
+            let mut stdin = promtool.stdin.take().expect("stdin");
+            stdin.write_all(r.body.as_bytes()).expect("feed promtool");
+        }
+        let out = promtool.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool check metrics:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            r.headers.contains("text/plain; version=0.0.4"),
+            "{}",
+            r.headers
+        );
+    }
+    let health = get(s.http, "/healthz", None).await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+}
+
+/// The server process, and its data directory (removed after it).
+struct Prometheus(Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_counters() {
+    let s = server();
+    let _clients = scripted_session(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: ['{}']\n",
+            s.http
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is required: apt-get install prometheus");
+    let _prom = Prometheus(child, dir);
+    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let query = |q: &str| {
+        format!(
+            "/api/v1/query?query={}",
+            q.replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace('=', "%3D")
+                .replace(',', "%2C")
+        )
+    };
+    let expect = [
+        (
+            "router_routed_total{kind=\"message\",outcome=\"delivered\"}",
+            3.0,
+        ),
+        ("c2s_session_open_total{host=\"localhost\"}", 2.0),
+        (
+            "c2s_auth_total{outcome=\"failure\",reason=\"not_authorized\"}",
+            1.0,
+        ),
+        (
+            "module_handler_total{module=\"roster\",operation=\"set\"}",
+            1.0,
+        ),
+        ("sm_sessions", 2.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    'outer: loop {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had the values; last answer: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (q, want) in expect {
+            let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), async {
+                Ok::<_, ()>(get(api, &query(q), None).await)
+            })
+            .await
+            else {
+                continue 'outer;
+            };
+            last = format!("{q}: {}", r.body);
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            let got = v["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|x| x.parse::<f64>().ok());
+            if got != Some(want) {
+                continue 'outer;
+            }
+        }
+        break;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_needs_the_token_and_kicks() {
+    let s = server();
+    let mut alice = Raw::login(s.c2s, "alice", "pw", "phone").await;
+    // No token, or a wrong one: 401, and nothing is done.
+    for token in [None, Some("wrong")] {
+        let r = request(
+            s.http,
+            "DELETE",
+            "/api/sessions/alice@localhost/phone",
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(
+            r.headers.contains("www-authenticate: Bearer"),
+            "{}",
+            r.headers
+        );
+    }
+    let sessions = get(s.http, "/api/sessions", Some(TOKEN)).await;
+    assert_eq!(sessions.status, 200);
+    let list: serde_json::Value = serde_json::from_str(&sessions.body).unwrap();
+    assert_eq!(list[0]["jid"], "alice@localhost/phone", "{list}");
+    assert_eq!(list[0]["tls"], false);
+    let status: serde_json::Value =
+        serde_json::from_str(&get(s.http, "/api/status", Some(TOKEN)).await.body).unwrap();
+    assert_eq!(status["sessions"], 1);
+    assert_eq!(status["hosts"][0], "localhost");
+    assert_eq!(status["storage"], "sqlite");
+    let events: serde_json::Value =
+        serde_json::from_str(&get(s.http, "/api/events", Some(TOKEN)).await.body).unwrap();
+    let session_open = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "c2s_session_open")
+        .unwrap();
+    assert_eq!(session_open["emitted"], true);
+    assert_eq!(session_open["metrics"][0]["name"], "c2s_session_open");
+    // Kick (the JID percent-encoded as a client would).
+    let r = request(
+        s.http,
+        "DELETE",
+        "/api/sessions/alice%40localhost%2Fphone",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = alice.read_to_close().await;
+    assert!(
+        out.contains("policy-violation") && out.contains("administrator"),
+        "{out}"
+    );
+    let r = request(
+        s.http,
+        "DELETE",
+        "/api/sessions/alice@localhost",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // Metrics stay open without a token; unknown paths are 404.
+    assert_eq!(get(s.http, "/metrics", None).await.status, 200);
+    assert_eq!(get(s.http, "/api/nothing", Some(TOKEN)).await.status, 404);
+}
+
+#[test]
+fn metrics_port_taken_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("osprey.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[general]\ndata_dir = \"{}\"\n[[listen.c2s]]\naddress = \"127.0.0.1\"\nport = 0\n[[listen.http]]\naddress = \"127.0.0.1\"\nport = {port}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(osprey_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (listen.http[0])"
+        )),
+        "{err}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn bad_instrumentation_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("osprey.toml");
+    for (text, line, key) in [
+        (
+            "[instrumentation]\nprobe_interval = 15\n[instrumentation.statsd]\n",
+            ":5:",
+            "statsd",
+        ),
+        (
+            "[instrumentation]\nprobe_intervall = 15\n",
+            ":4:",
+            "instrumentation.probe_intervall",
+        ),
+        (
+            "[instrumentation.log]\nlevel = \"loud\"\n",
+            ":4:",
+            "instrumentation.log.level",
+        ),
+        (
+            "[instrumentation.log]\nevents = { no_such_event = \"debug\" }\n",
+            ":4:",
+            "no_such_event",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("[general]\ndata_dir = \"{}\"\n{text}", dir.path().display()),
+        )
+        .unwrap();
+        let out = Command::new(osprey_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(line), "line {line}: {err}");
+        assert!(
+            err.contains("osprey.toml") && err.contains(key),
+            "{text} → {err}"
+        );
+    }
+}
