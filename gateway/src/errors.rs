@@ -255,6 +255,8 @@ impl SessionEnd {
                 _ => "stream_error",
             },
             SessionEnd::PeerClosed => "peer_closed",
+            // Many clients drop TLS without close_notify: still a hang-up.
+            SessionEnd::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "peer_closed",
             SessionEnd::Io(_) => "io_error",
         }
     }

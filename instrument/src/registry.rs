@@ -29,7 +29,8 @@ impl<'a> Meta<'a> {
 
 struct Slot {
     spec: &'static EventSpec,
-    emitted: AtomicBool,
+    /// Shared with every handle of the event: marking is one load.
+    emitted: Arc<AtomicBool>,
 }
 
 pub struct Registry {
@@ -54,7 +55,7 @@ impl Registry {
                     s.name,
                     Slot {
                         spec: s,
-                        emitted: AtomicBool::new(false),
+                        emitted: Arc::new(AtomicBool::new(false)),
                     },
                 )
             })
@@ -99,10 +100,11 @@ impl Registry {
     /// An unregistered event or a wrong number of labels is a programming
     /// error: it fails debug builds and gives a handle that does nothing.
     pub fn resolve(self: &Arc<Self>, spec: &'static EventSpec, labels: &[&str]) -> Labelled {
-        let registered = self
+        let slot = self
             .slots
             .get(spec.name)
-            .is_some_and(|s| std::ptr::eq(s.spec, spec));
+            .filter(|s| std::ptr::eq(s.spec, spec));
+        let registered = slot.is_some();
         debug_assert!(registered, "event {} is not in the catalogue", spec.name);
         debug_assert_eq!(
             labels.len(),
@@ -129,6 +131,7 @@ impl Registry {
                 spec,
                 handlers,
                 registry: Some(self.clone()),
+                emitted: slot.map(|s| s.emitted.clone()),
             }),
         }
     }
@@ -142,16 +145,6 @@ impl Registry {
         meta: &Meta<'_>,
     ) {
         self.resolve(spec, labels).emit(m, meta);
-    }
-
-    fn mark(&self, name: &'static str) {
-        if let Some(slot) = self.slots.get(name) {
-            // A read first: after the first emission the flag is only read,
-            // so cores do not fight over its cache line.
-            if !slot.emitted.load(Ordering::Relaxed) {
-                slot.emitted.store(true, Ordering::Relaxed);
-            }
-        }
     }
 
     /// Every event and whether it has been emitted since start.
@@ -188,6 +181,7 @@ struct Inner {
     spec: &'static EventSpec,
     handlers: Vec<Guarded>,
     registry: Option<Arc<Registry>>,
+    emitted: Option<Arc<AtomicBool>>,
 }
 
 /// A pre-resolved event + label set. Cheap to clone.
@@ -203,6 +197,7 @@ impl Labelled {
                 spec,
                 handlers: Vec::new(),
                 registry: None,
+                emitted: None,
             }),
         }
     }
@@ -220,8 +215,12 @@ impl Labelled {
     /// handle and counted, and the caller never sees it.
     pub fn emit(&self, m: &[(&'static str, f64)], meta: &Meta<'_>) {
         let inner = &*self.inner;
-        if let Some(r) = &inner.registry {
-            r.mark(inner.spec.name);
+        if let Some(flag) = &inner.emitted {
+            // A read first: after the first emission the flag is only read,
+            // so cores do not fight over its cache line.
+            if !flag.load(Ordering::Relaxed) {
+                flag.store(true, Ordering::Relaxed);
+            }
         }
         for h in &inner.handlers {
             if h.broken.load(Ordering::Relaxed) {
