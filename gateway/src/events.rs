@@ -288,6 +288,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &STORAGE_POOL,
     &TLS_CERTIFICATE,
     &osprey_instrument::probe::process::PROCESS,
+    &osprey_instrument::graphite::DROPPED,
 ];
 
 /// One event as JSON (for `osprey events --json` and the admin API).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use osprey_instrument::graphite::GraphiteTarget;
 use osprey_instrument::log::LogHandler;
 use osprey_instrument::{Handler, Labelled, Level, Meta, Registry};
 
@@ -35,6 +36,11 @@ pub struct ListenerEvents {
 
 pub struct Instr {
     pub registry: Arc<Registry>,
+    /// The Graphite handler and its receivers, when configured.
+    graphite: Option<(
+        osprey_instrument::graphite::GraphiteHandler,
+        Vec<GraphiteTarget>,
+    )>,
     hosts: HashMap<String, Arc<HostEvents>>,
     storage: DashMap<(&'static str, bool), Labelled>,
 }
@@ -68,6 +74,11 @@ impl Instr {
                 .collect();
             handlers.push(Box::new(LogHandler::new(level(log.level), per_event)));
         }
+        let graphite = graphite_targets(config).map(|targets| {
+            let h = osprey_instrument::graphite::GraphiteHandler::new();
+            handlers.push(Box::new(h.clone()));
+            (h, targets)
+        });
         let registry = if config.instrumentation.prometheus.is_some() {
             Registry::with_prometheus(CATALOGUE, handlers)
         } else {
@@ -81,9 +92,18 @@ impl Instr {
             .collect();
         Ok(Instr {
             registry,
+            graphite,
             hosts,
             storage: DashMap::new(),
         })
+    }
+
+    /// Starts the Graphite pushers (none unless configured).
+    pub fn spawn_graphite(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        match &self.graphite {
+            Some((h, targets)) => h.spawn_pushers(&self.registry, targets.clone()),
+            None => Vec::new(),
+        }
     }
 
     /// The handles of a served host (every host was resolved at start).
@@ -194,6 +214,40 @@ pub fn kind_of_xml(xml: &str) -> usize {
         Some(b'p') => 2,
         _ => 4,
     }
+}
+
+/// The receivers, with `env_prefix` resolved (MongooseIM's habit: the
+/// variable's value, when set, goes before the prefix).
+fn graphite_targets(config: &Config) -> Option<Vec<GraphiteTarget>> {
+    let sections = &config.instrumentation.graphite;
+    if sections.is_empty() {
+        return None;
+    }
+    Some(
+        sections
+            .iter()
+            .map(|g| {
+                let env = g.env_prefix.as_deref().and_then(|name| {
+                    let v = std::env::var(name).ok().filter(|v| !v.is_empty());
+                    if v.is_none() {
+                        tracing::warn!(variable = name, "graphite env_prefix variable is not set");
+                    }
+                    v
+                });
+                GraphiteTarget {
+                    host: g.host.clone(),
+                    port: g.port,
+                    interval: Duration::from_secs(g.interval),
+                    prefix: match env {
+                        Some(e) => format!("{e}.{}", g.prefix),
+                        None => g.prefix.clone(),
+                    },
+                    connect_timeout: Duration::from_secs(g.connect_timeout),
+                    buffer_lines: g.buffer_lines,
+                }
+            })
+            .collect(),
+    )
 }
 
 fn level(l: crate::config::Level) -> Level {

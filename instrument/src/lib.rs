@@ -18,9 +18,11 @@
 //! - [`prometheus`]: metrics in prometheus-client, encoded as OpenMetrics
 //!   or Prometheus text.
 //! - [`log`]: events as `tracing` events at their level.
+//! - [`graphite`]: periodic push to carbon receivers (plaintext protocol).
 //! - [`recording`]: an in-memory handler for tests.
 //! - [`probe`]: periodic measurements, and a ready process probe.
 
+pub mod graphite;
 pub mod handler;
 pub mod log;
 pub mod probe;

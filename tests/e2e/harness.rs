@@ -26,6 +26,8 @@ pub struct Options {
     pub c2s_extra: String,
     /// Extra TOML appended to the file (other sections).
     pub extra: String,
+    /// Environment of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
             general_extra: String::new(),
             c2s_extra: String::new(),
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -136,6 +139,7 @@ level = "info"
             .arg(&config)
             .arg("serve")
             .env("RUST_LOG", "info,osprey=debug")
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -10,6 +10,7 @@ mod raw;
 mod bad_input;
 mod cli;
 mod events;
+mod graphite;
 mod http;
 mod lifecycle;
 mod metrics;

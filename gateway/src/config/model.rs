@@ -242,6 +242,39 @@ pub struct Instrumentation {
     pub prometheus: Option<PrometheusConfig>,
     /// Present: the log handler is on.
     pub log: Option<LogConfig>,
+    /// Each section pushes to one carbon receiver.
+    pub graphite: Vec<GraphiteConfig>,
+}
+
+/// One `[[instrumentation.graphite]]` receiver (plaintext protocol).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphiteConfig {
+    pub host: String,
+    pub port: u16,
+    /// Seconds between pushes.
+    pub interval: u64,
+    pub prefix: String,
+    /// Name of an environment variable whose value goes before `prefix`.
+    pub env_prefix: Option<String>,
+    /// Seconds for connecting and for each write.
+    pub connect_timeout: u64,
+    /// Lines kept while the receiver is down; older ones are dropped beyond it.
+    pub buffer_lines: usize,
+}
+
+impl Default for GraphiteConfig {
+    fn default() -> Self {
+        GraphiteConfig {
+            host: "127.0.0.1".into(),
+            port: 2003,
+            interval: 60,
+            prefix: "osprey".into(),
+            env_prefix: None,
+            connect_timeout: 5,
+            buffer_lines: 100_000,
+        }
+    }
 }
 
 impl Default for Instrumentation {
@@ -250,6 +283,7 @@ impl Default for Instrumentation {
             probe_interval: 15,
             prometheus: None,
             log: None,
+            graphite: Vec::new(),
         }
     }
 }

@@ -46,6 +46,43 @@ pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
             format!("{url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"),
         );
     }
+    for (i, g) in c.instrumentation.graphite.iter().enumerate() {
+        let key = format!("instrumentation.graphite[{i}]");
+        if g.interval == 0 {
+            return err(
+                &format!("{key}.interval"),
+                "must be at least 1 second".into(),
+            );
+        }
+        if g.connect_timeout == 0 {
+            return err(
+                &format!("{key}.connect_timeout"),
+                "must be at least 1 second".into(),
+            );
+        }
+        if g.buffer_lines == 0 {
+            return err(&format!("{key}.buffer_lines"), "must be at least 1".into());
+        }
+        if g.host.is_empty() || g.port == 0 {
+            return err(
+                &format!("{key}.host"),
+                "a receiver needs a host and a port".into(),
+            );
+        }
+        let legal = |s: &str| {
+            s.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+        };
+        if !legal(&g.prefix) {
+            return err(
+                &format!("{key}.prefix"),
+                format!("{:?} is not a Graphite path", g.prefix),
+            );
+        }
+    }
     let mut bound = HashSet::new();
     for (i, l) in c.listen.c2s.iter().enumerate() {
         let key = format!("listen.c2s[{i}]");

@@ -58,6 +58,7 @@ pub struct Running {
     pub ctx: Arc<Ctx>,
     pub listeners: ListenerFile,
     probes: tokio::task::JoinHandle<()>,
+    pushers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -79,6 +80,9 @@ impl Running {
             );
         }
         self.probes.abort();
+        for p in &self.pushers {
+            p.abort();
+        }
         ctx.storage.close().await;
         ListenerFile::remove(&ctx.config.general.data_dir);
         tracing::info!("stopped");
@@ -203,11 +207,13 @@ pub async fn start(
         Duration::from_secs(config.instrumentation.probe_interval),
         probes::all(&ctx, certs),
     );
+    let pushers = ctx.instr.spawn_graphite();
     bound.write(&data_dir)?;
     Ok(Running {
         ctx,
         listeners: bound,
         probes,
+        pushers,
     })
 }
 
