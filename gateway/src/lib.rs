@@ -21,6 +21,7 @@
 //! - [`events`]: the catalogue of every instrumentation event.
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
+//! - [`otel`]: OTLP traces of each stanza's journey.
 //! - [`cli`]: the `osprey` command line.
 
 pub mod c2s;
@@ -32,6 +33,7 @@ pub mod http;
 pub mod instr;
 pub mod jid;
 pub mod modules;
+pub mod otel;
 pub mod router;
 pub mod sasl;
 pub mod server;

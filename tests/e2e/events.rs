@@ -39,8 +39,14 @@ throttle_max_delay = 1
 [instrumentation]
 probe_interval = 1
 [instrumentation.prometheus]
+[[instrumentation.graphite]]
+port = {closed}
+interval = 1
+connect_timeout = 1
+buffer_lines = 1
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        closed = closed_port(),
     );
     let config = Config::parse(&text, &dir.join("osprey.toml")).expect("config");
     let running = osprey::server::start(config, vec![Box::new(rec.clone())])
@@ -71,6 +77,14 @@ probe_interval = 1
             .unwrap();
     }
     running
+}
+
+/// A port nothing listens on (a Graphite receiver that is down).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Waits until `cond` holds on the records (events are emitted by other tasks).
@@ -366,6 +380,14 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
         ]
         .iter()
         .all(|p| !r.find(p, &[]).is_empty())
+    })
+    .await;
+    eventually(&rec, "graphite drops counted", |r| {
+        r.sum(
+            "instrumentation_dropped",
+            &[("handler", "graphite")],
+            "lines",
+        ) > 0.0
     })
     .await;
     let cert = rec.find("tls_certificate", &[]);

@@ -10,6 +10,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use super::dispatch::Local;
 use super::negotiate::Bound;
+use tracing::Instrument;
+
 use super::Connection;
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
 use crate::events as ev;
@@ -54,8 +56,11 @@ impl Connection {
                     };
                     break e.into();
                 }
-                Wake::Mail(Some(Outbound::Stanza(xml))) => {
-                    if let Err(end) = self.write_batch(&handle, &mut rx, xml, &mut wbuf).await {
+                Wake::Mail(Some(Outbound::Stanza(xml, trace))) => {
+                    if let Err(end) = self
+                        .write_batch(&handle, &mut rx, xml, trace, &mut wbuf)
+                        .await
+                    {
                         break end;
                     }
                 }
@@ -136,7 +141,11 @@ impl Connection {
             crate::instr::kind_index(el.name(), el.attr("type")),
             el.raw().len(),
         );
-        super::dispatch::stanza(&self.ctx, handle, local, el).await
+        let span =
+            crate::otel::stanza_span(&self.session_span, el.name(), el.attr("type"), handle.id());
+        super::dispatch::stanza(&self.ctx, handle, local, el)
+            .instrument(span)
+            .await
     }
 
     /// Streams the stored offline messages straight to the socket, batch by
@@ -194,18 +203,27 @@ impl Connection {
         handle: &Arc<SessionHandle>,
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>,
         first: String,
+        first_trace: Option<opentelemetry::Context>,
         wbuf: &mut Vec<u8>,
     ) -> Result<(), SessionEnd> {
         wbuf.clear();
         wbuf.extend_from_slice(first.as_bytes());
         self.element_out(crate::instr::kind_of_xml(&first), first.len());
+        // Routed stanzas that are traced: their delivery spans cover this write.
+        let mut deliveries: Vec<tracing::Span> = Vec::new();
+        if let Some(cx) = &first_trace {
+            deliveries.push(crate::otel::deliver_span(cx, handle.full()));
+        }
         let mut count = 1u64;
         let mut close = None;
         while wbuf.len() < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(Outbound::Stanza(xml)) => {
+                Ok(Outbound::Stanza(xml, trace)) => {
                     wbuf.extend_from_slice(xml.as_bytes());
                     self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
+                    if let Some(cx) = &trace {
+                        deliveries.push(crate::otel::deliver_span(cx, handle.full()));
+                    }
                     count += 1;
                 }
                 Ok(Outbound::Close(e)) => {
@@ -227,6 +245,7 @@ impl Connection {
         }
         handle.written(wbuf.len());
         self.bytes_out(wbuf.len());
+        drop(deliveries);
         handle
             .stanzas_out
             .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
@@ -249,7 +268,7 @@ impl Connection {
         rx.close();
         let mut kept = 0usize;
         while let Ok(item) = rx.try_recv() {
-            if let Outbound::Stanza(xml) = item {
+            if let Outbound::Stanza(xml, _) = item {
                 if modules::offline::keep_undelivered(&self.ctx, handle.jid(), &xml).await {
                     kept += 1;
                 }

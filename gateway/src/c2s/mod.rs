@@ -94,6 +94,8 @@ pub(crate) struct Connection {
     sasl_failures: u32,
     /// The stream's host's pre-resolved event handles (after the header).
     host_ev: Option<Arc<crate::instr::HostEvents>>,
+    /// The connection's OTLP span (none unless traced).
+    session_span: tracing::Span,
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -140,6 +142,7 @@ async fn serve_inner(
         Conn::Plain(tcp)
     };
     let max_pre_auth = lst.config.max_stanza_size_pre_auth;
+    let session_span = crate::otel::session_span(&lst.name, lst.config.tls.mode == TlsMode::Direct);
     let mut c = Connection {
         ctx,
         lst,
@@ -154,6 +157,7 @@ async fn serve_inner(
         user: None,
         sasl_failures: 0,
         host_ev: None,
+        session_span,
     };
     let shutdown = c.ctx.shutdown.clone();
     let negotiated = tokio::select! {
@@ -260,6 +264,7 @@ impl Connection {
                 self.ctx
                     .instr
                     .count(&ev::STREAM_ERROR, &["c2s", err.condition.wire_name()]);
+                crate::otel::fail(&self.session_span, err.condition.wire_name());
             }
             SessionEnd::PeerClosed => out.push_str("</stream:stream>"),
             SessionEnd::Io(_) => return,

@@ -97,6 +97,7 @@ impl Connection {
             return Err(self.header_error(StreamCondition::HostUnknown, "domain changed"));
         }
         self.host_ev = self.ctx.instr.host(&host);
+        self.session_span.record("host", host.as_str());
         self.host = Some(host);
         self.stream_id = super::new_stream_id();
         let mut out = self.stream_header();
@@ -286,6 +287,8 @@ impl Connection {
             tls: self.conn.is_tls(),
             connected_at: SystemTime::now(),
         };
+        self.session_span.record("jid", jid.to_string().as_str());
+        self.session_span.record("tls", self.conn.is_tls());
         let id = self.ctx.sessions.next_id();
         let (handle, rx) =
             SessionHandle::new(id, jid.clone(), info, self.lst.config.max_queue_bytes);

@@ -70,7 +70,6 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(f) => return report(f),
     };
-    init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +78,8 @@ pub fn main() -> ExitCode {
         Err(e) => return report(Failure::new(1, format!("cannot start the runtime: {e}"))),
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        let otel = init_logging(&config);
+        let result = match cli.command {
             Command::Serve => {
                 announce(&config);
                 crate::server::run(config)
@@ -88,7 +88,12 @@ pub fn main() -> ExitCode {
             }
             Command::Account(cmd) => account::run(cmd, &config).await,
             Command::Events { .. } => Ok(()),
+        };
+        if let Some(otel) = otel {
+            // Flushes queued spans; it blocks, so off the async workers.
+            let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
         }
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,23 +114,52 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
 }
 
 /// Process logs: `RUST_LOG` wins; otherwise `info` (the event log handler
-/// filters its own events by level).
-fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// filters its own events by level). With `[instrumentation.otlp]`, an
+/// OpenTelemetry layer takes the `osprey::otel` spans, which the log never
+/// shows.
+fn init_logging(config: &Config) -> Option<crate::otel::Otel> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("osprey::otel=off".parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
+        }));
     let json = config
         .instrumentation
         .log
         .as_ref()
         .is_some_and(|l| l.format == crate::config::LogFormat::Json);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.init();
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed()
+    };
+    let (otel, layer) = match &config.instrumentation.otlp {
+        Some(o) => match crate::otel::Otel::start(o) {
+            Ok((otel, layer)) => (Some(otel), Some(layer)),
+            Err(e) => {
+                eprintln!("osprey: {e}; continuing without traces");
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(fmt).with(layer).init();
+    if let Some(o) = &config.instrumentation.otlp {
+        if otel.is_some() {
+            tracing::info!(endpoint = %o.endpoint, sample_ratio = o.sample_ratio, "OTLP traces on");
+        }
     }
+    otel
 }
 
 /// The first lines say what is being served and from which configuration.

@@ -244,6 +244,38 @@ pub struct Instrumentation {
     pub log: Option<LogConfig>,
     /// Each section pushes to one carbon receiver.
     pub graphite: Vec<GraphiteConfig>,
+    /// Present: stanzas are traced over OTLP.
+    pub otlp: Option<OtlpConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    Grpc,
+    Http,
+}
+
+/// `[instrumentation.otlp]`: traces to an OpenTelemetry collector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// gRPC: `http://host:4317`; HTTP: `http://host:4318` (`/v1/traces` is added).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of stanzas traced, 0.0 to 1.0.
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            endpoint: "http://127.0.0.1:4317".into(),
+            protocol: OtlpProtocol::Grpc,
+            sample_ratio: 1.0,
+            service_name: "osprey".into(),
+        }
+    }
 }
 
 /// One `[[instrumentation.graphite]]` receiver (plaintext protocol).
@@ -284,6 +316,7 @@ impl Default for Instrumentation {
             prometheus: None,
             log: None,
             graphite: Vec::new(),
+            otlp: None,
         }
     }
 }

@@ -46,6 +46,26 @@ pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
             format!("{url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"),
         );
     }
+    if let Some(o) = &c.instrumentation.otlp {
+        if !(0.0..=1.0).contains(&o.sample_ratio) {
+            return err(
+                "instrumentation.otlp.sample_ratio",
+                "must be between 0.0 and 1.0".into(),
+            );
+        }
+        if !(o.endpoint.starts_with("http://") || o.endpoint.starts_with("https://")) {
+            return err(
+                "instrumentation.otlp.endpoint",
+                format!("{:?}: expected http://HOST:PORT", o.endpoint),
+            );
+        }
+        if o.service_name.is_empty() {
+            return err(
+                "instrumentation.otlp.service_name",
+                "must not be empty".into(),
+            );
+        }
+    }
     for (i, g) in c.instrumentation.graphite.iter().enumerate() {
         let key = format!("instrumentation.graphite[{i}]");
         if g.interval == 0 {

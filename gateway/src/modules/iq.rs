@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::{handle_request, IqRequest, Target};
 use crate::errors::{StanzaCondition, StanzaError};
 use crate::jid::Jid;
@@ -85,8 +87,12 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         payload,
     };
     let started = std::time::Instant::now();
-    let answer = handle_request(&req).await;
     let (module, operation) = super::operation_of(&req);
+    let span = crate::child_span!("module.handler", module = module, operation = operation);
+    let answer = handle_request(&req).instrument(span.clone()).await;
+    if let Err(e) = &answer {
+        crate::otel::fail(&span, e.condition.wire_name());
+    }
     ctx.instr.handler(module, operation, started.elapsed());
     match answer {
         Ok(child) => {

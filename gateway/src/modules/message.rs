@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::errors::StanzaCondition;
 use crate::jid::Jid;
 use crate::router::{self, MessageType, Routed, SessionHandle};
@@ -17,7 +19,14 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
     let stamped_to = el.attr("to").is_none().then(|| to.to_string());
     let xml = rewrite_from_to(el, Some(me.full()), stamped_to.as_deref());
     let started = std::time::Instant::now();
-    let routed = router::route_message(ctx, &to, kind, xml).await;
+    let span = crate::child_span!(
+        "router.route",
+        stanza.kind = "message",
+        outcome = tracing::field::Empty
+    );
+    let routed = router::route_message(ctx, &to, kind, xml)
+        .instrument(span.clone())
+        .await;
     let outcome = match &routed {
         Ok(Routed::Delivered(_)) => "delivered",
         Ok(Routed::StoredOffline) => "offline_stored",
@@ -25,6 +34,10 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         Err(e) if e.condition == StanzaCondition::RemoteServerNotFound => "no_route",
         Err(_) => "bounced",
     };
+    span.record("outcome", outcome);
+    if let Err(e) = &routed {
+        crate::otel::fail(&span, e.condition.wire_name());
+    }
     ctx.instr.emit(
         &crate::events::ROUTED,
         &["message", outcome],

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::roster::internal;
 use super::subscription;
 use crate::c2s::Local;
@@ -26,7 +28,14 @@ pub async fn handle(
     if let Some(kind) = typ.and_then(subscription::Kind::parse) {
         match to {
             Some(contact) if contact.local().is_some() => {
-                subscription::handle_outbound(ctx, me, &contact, kind, el).await;
+                let span = crate::child_span!(
+                    "module.handler",
+                    module = "presence",
+                    operation = kind.as_str()
+                );
+                subscription::handle_outbound(ctx, me, &contact, kind, el)
+                    .instrument(span)
+                    .await;
                 ctx.instr
                     .handler("presence", kind.as_str(), started.elapsed());
             }
@@ -36,7 +45,14 @@ pub async fn handle(
     }
     match (typ, to) {
         (None | Some("unavailable"), None) => {
-            broadcast(ctx, me, local, el, typ.is_none()).await;
+            let span = crate::child_span!(
+                "module.handler",
+                module = "presence",
+                operation = "broadcast"
+            );
+            broadcast(ctx, me, local, el, typ.is_none())
+                .instrument(span)
+                .await;
             ctx.instr
                 .handler("presence", "broadcast", started.elapsed());
         }

@@ -14,8 +14,9 @@ use crate::jid::Jid;
 /// What other tasks put into a session's mailbox.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Serialized XML to write to the client.
-    Stanza(String),
+    /// Serialized XML to write to the client, with the sender's trace
+    /// context when its stanza is traced (OTLP).
+    Stanza(String, Option<opentelemetry::Context>),
     /// Close the stream with this error (kick, replaced by a new login).
     Close(StreamError),
 }
@@ -124,9 +125,12 @@ impl SessionHandle {
             self.overflow.notify_one();
             return Err(Undelivered(xml));
         }
-        match self.tx.send(Outbound::Stanza(xml)) {
+        match self
+            .tx
+            .send(Outbound::Stanza(xml, crate::otel::current_context()))
+        {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(Outbound::Stanza(xml))) => {
+            Err(mpsc::error::SendError(Outbound::Stanza(xml, _))) => {
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 Err(Undelivered(xml))
             }

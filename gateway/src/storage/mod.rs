@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{PgPool, SqlitePool};
+use tracing::Instrument;
 
 /// Called after each operation: its name, how long it took, and whether it failed.
 pub type Observer = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
@@ -68,7 +69,15 @@ impl Storage {
         fut: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
         let start = Instant::now();
-        let result = fut.await;
+        let span = crate::child_span!(
+            "storage.query",
+            db.system = self.backend(),
+            db.operation = name
+        );
+        let result = fut.instrument(span.clone()).await;
+        if let Err(e) = &result {
+            crate::otel::fail(&span, &e.to_string());
+        }
         if let Some(observer) = &self.observer {
             observer(name, start.elapsed(), result.is_err());
         }

@@ -1,0 +1,181 @@
+//! OTLP traces of each stanza's journey (tracing + tracing-opentelemetry +
+//! opentelemetry-otlp).
+//!
+//! Spans live on one target, [`TARGET`], that only the OpenTelemetry layer
+//! enables: with OTLP off they are disabled callsites (no span is built),
+//! and with OTLP on a stanza is sampled here, before any span exists, so a
+//! sampled-out stanza costs one random draw. The exporter runs on the
+//! server's runtime behind a bounded batch queue: the stanza path never
+//! waits on the collector.
+//!
+//! Shape of a trace: `c2s.stanza` (a root per stanza, linked to its
+//! `c2s.session`) → `router.route` / `module.handler` → `storage.query`; the
+//! trace context travels with a routed stanza, and the receiving session's
+//! `c2s.deliver` joins the sender's trace. One message, one trace.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use opentelemetry::trace::{Status, TraceContextExt, TracerProvider as _};
+use opentelemetry::Context;
+use opentelemetry_otlp::WithExportConfig;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::config::{OtlpConfig, OtlpProtocol};
+
+pub const TARGET: &str = "osprey::otel";
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// f64 bits of the sample ratio.
+static RATIO: AtomicU64 = AtomicU64::new(0);
+
+/// The running exporter; shut it down to flush.
+pub struct Otel {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Otel {
+    /// Builds the exporter and the tracing layer (call inside the runtime).
+    pub fn start<S>(
+        config: &OtlpConfig,
+    ) -> Result<(Otel, impl tracing_subscriber::Layer<S>), String>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer;
+        let timeout = std::time::Duration::from_secs(5);
+        let exporter = match config.protocol {
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(config.endpoint.clone())
+                .with_timeout(timeout)
+                .build(),
+            OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!(
+                    "{}/v1/traces",
+                    config.endpoint.trim_end_matches('/')
+                ))
+                .with_timeout(timeout)
+                .build(),
+        }
+        .map_err(|e| format!("OTLP exporter for {}: {e}", config.endpoint))?;
+        let processor =
+            opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+                exporter,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .build();
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(config.service_name.clone())
+            .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("osprey");
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target(TARGET, tracing::Level::TRACE),
+            );
+        RATIO.store(config.sample_ratio.to_bits(), Ordering::Relaxed);
+        ENABLED.store(true, Ordering::Relaxed);
+        Ok((Otel { provider }, layer))
+    }
+
+    /// Flushes what is queued and stops the exporter.
+    pub fn shutdown(self) {
+        ENABLED.store(false, Ordering::Relaxed);
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "OTLP shutdown");
+        }
+    }
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether to trace the next stanza (or session).
+pub fn sample() -> bool {
+    if !enabled() {
+        return false;
+    }
+    let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+    ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio)
+}
+
+/// Inside a traced stanza (so children may be created).
+pub fn in_trace() -> bool {
+    enabled() && !Span::current().is_none()
+}
+
+/// A child span of the current one, only inside a sampled trace.
+#[macro_export]
+macro_rules! child_span {
+    ($($t:tt)*) => {
+        if $crate::otel::in_trace() {
+            tracing::info_span!(target: "osprey::otel", $($t)*)
+        } else {
+            tracing::Span::none()
+        }
+    };
+}
+
+/// The connection's span (not entered: stanzas are their own traces).
+pub fn session_span(listener: &str, tls: bool) -> Span {
+    if !sample() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: "osprey::otel",
+        parent: None,
+        "c2s.session",
+        listener = listener,
+        transport = "tcp",
+        tls = tls,
+        host = tracing::field::Empty,
+        jid = tracing::field::Empty,
+    )
+}
+
+/// A stanza's root span, linked to its session's span.
+pub fn stanza_span(session: &Span, kind: &str, typ: Option<&str>, session_id: u64) -> Span {
+    if !sample() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: "osprey::otel",
+        parent: None,
+        "c2s.stanza",
+        stanza.kind = kind,
+        stanza.type = typ.unwrap_or(""),
+        session.id = session_id,
+    );
+    if !session.is_none() {
+        let cx = session.context();
+        span.add_link(cx.span().span_context().clone());
+    }
+    span
+}
+
+/// The current trace context, to travel with a routed stanza.
+pub fn current_context() -> Option<Context> {
+    in_trace().then(|| Span::current().context())
+}
+
+/// The receiving session's write of a routed stanza, in the sender's trace.
+pub fn deliver_span(parent: &Context, to: &str) -> Span {
+    let span = tracing::info_span!(target: "osprey::otel", parent: None, "c2s.deliver", to = to);
+    let _ = span.set_parent(parent.clone());
+    span
+}
+
+/// Marks a span failed with an error condition.
+pub fn fail(span: &Span, condition: &str) {
+    if !span.is_none() {
+        span.set_status(Status::error(condition.to_string()));
+    }
+}
