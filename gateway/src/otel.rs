@@ -60,6 +60,10 @@ impl Otel {
                 .build(),
         }
         .map_err(|e| format!("OTLP exporter for {}: {e}", config.endpoint))?;
+        let exporter = Counting {
+            inner: exporter,
+            endpoint: config.endpoint.clone(),
+        };
         let processor =
             opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
                 exporter,
@@ -92,6 +96,68 @@ impl Otel {
             tracing::warn!(error = %e, "OTLP shutdown");
         }
     }
+}
+
+/// Spans lost to failed exports since the last [`take_dropped`].
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Unix seconds of the last export warning (one per interval, not per span).
+static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+const WARN_EVERY_SECS: u64 = 15;
+
+/// Counts what a failed export loses, and says so at most every 15 s.
+#[derive(Debug)]
+struct Counting {
+    inner: opentelemetry_otlp::SpanExporter,
+    endpoint: String,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Counting {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        let n = batch.len() as u64;
+        async move {
+            let result = self.inner.export(batch).await;
+            if let Err(e) = &result {
+                DROPPED.fetch_add(n, Ordering::Relaxed);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let last = LAST_WARNING.load(Ordering::Relaxed);
+                if now >= last + WARN_EVERY_SECS
+                    && LAST_WARNING
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    // Not the otel target: that one is for spans and never logged.
+                    tracing::warn!(target: "osprey::exporter", endpoint = %self.endpoint, error = %e, "OTLP export failed; spans dropped (counted in instrumentation_dropped_lines_total{{handler=\"otlp\"}})");
+                }
+            }
+            result
+        }
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource)
+    }
+}
+
+/// Spans dropped since the last call (a probe reports them).
+pub fn take_dropped() -> u64 {
+    DROPPED.swap(0, Ordering::Relaxed)
 }
 
 pub fn enabled() -> bool {

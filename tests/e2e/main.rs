@@ -14,4 +14,5 @@ mod graphite;
 mod http;
 mod lifecycle;
 mod metrics;
+mod otlp;
 mod slixmpp;

@@ -81,8 +81,27 @@ impl Probe for Certificates {
     }
 }
 
+/// Spans lost by the OTLP exporter since the last round.
+pub struct OtlpDrops;
+
+impl Probe for OtlpDrops {
+    fn spec(&self) -> &'static EventSpec {
+        &osprey_instrument::graphite::DROPPED
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        let n = crate::otel::take_dropped();
+        if n > 0 {
+            out.push(Sample {
+                labels: vec!["otlp".into()],
+                measurements: vec![("lines", n as f64)],
+            });
+        }
+    }
+}
+
 pub fn all(ctx: &Arc<Ctx>, certs: Vec<(String, TlsIdentity)>) -> Vec<Box<dyn Probe>> {
     vec![
+        Box::new(OtlpDrops),
         Box::new(Sessions(Arc::downgrade(ctx))),
         Box::new(Runtime),
         Box::new(StoragePool(Arc::downgrade(ctx))),
