@@ -2,25 +2,53 @@
 """End-to-end scenarios against a running Osprey, driven by slixmpp.
 
 Run by the Rust e2e suite (tests/e2e/slixmpp.rs):
-    /usr/bin/python3 scenarios.py --scenario NAME --port PORT
-Accounts alice, bob, carol @localhost exist with passwords "<name>-pw".
-Exit status 0 when every check passed; otherwise the reason is on stderr.
+
+    /usr/bin/python3 scenarios.py --scenario NAME --port PORT \
+        --password PW --jids alice@localhost [bob@localhost ...]
+
+Every JID is a registered account with password PW; `ROLES[NAME]` says how
+many a scenario needs. Exit status 0 when every check passed; otherwise the
+reason and the tail of the client-side XML trace are on stderr.
 """
 
 import argparse
 import asyncio
+import collections
+import datetime
+import logging
 import ssl
 import sys
 import xml.etree.ElementTree as ET
 
-import slixmpp
-from slixmpp.exceptions import IqError
+try:
+    import slixmpp
+    from slixmpp.exceptions import IqError
+except ImportError:
+    print("slixmpp is missing: apt-get install python3-slixmpp", file=sys.stderr)
+    sys.exit(3)
 
-HOST = "localhost"
-PORT = 5222
+# Whole-scenario limit: a hung server must not hang the suite.
+GLOBAL_TIMEOUT = 30
+# Limit for one expected event.
+STEP = 5
+
+CONF = argparse.Namespace()
+# The client-side trace (slixmpp logs every SEND/RECV at DEBUG), printed on failure.
+TRACE = collections.deque(maxlen=150)
+
+
+class TraceHandler(logging.Handler):
+    # Setup chatter that would push the stanzas out of the trace.
+    NOISE = ("Loaded Plugin", "DNS:", "Event triggered", "Using selector")
+
+    def emit(self, record):
+        if not record.getMessage().startswith(self.NOISE):
+            TRACE.append(self.format(record))
 
 
 class Client(slixmpp.ClientXMPP):
+    """One slixmpp client that queues what the scenarios inspect."""
+
     def __init__(self, jid, password, mech=None):
         super().__init__(jid, password, sasl_mech=mech)
         # The test server's certificate is self-signed.
@@ -28,25 +56,41 @@ class Client(slixmpp.ClientXMPP):
         self.ssl_context.verify_mode = ssl.CERT_NONE
         for p in ("xep_0030", "xep_0199", "xep_0203"):
             self.register_plugin(p)
-        # None: no automatic answer (False would auto-reject).
+        # None: never answer subscription requests automatically (False would
+        # auto-reject), so the scenarios drive every step themselves.
         self.roster.auto_authorize = None
         self.roster.auto_subscribe = False
         self.messages = asyncio.Queue()
-        self.presences = asyncio.Queue()
         self.errors = asyncio.Queue()
+        self.presences = asyncio.Queue()
         self.subscribes = asyncio.Queue()
+        self.subscribeds = asyncio.Queue()
+        self.pushes = asyncio.Queue()
         self.add_event_handler("message", self._on_message)
-        self.add_event_handler("message_error", lambda m: self.errors.put_nowait(m))
-        self.add_event_handler("presence_available", lambda p: self.presences.put_nowait(p))
-        self.add_event_handler("presence_unavailable", lambda p: self.presences.put_nowait(p))
-        self.add_event_handler("presence_subscribe", lambda p: self.subscribes.put_nowait(p))
+        self.add_event_handler("message_error", self.errors.put_nowait)
+        # slixmpp names presence events after <show/> ("presence_away"), so
+        # availability is taken from the generic event.
+        self.add_event_handler("presence", self._on_presence)
+        self.add_event_handler("presence_subscribe", self.subscribes.put_nowait)
+        self.add_event_handler("presence_subscribed", self.subscribeds.put_nowait)
+        # Fired for roster results too; only sets are pushes.
+        self.add_event_handler("roster_update", self._on_roster)
 
     def _on_message(self, msg):
         if msg["type"] in ("chat", "normal"):
             self.messages.put_nowait(msg)
 
+    def _on_presence(self, pres):
+        if pres.xml.get("type") in (None, "unavailable"):
+            self.presences.put_nowait(pres)
+
+    def _on_roster(self, iq):
+        if iq["type"] == "set":
+            self.pushes.put_nowait(iq)
+
     def once(self, event):
-        fut = asyncio.get_event_loop().create_future()
+        """A future completed by the next `event`."""
+        fut = asyncio.get_running_loop().create_future()
 
         def handler(data):
             if not fut.done():
@@ -55,21 +99,35 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler(event, handler, disposable=True)
         return fut
 
+    async def barrier(self):
+        """A ping round trip: the server has handled everything sent before it."""
+        await self["xep_0199"].ping(jid=domain(), timeout=STEP)
+
 
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
 
 
-async def login(name, resource="r", mech=None, presence=True, priority=None):
-    c = Client(f"{name}@{HOST}/{resource}", f"{name}-pw", mech)
+def domain():
+    return slixmpp.JID(CONF.jids[0]).domain
+
+
+def user(i):
+    """The bare JID of the i-th account given on the command line."""
+    return CONF.jids[i]
+
+
+async def login(i, resource="r", mech=None, presence=True, priority=None, password=None):
+    c = Client(f"{user(i)}/{resource}", password or CONF.password, mech)
     started = c.once("session_start")
     failed = c.once("failed_all_auth")
-    c.connect(address=("127.0.0.1", PORT))
-    done, _ = await asyncio.wait([started, failed], timeout=10, return_when=asyncio.FIRST_COMPLETED)
-    check(started in done, f"{name}/{resource}: no session (mech {mech})")
+    c.connect(address=("127.0.0.1", CONF.port))
+    done, _ = await asyncio.wait([started, failed], timeout=STEP, return_when=asyncio.FIRST_COMPLETED)
+    check(started in done, f"{user(i)}/{resource}: no session (mech {mech}, auth failed: {failed in done})")
     if presence:
         c.send_presence(ppriority=priority)
+        await c.barrier()
     return c
 
 
@@ -77,14 +135,31 @@ async def bye(*clients):
     for c in clients:
         gone = c.once("disconnected")
         c.disconnect()
-        await asyncio.wait_for(gone, 10)
+        await asyncio.wait_for(gone, STEP)
 
 
-async def next_item(queue, what, timeout=5):
+async def next_item(queue, what, timeout=STEP):
     try:
         return await asyncio.wait_for(queue.get(), timeout)
     except asyncio.TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}")
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def next_matching(queue, what, pred, timeout=STEP):
+    """Skips items until one satisfies `pred`; fails after `timeout` overall."""
+    seen = []
+
+    async def scan():
+        while True:
+            item = await queue.get()
+            if pred(item):
+                return item
+            seen.append(str(item))
+
+    try:
+        return await asyncio.wait_for(scan(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}; saw instead: {seen}") from None
 
 
 async def nothing_in(queue, what, timeout=0.7):
@@ -95,186 +170,407 @@ async def nothing_in(queue, what, timeout=0.7):
     raise AssertionError(f"unexpected {what}: {item}")
 
 
+def drain(queue):
+    while not queue.empty():
+        queue.get_nowait()
+
+
+def push_item(iq, jid):
+    """The roster item for `jid` in a push (None when absent)."""
+    items = iq["roster"]["items"]
+    return items.get(slixmpp.JID(jid))
+
+
+async def push_with(client, jid, what, **want):
+    """The next roster push at `client` whose item for `jid` has the `want` values."""
+
+    def ok(iq):
+        item = push_item(iq, jid)
+        return item is not None and all(item[k] == v for k, v in want.items())
+
+    return await next_matching(client.pushes, f"roster push at {client.boundjid}: {what}", ok)
+
+
+async def stored_roster(i):
+    """The roster as stored: fetched by a fresh resource."""
+    c = await login(i, "fresh", presence=False)
+    res = await c.get_roster(timeout=STEP)
+    await bye(c)
+    return res["roster"]["items"]
+
+
+async def expect_error(send, what, condition, etype="cancel"):
+    try:
+        res = await send()
+    except IqError as e:
+        got = (e.iq["error"]["condition"], e.iq["error"]["type"])
+        check(got == (condition, etype), f"{what}: error {got}, want ({condition}, {etype})")
+        return e.iq
+    raise AssertionError(f"{what}: got a result ({res}), want error {condition}")
+
+
 # --- scenarios ---------------------------------------------------------------
 
 async def s_login():
     for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"):
-        c = await login("alice", resource=mech.lower(), mech=mech, presence=False)
-        check(c.boundjid.full == f"alice@{HOST}/{mech.lower()}", f"bound {c.boundjid.full}")
+        res = mech.lower()
+        c = Client(f"{user(0)}/{res}", CONF.password, mech)
+        authed = c.once("auth_success")
+        started = c.once("session_start")
+        c.connect(address=("127.0.0.1", CONF.port))
+        await asyncio.wait_for(started, STEP)
+        check(authed.done(), f"{mech}: session without auth_success")
+        used = c["feature_mechanisms"].mech.name
+        check(used == mech, f"authenticated with {used}, asked for {mech}")
+        # STARTTLS happened: the stream runs over TLS.
+        check(isinstance(c.socket, (ssl.SSLObject, ssl.SSLSocket)), f"{mech}: stream is not over TLS")
+        check(c.socket.version().startswith("TLSv1."), f"{mech}: TLS version {c.socket.version()}")
+        check(c.boundjid.full == f"{user(0)}/{res}", f"{mech}: bound {c.boundjid.full}, asked {user(0)}/{res}")
         await bye(c)
+    # No resource asked: the server picks one (RFC 6120 §7.6).
+    c = Client(user(0), CONF.password, "SCRAM-SHA-256")
+    started = c.once("session_start")
+    c.connect(address=("127.0.0.1", CONF.port))
+    await asyncio.wait_for(started, STEP)
+    check(c.boundjid.bare == user(0) and c.boundjid.resource, f"server-chosen resource: bound {c.boundjid.full}")
+    await bye(c)
 
 
 async def s_wrong_password():
-    c = Client(f"alice@{HOST}/x", "not-the-password", "SCRAM-SHA-256")
-    failed = c.once("failed_all_auth")
+    # 1. Wrong password, one mechanism allowed: <not-authorized/>, no session.
+    c = Client(f"{user(0)}/x", CONF.password + "-wrong", "SCRAM-SHA-256")
+    failure = c.once("failed_auth")
+    all_failed = c.once("failed_all_auth")
     started = c.once("session_start")
-    c.connect(address=("127.0.0.1", PORT))
-    done, _ = await asyncio.wait([failed, started], timeout=10, return_when=asyncio.FIRST_COMPLETED)
-    check(failed in done and started not in done, "wrong password must fail")
+    c.connect(address=("127.0.0.1", CONF.port))
+    await asyncio.wait_for(all_failed, STEP)
+    check(failure.done() and failure.result()["condition"] == "not-authorized",
+          f"SASL failure condition: {failure.result()['condition'] if failure.done() else 'none'}")
+    check(not started.done(), "a session started with a wrong password")
+    gone = c.once("disconnected")
     c.disconnect()
-    # The right password works on a new connection.
-    ok = await login("alice", resource="retry", mech="SCRAM-SHA-256")
+    await asyncio.wait_for(gone, STEP)
+
+    # 2. Retry on the SAME stream (RFC 6120 §6.4.5 allows retries): slixmpp
+    # only moves on to the next offered mechanism after a failure, so the
+    # retry uses SCRAM-SHA-1 with the right password after SCRAM-SHA-256 failed.
+    c = Client(f"{user(0)}/same", CONF.password + "-wrong")
+    c["feature_mechanisms"].use_mechs = {"SCRAM-SHA-256", "SCRAM-SHA-1"}
+    connects = []
+    failed_with = []
+    c.add_event_handler("connected", connects.append)
+
+    def on_failed(stanza):
+        failed_with.append((c["feature_mechanisms"].mech.name, stanza["condition"]))
+        c.password = CONF.password
+
+    c.add_event_handler("failed_auth", on_failed)
+    started = c.once("session_start")
+    c.connect(address=("127.0.0.1", CONF.port))
+    try:
+        await asyncio.wait_for(started, STEP)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no session after a same-stream retry; failures: {failed_with}") from None
+    check(failed_with == [("SCRAM-SHA-256", "not-authorized")], f"failures before the retry: {failed_with}")
+    check(c["feature_mechanisms"].mech.name == "SCRAM-SHA-1", "retry mechanism")
+    check(len(connects) == 1, f"{len(connects)} TCP connections, want the retry on the first")
+    check(c.boundjid.full == f"{user(0)}/same", f"bound {c.boundjid.full}")
+    await bye(c)
+
+    # 3. A new connection with the right password works.
+    ok = await login(0, resource="retry", mech="SCRAM-SHA-256")
     await bye(ok)
 
 
 async def s_roster():
-    a1 = await login("alice", "one")
-    a2 = await login("alice", "two")
-    await a2.get_roster()
-    pushed = a2.once("roster_update")
-    await a1.update_roster(f"bob@{HOST}", name="Bob", groups=["Friends"])
-    await asyncio.wait_for(pushed, 5)
-    check(a2.client_roster[f"bob@{HOST}"]["name"] == "Bob", "push reached the other resource")
-    await a1.get_roster()
-    item = a1.client_roster[f"bob@{HOST}"]
-    check(item["name"] == "Bob" and item["groups"] == ["Friends"], f"stored item {item['name']} {item['groups']}")
-    check(item["subscription"] == "none", f"subscription {item['subscription']}")
-    await bye(a1, a2)
+    bob = user(1)
+    a1 = await login(0, "one")
+    a2 = await login(0, "two")
+    a3 = await login(0, "three")
+    # a1 and a2 are interested resources (they fetched the roster); a3 is not.
+    await a1.get_roster(timeout=STEP)
+    await a2.get_roster(timeout=STEP)
+
+    await a1.update_roster(bob, name="Bob", groups=["Friends", "Work"], timeout=STEP)
+    for c in (a1, a2):  # RFC 6121 §2.3.2: the setting resource gets the push too.
+        iq = await push_with(c, bob, "bob added", name="Bob")
+        item = push_item(iq, bob)
+        check(sorted(item["groups"]) == ["Friends", "Work"], f"pushed groups {item['groups']}")
+        check(item["subscription"] == "none", f"pushed subscription {item['subscription']}")
+        check(iq["from"].full in ("", user(0)), f"push from {iq['from']} (RFC 6121 §2.1.6)")
+    await nothing_in(a3.pushes, "roster push at a resource that never fetched the roster")
+
+    stored = (await stored_roster(0)).get(slixmpp.JID(bob))
+    check(stored is not None, "bob not in the stored roster")
+    check(stored["name"] == "Bob" and sorted(stored["groups"]) == ["Friends", "Work"],
+          f"stored item {stored['name']} {stored['groups']}")
+    check(stored["subscription"] == "none", f"stored subscription {stored['subscription']}")
+
+    # Update, then remove.
+    await a2.update_roster(bob, name="Robert", groups=["Work"], timeout=STEP)
+    iq = await push_with(a1, bob, "bob renamed", name="Robert")
+    check(push_item(iq, bob)["groups"] == ["Work"], f"updated groups {push_item(iq, bob)['groups']}")
+    await a1.del_roster_item(bob)
+    await push_with(a2, bob, "bob removed", subscription="remove")
+    check(slixmpp.JID(bob) not in await stored_roster(0), "removed item still stored")
+    await bye(a1, a2, a3)
 
 
 async def subscribe_both(alice, bob):
-    """alice → bob subscribe, bob approves and asks back, alice approves."""
-    await alice.get_roster()
-    await bob.get_roster()
-    alice.send_presence_subscription(pto=f"bob@{HOST}", ptype="subscribe")
+    """alice subscribes to bob, bob approves and subscribes back, alice approves;
+    checks each roster push and presence on the way (RFC 6121 §3.1)."""
+    a, b = user(0), user(1)
+    await alice.get_roster(timeout=STEP)
+    await bob.get_roster(timeout=STEP)
+
+    alice.send_presence_subscription(pto=b, ptype="subscribe")
+    await push_with(alice, b, "outbound subscribe pending", subscription="none", ask="subscribe")
     req = await next_item(bob.subscribes, "alice's request at bob")
-    check(req["from"].bare == f"alice@{HOST}", f"request from {req['from']}")
-    bob.send_presence(pto=f"alice@{HOST}", ptype="subscribed")
-    bob.send_presence_subscription(pto=f"alice@{HOST}", ptype="subscribe")
+    check(req["from"] == a, f"request from {req['from']}, want the bare {a}")
+
+    bob.send_presence(pto=a, ptype="subscribed")
+    await push_with(bob, a, "bob approved", subscription="from")
+    await push_with(alice, b, "alice subscribed to bob", subscription="to")
+    got = await next_item(alice.subscribeds, "bob's subscribed at alice")
+    check(got["from"].bare == b, f"subscribed from {got['from']}")
+    # §3.1.5: bob's server sends bob's current presence to the new subscriber.
+    await next_matching(alice.presences, "bob's presence after approval",
+                        lambda p: p["from"] == bob.boundjid and p.xml.get("type") is None)
+
+    bob.send_presence_subscription(pto=a, ptype="subscribe")
     req = await next_item(alice.subscribes, "bob's request at alice")
-    alice.send_presence(pto=f"bob@{HOST}", ptype="subscribed")
-    await asyncio.sleep(0.5)
+    check(req["from"] == b, f"request from {req['from']}")
+    alice.send_presence(pto=b, ptype="subscribed")
+    await push_with(alice, b, "alice side both", subscription="both")
+    await push_with(bob, a, "bob side both", subscription="both")
+    await next_matching(bob.presences, "alice's presence after approval",
+                        lambda p: p["from"] == alice.boundjid and p.xml.get("type") is None)
 
 
 async def s_subscription():
-    alice = await login("alice", "a")
-    bob = await login("bob", "b")
+    alice = await login(0, "a")
+    bob = await login(1, "b")
     await subscribe_both(alice, bob)
     await bye(alice, bob)
     # Stored: a fresh login sees both.
-    for me, other in (("alice", "bob"), ("bob", "alice")):
-        c = await login(me, "check", presence=False)
-        await c.get_roster()
-        sub = c.client_roster[f"{other}@{HOST}"]["subscription"]
-        check(sub == "both", f"{me}'s roster: {other} is {sub}")
-        await bye(c)
+    for me, other in ((0, 1), (1, 0)):
+        item = (await stored_roster(me)).get(slixmpp.JID(user(other)))
+        check(item is not None, f"{user(other)} missing from {user(me)}'s stored roster")
+        check(item["subscription"] == "both" and not item["ask"],
+              f"{user(me)}'s stored roster: {user(other)} is {item['subscription']} ask={item['ask']}")
 
 
 async def s_presence():
-    alice = await login("alice", "a")
-    bob = await login("bob", "b")
+    a = user(0)
+    alice = await login(0, "a")
+    bob = await login(1, "b")
+    carol = await login(2, "c")  # not subscribed to alice: must see nothing
     await subscribe_both(alice, bob)
-    while not bob.presences.empty():
-        bob.presences.get_nowait()
-    alice.send_presence(pstatus="hello from alice")
-    while True:
-        p = await next_item(bob.presences, "alice's presence at bob")
-        if p["from"].bare == f"alice@{HOST}" and p["status"] == "hello from alice":
-            break
+    drain(bob.presences)
+    drain(carol.presences)
+
+    alice.send_presence(pstatus="hello from alice", pshow="away")
+    p = await next_matching(bob.presences, "alice's status update at bob",
+                            lambda p: p["from"] == alice.boundjid and p["status"] == "hello from alice")
+    check(p["show"] == "away", f"show {p['show']}")
+
+    # A second resource of alice; a new resource of bob gets both by probe (§4.3.2).
+    alice2 = await login(0, "a2", presence=False)
+    alice2.send_presence(pstatus="second")
+    await next_matching(bob.presences, "alice/a2 available at bob", lambda p: p["from"] == alice2.boundjid)
+    bob2 = await login(1, "b2")
+    want = {f"{a}/a": "hello from alice", f"{a}/a2": "second"}
+    got = {}
+    while got != want:
+        p = await next_matching(bob2.presences, f"probe answers at bob/b2 (have {got})",
+                                lambda p: p["from"].bare == a and p.xml.get("type") is None)
+        got[p["from"].full] = p["status"]
+    await nothing_in(carol.presences, "presence at a user without a subscription")
+
+    # Unavailable: explicit with a status, on a closed stream, on a dropped TCP connection.
+    alice.send_presence(ptype="unavailable", pstatus="gone fishing")
+    p = await next_matching(bob.presences, "alice/a's explicit unavailable",
+                            lambda p: p["from"] == f"{a}/a" and p["type"] == "unavailable")
+    check(p["status"] == "gone fishing", f"unavailable status {p['status']}")
     await bye(alice)
-    while True:
-        p = await next_item(bob.presences, "alice's unavailable at bob")
-        if p["from"].bare == f"alice@{HOST}" and p["type"] == "unavailable":
-            break
-    await bye(bob)
+    await bye(alice2)  # stream closed without an unavailable presence (RFC 6121 §4.5.2)
+    await next_matching(bob.presences, "unavailable for alice/a2 after its stream closed",
+                        lambda p: p["from"] == f"{a}/a2" and p["type"] == "unavailable")
+    alice3 = await login(0, "a3")
+    await next_matching(bob.presences, "alice/a3 available", lambda p: p["from"] == f"{a}/a3")
+    gone = alice3.once("disconnected")
+    alice3.abort()  # TCP connection dropped: no stream close at all
+    await asyncio.wait_for(gone, STEP)
+    await next_matching(bob.presences, "unavailable for alice/a3 after its connection dropped",
+                        lambda p: p["from"] == f"{a}/a3" and p["type"] == "unavailable")
+    await nothing_in(carol.presences, "presence at a user without a subscription", 0.2)
+    await bye(bob, bob2, carol)
 
 
 async def s_messages():
-    alice = await login("alice", "a")
-    b1 = await login("bob", "high", priority=5)
-    b2 = await login("bob", "low", priority=1)
-    await asyncio.sleep(0.3)
-    alice.send_message(mto=f"bob@{HOST}/low", mbody="to low", mtype="chat")
-    m = await next_item(b2.messages, "message to the full JID")
-    check(m["body"] == "to low" and m["from"] == alice.boundjid, f"got {m['body']} from {m['from']}")
-    alice.send_message(mto=f"bob@{HOST}", mbody="to bare", mtype="chat")
-    m = await next_item(b1.messages, "message to the bare JID at the high-priority resource")
-    check(m["body"] == "to bare", m["body"])
-    await nothing_in(b2.messages, "message at the low-priority resource")
-    # Equal priorities: both get it.
-    b2.send_presence(ppriority=5)
-    await asyncio.sleep(0.3)
-    alice.send_message(mto=f"bob@{HOST}", mbody="to both", mtype="chat")
-    for b in (b1, b2):
-        m = await next_item(b.messages, "message at both equal-priority resources")
-        check(m["body"] == "to both", m["body"])
-    await bye(alice, b1, b2)
+    b = user(1)
+    alice = await login(0, "a")
+    high = await login(1, "high", priority=5)
+    low = await login(1, "low", priority=1)
+
+    msg = alice.make_message(mto=f"{b}/low", mbody="to low", mtype="chat")
+    msg["id"] = "m-full"
+    msg.send()
+    m = await next_item(low.messages, "message to the full JID")
+    check((m["body"], m["from"], m["id"]) == ("to low", alice.boundjid, "m-full"),
+          f"full-JID message: {m['body']!r} from {m['from']} id {m['id']}")
+    check(m["to"] == f"{b}/low", f"to {m['to']}")
+
+    # RFC 6121 §8.5.2.1.1: bare JID → the highest-priority resource only.
+    alice.send_message(mto=b, mbody="to bare", mtype="chat")
+    m = await next_item(high.messages, "bare-JID message at the priority-5 resource")
+    check(m["body"] == "to bare", f"got {m['body']!r} at high (the full-JID message leaked?)")
+    await nothing_in(low.messages, "bare-JID message at the priority-1 resource")
+
+    # §8.5.3.2.1: a chat message to an unknown resource is treated as sent to the bare JID.
+    alice.send_message(mto=f"{b}/nowhere", mbody="lost resource", mtype="chat")
+    m = await next_item(high.messages, "message to an absent resource, rerouted to the bare JID")
+    check(m["body"] == "lost resource", f"got {m['body']!r}")
+    await nothing_in(low.messages, "rerouted message at the priority-1 resource", 0.3)
+
+    # Equal priorities: Osprey's rule is every resource with the top priority
+    # (§8.5.2.1.1 allows that or picking one).
+    low.send_presence(ppriority=5)
+    await low.barrier()
+    alice.send_message(mto=b, mbody="to both", mtype="chat")
+    for c in (high, low):
+        m = await next_item(c.messages, f"equal-priority message at {c.boundjid}")
+        check(m["body"] == "to both", f"got {m['body']!r}")
+
+    # Only a negative-priority resource left: it must not get bare-JID
+    # messages (§8.5.2.1.1); the message is kept offline instead.
+    low.send_presence(ppriority=-1)
+    await low.barrier()
+    await bye(high)
+    alice.send_message(mto=b, mbody="while negative", mtype="chat")
+    await nothing_in(low.messages, "bare-JID message at a negative-priority resource")
+    late = await login(1, "late")
+    m = await next_item(late.messages, "message kept offline while only priority -1 was online")
+    check(m["body"] == "while negative" and m["delay"]["stamp"] is not None, f"got {m['body']!r} delay {m['delay']}")
+    await bye(alice, low, late)
 
 
 async def s_offline():
-    alice = await login("alice", "a")
+    b = user(1)
+    alice = await login(0, "a")
+    sent_at = datetime.datetime.now(datetime.timezone.utc)
     for i in range(3):
-        alice.send_message(mto=f"carol@{HOST}", mbody=f"m{i}", mtype="chat")
-    await asyncio.sleep(0.5)
-    carol = await login("carol", "c")
+        alice.send_message(mto=b, mbody=f"m{i}", mtype="chat")
+    await alice.barrier()
+    bob = await login(1, "b")
     for i in range(3):
-        m = await next_item(carol.messages, f"offline message {i}")
-        check(m["body"] == f"m{i}", f"order: got {m['body']} for m{i}")
-        check(m["delay"]["stamp"] is not None, "XEP-0203 delay stamp")
-    await bye(carol)
-    carol = await login("carol", "again")
-    await nothing_in(carol.messages, "offline message delivered twice", 1.0)
-    await bye(alice, carol)
+        m = await next_item(bob.messages, f"offline message {i}")
+        check(m["body"] == f"m{i}", f"order: got {m['body']!r} for m{i}")
+        check(m["from"] == alice.boundjid, f"from {m['from']}")
+        check(m.xml.find("{urn:xmpp:delay}delay") is not None, "no XEP-0203 <delay/>")
+        stamp = m["delay"]["stamp"]
+        check(stamp is not None, "XEP-0203 delay without a stamp")
+        skew = abs((stamp - sent_at).total_seconds())
+        check(skew < 60, f"delay stamp {stamp} is {skew:.0f} s away from the send time {sent_at}")
+    await nothing_in(bob.messages, "a fourth offline message", 0.3)
+    await bye(bob)
+    bob = await login(1, "again")
+    await nothing_in(bob.messages, "offline message delivered twice", 1.0)
+    await bye(alice, bob)
 
 
 async def s_disco_ping():
-    c = await login("alice", "d", presence=False)
-    info = await c["xep_0030"].get_info(jid=HOST)
+    c = await login(0, "d", presence=False)
+    info = await c["xep_0030"].get_info(jid=domain(), timeout=STEP)
+    check(info["from"] == domain(), f"disco#info answered from {info['from']}")
     ids = info["disco_info"]["identities"]
     check(any(i[0] == "server" and i[1] == "im" for i in ids), f"identities {ids}")
     feats = info["disco_info"]["features"]
     for f in ("http://jabber.org/protocol/disco#info", "urn:xmpp:ping", "msgoffline"):
         check(f in feats, f"feature {f} missing from {feats}")
-    items = await c["xep_0030"].get_items(jid=HOST)
-    check(items["type"] == "result", "disco#items")
-    rtt = await c["xep_0199"].ping(jid=HOST, timeout=5)
-    check(rtt is not None, "ping")
+    items = await c["xep_0030"].get_items(jid=domain(), timeout=STEP)
+    check(items["type"] == "result" and items["from"] == domain(), f"disco#items: {items}")
+    pong = await c["xep_0199"].send_ping(jid=domain(), timeout=STEP)
+    check(pong["type"] == "result" and pong["from"] == domain(), f"ping reply {pong}")
     await bye(c)
 
 
 async def s_errors():
-    c = await login("alice", "e")
-    iq = c.Iq()
-    iq["type"] = "get"
-    iq["to"] = HOST
-    iq.xml.append(ET.Element("{urn:example:unknown}query"))
-    try:
-        await iq.send(timeout=5)
-        raise AssertionError("an unknown namespace must be an error")
-    except IqError as e:
-        cond = e.iq["error"]["condition"]
-        check(cond == "service-unavailable", f"unknown namespace: {cond}")
-    c.send_message(mto=f"nobody@{HOST}", mbody="hello?", mtype="chat")
+    b = user(1)
+    c = await login(0, "e")
+
+    def unknown_query(to):
+        iq = c.Iq()
+        iq["type"] = "get"
+        iq["to"] = to
+        iq.xml.append(ET.Element("{urn:example:unknown}query"))
+        return lambda: iq.send(timeout=STEP)
+
+    # RFC 6120 §8.4: an IQ nobody handles → service-unavailable, from the addressee.
+    err = await expect_error(unknown_query(domain()), "unknown namespace to the server", "service-unavailable")
+    check(err["from"] == domain(), f"error from {err['from']}")
+    # RFC 6121 §8.5.2.2.3: the server answers for a bare JID (bob is offline).
+    await expect_error(unknown_query(b), "unknown namespace to a bare JID", "service-unavailable")
+
+    # RFC 6121 §8.5.1: message to an account that does not exist.
+    nobody = f"nobody@{domain()}"
+    c.send_message(mto=nobody, mbody="hello?", mtype="chat")
     err = await next_item(c.errors, "error for a message to an unknown user")
     check(err["error"]["condition"] == "service-unavailable", f"unknown user: {err['error']['condition']}")
-    try:
-        await c["xep_0199"].send_ping(jid=f"bob@{HOST}/nowhere", timeout=5)
-        raise AssertionError("an IQ to an absent resource must be an error")
-    except IqError as e:
-        cond = e.iq["error"]["condition"]
-        check(cond == "service-unavailable", f"absent resource: {cond}")
+    check(err["from"] == nobody, f"error from {err['from']}")
+
+    # RFC 6121 §8.5.3.2.2: IQ to a full JID with no such resource.
+    err = await expect_error(lambda: c["xep_0199"].send_ping(jid=f"{b}/nowhere", timeout=STEP),
+                             "IQ to an absent resource", "service-unavailable")
+    check(err["from"] == f"{b}/nowhere", f"error from {err['from']}")
     await bye(c)
 
 
+# How many accounts (JIDs on the command line) each scenario uses.
+ROLES = {
+    "login": 1,
+    "wrong_password": 1,
+    "roster": 2,
+    "subscription": 2,
+    "presence": 3,
+    "messages": 2,
+    "offline": 2,
+    "disco_ping": 1,
+    "errors": 2,
+}
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
+assert set(SCENARIOS) == set(ROLES)
+
+
+def fail(scenario, reason):
+    print(f"FAILED {scenario}: {reason}", file=sys.stderr)
+    print("--- client trace (last lines) ---", file=sys.stderr)
+    for line in TRACE:
+        print(line, file=sys.stderr)
+    return 1
 
 
 def main():
-    global PORT
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     ap.add_argument("--port", type=int, required=True)
-    args = ap.parse_args()
-    PORT = args.port
+    ap.add_argument("--password", required=True)
+    ap.add_argument("--jids", nargs="+", required=True)
+    ap.parse_args(namespace=CONF)
+    if len(CONF.jids) < ROLES[CONF.scenario]:
+        ap.error(f"{CONF.scenario} needs {ROLES[CONF.scenario]} JIDs")
+    trace = TraceHandler()
+    trace.setFormatter(logging.Formatter("%(relativeCreated)6.0f %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG, handlers=[trace])
     try:
-        asyncio.run(asyncio.wait_for(SCENARIOS[args.scenario](), 40))
+        asyncio.run(asyncio.wait_for(SCENARIOS[CONF.scenario](), GLOBAL_TIMEOUT))
     except AssertionError as e:
-        print(f"FAILED {args.scenario}: {e}", file=sys.stderr)
-        return 1
+        return fail(CONF.scenario, e)
     except asyncio.TimeoutError:
-        print(f"FAILED {args.scenario}: timed out", file=sys.stderr)
-        return 1
-    print(f"ok {args.scenario}")
+        return fail(CONF.scenario, f"no result within {GLOBAL_TIMEOUT} s")
+    except IqError as e:
+        return fail(CONF.scenario, f"unexpected IQ error: {e.iq}")
+    print(f"ok {CONF.scenario}")
     return 0
 
 
