@@ -160,6 +160,12 @@ pub fn take_dropped() -> u64 {
     DROPPED.swap(0, Ordering::Relaxed)
 }
 
+/// Changes sampling at run time (benchmarks compare ratios in one process).
+pub fn set_sampling(on: bool, ratio: f64) {
+    RATIO.store(ratio.to_bits(), Ordering::Relaxed);
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
