@@ -21,9 +21,12 @@
 //! - [`graphite`]: periodic push to carbon receivers (plaintext protocol).
 //! - [`recording`]: an in-memory handler for tests.
 //! - [`probe`]: periodic measurements, and a ready process probe.
+//! - [`live`]: live tracing of chosen tasks (erlang_doctor's `tr`): bounded
+//!   recorder, queries, dump/load.
 
 pub mod graphite;
 pub mod handler;
+pub mod live;
 pub mod log;
 pub mod probe;
 pub mod prometheus;
