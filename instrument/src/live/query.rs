@@ -217,7 +217,7 @@ pub fn ranges<'a>(records: &'a [Record], name: &str, incomplete: bool) -> Vec<Ve
 }
 
 /// The calls open in the record's task when it was taken, outermost first.
-pub fn traceback<'a>(records: &'a [Record], index: u64) -> Option<Vec<&'a Record>> {
+pub fn traceback(records: &[Record], index: u64) -> Option<Vec<&Record>> {
     let target = records.iter().find(|r| r.index == index)?;
     let mut stack: Vec<&Record> = Vec::new();
     for r in records
