@@ -22,6 +22,7 @@
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
 //! - [`otel`]: OTLP traces of each stanza's journey.
+//! - [`live`]: live tracing of chosen sessions and tasks (`osprey trace`).
 //! - [`cli`]: the `osprey` command line.
 
 pub mod c2s;
@@ -32,6 +33,7 @@ pub mod events;
 pub mod http;
 pub mod instr;
 pub mod jid;
+pub mod live;
 pub mod modules;
 pub mod otel;
 pub mod router;

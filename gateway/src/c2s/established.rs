@@ -12,6 +12,8 @@ use super::dispatch::Local;
 use super::negotiate::Bound;
 use tracing::Instrument;
 
+use osprey_instrument::live::Kind;
+
 use super::Connection;
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
 use crate::events as ev;
@@ -73,7 +75,11 @@ impl Connection {
                         break end;
                     }
                     if std::mem::take(&mut local.deliver_offline) {
-                        if let Err(end) = self.flush_offline(&handle).await {
+                        let scope = self.traces.scope(handle.id());
+                        let flush = self.flush_offline(&handle);
+                        let flush =
+                            crate::live::call("module", || "module.offline.deliver".into(), flush);
+                        if let Err(end) = crate::live::scoped(scope, flush).await {
                             break end;
                         }
                     }
@@ -148,6 +154,35 @@ impl Connection {
             .await
     }
 
+    /// A stanza about to be written: its delivery span (OTLP), the
+    /// receiver's side of a traced hand-off, and this session's own `out`.
+    fn take_tags(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        xml: &str,
+        tags: crate::router::Tags,
+        deliveries: &mut Vec<tracing::Span>,
+    ) {
+        if let Some(cx) = &tags.otel {
+            deliveries.push(crate::otel::deliver_span(cx, handle.full()));
+        }
+        if !crate::live::active() {
+            return;
+        }
+        let name = element_name(xml);
+        let data = format!("size={}", xml.len());
+        if let Some(traces) = &tags.live {
+            let task = crate::live::task(handle.id());
+            for t in traces.iter() {
+                t.record(&task, Kind::Recv, name, data.clone(), None);
+            }
+        }
+        self.traces
+            .refresh(&self.ctx.live, handle.full(), handle.id());
+        self.traces
+            .record(handle.id(), Kind::Out, name, &data, None);
+    }
+
     /// Streams the stored offline messages straight to the socket, batch by
     /// batch; a batch that cannot be written is stored again.
     async fn flush_offline(&mut self, handle: &Arc<SessionHandle>) -> Result<(), SessionEnd> {
@@ -203,7 +238,7 @@ impl Connection {
         handle: &Arc<SessionHandle>,
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>,
         first: String,
-        first_trace: Option<opentelemetry::Context>,
+        first_tags: crate::router::Tags,
         wbuf: &mut Vec<u8>,
     ) -> Result<(), SessionEnd> {
         wbuf.clear();
@@ -211,19 +246,15 @@ impl Connection {
         self.element_out(crate::instr::kind_of_xml(&first), first.len());
         // Routed stanzas that are traced: their delivery spans cover this write.
         let mut deliveries: Vec<tracing::Span> = Vec::new();
-        if let Some(cx) = &first_trace {
-            deliveries.push(crate::otel::deliver_span(cx, handle.full()));
-        }
+        self.take_tags(handle, &first, first_tags, &mut deliveries);
         let mut count = 1u64;
         let mut close = None;
         while wbuf.len() < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(Outbound::Stanza(xml, trace)) => {
+                Ok(Outbound::Stanza(xml, tags)) => {
                     wbuf.extend_from_slice(xml.as_bytes());
                     self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
-                    if let Some(cx) = &trace {
-                        deliveries.push(crate::otel::deliver_span(cx, handle.full()));
-                    }
+                    self.take_tags(handle, &xml, tags, &mut deliveries);
                     count += 1;
                 }
                 Ok(Outbound::Close(e)) => {
@@ -291,4 +322,13 @@ impl Connection {
         )
         .into()
     }
+}
+
+/// The element name at the start of serialized XML (`<message …` → `message`).
+fn element_name(xml: &str) -> &str {
+    let rest = xml.strip_prefix('<').unwrap_or(xml);
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+        .unwrap_or(rest.len());
+    &rest[..end]
 }

@@ -96,6 +96,13 @@ pub(crate) struct Connection {
     host_ev: Option<Arc<crate::instr::HostEvents>>,
     /// The connection's OTLP span (none unless traced).
     session_span: tracing::Span,
+    /// The session id, given at accept (records name the task before bind).
+    id: u64,
+    /// Live traces following this session.
+    traces: crate::live::SessionTraces,
+    /// Negotiation steps taken before the user is known (kept only while
+    /// some trace runs; recorded if the login turns out to be traced).
+    pending: Vec<(&'static str, String, Duration)>,
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -142,6 +149,7 @@ async fn serve_inner(
         Conn::Plain(tcp)
     };
     let max_pre_auth = lst.config.max_stanza_size_pre_auth;
+    let ctx_for_id = ctx.clone();
     let session_span = crate::otel::session_span(&lst.name, lst.config.tls.mode == TlsMode::Direct);
     let mut c = Connection {
         ctx,
@@ -158,6 +166,9 @@ async fn serve_inner(
         sasl_failures: 0,
         host_ev: None,
         session_span,
+        id: ctx_id(&ctx_for_id),
+        traces: Default::default(),
+        pending: Vec::new(),
     };
     let shutdown = c.ctx.shutdown.clone();
     let negotiated = tokio::select! {
@@ -171,6 +182,10 @@ async fn serve_inner(
     let reason = end.reason();
     c.close(end).await;
     reason
+}
+
+fn ctx_id(ctx: &Ctx) -> u64 {
+    ctx.sessions.next_id()
 }
 
 fn new_stream_id() -> String {
@@ -265,6 +280,13 @@ impl Connection {
                     .instr
                     .count(&ev::STREAM_ERROR, &["c2s", err.condition.wire_name()]);
                 crate::otel::fail(&self.session_span, err.condition.wire_name());
+                self.traces.record(
+                    self.id,
+                    osprey_instrument::live::Kind::Error,
+                    "stream_error",
+                    err.condition.wire_name(),
+                    None,
+                );
             }
             SessionEnd::PeerClosed => out.push_str("</stream:stream>"),
             SessionEnd::Io(_) => return,
@@ -298,6 +320,35 @@ impl Connection {
 }
 
 impl Connection {
+    /// A negotiation step finished: recorded in the traces following this
+    /// login (kept aside until the user is known).
+    fn step(&mut self, name: &'static str, data: String, started: std::time::Instant) {
+        if !crate::live::active() {
+            return;
+        }
+        let took = started.elapsed();
+        let (Some(user), Some(host)) = (&self.user, &self.host) else {
+            if self.pending.len() < 64 {
+                self.pending.push((name, data, took));
+            }
+            return;
+        };
+        let jid = format!("{user}@{host}");
+        self.traces.refresh(&self.ctx.live, &jid, self.id);
+        let pending = std::mem::take(&mut self.pending);
+        for (n, d, t) in pending.into_iter().chain([(name, data, took)]) {
+            self.traces
+                .record(self.id, osprey_instrument::live::Kind::Call, n, &d, None);
+            self.traces.record(
+                self.id,
+                osprey_instrument::live::Kind::Return,
+                n,
+                "",
+                Some(t),
+            );
+        }
+    }
+
     /// A framer error becomes the stream error of the same name.
     fn xml_error(&self, e: crate::xml::XmlError) -> SessionEnd {
         if let crate::xml::XmlError::TooLarge { .. } = e {

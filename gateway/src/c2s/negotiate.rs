@@ -61,6 +61,13 @@ impl Connection {
 
     /// Checks the client's stream header and answers with ours plus features.
     async fn on_header(&mut self, h: StreamHeader) -> Result<(), SessionEnd> {
+        let started = std::time::Instant::now();
+        let result = self.on_header_inner(h).await;
+        self.step("c2s.stream_open", String::new(), started);
+        result
+    }
+
+    async fn on_header_inner(&mut self, h: StreamHeader) -> Result<(), SessionEnd> {
         if h.local_name != "stream" || h.ns.as_deref() != Some(NS_STREAM) {
             return Err(self.header_error(StreamCondition::InvalidNamespace, "not an XMPP stream"));
         }
@@ -289,7 +296,8 @@ impl Connection {
         };
         self.session_span.record("jid", jid.to_string().as_str());
         self.session_span.record("tls", self.conn.is_tls());
-        let id = self.ctx.sessions.next_id();
+        let id = self.id;
+        let bind_started = std::time::Instant::now();
         let (handle, rx) =
             SessionHandle::new(id, jid.clone(), info, self.lst.config.max_queue_bytes);
         let handle = Arc::new(handle);
@@ -319,6 +327,9 @@ impl Connection {
             self.ctx.sessions.remove(&handle);
             return Err(e);
         }
+        self.step("c2s.bind", format!("jid={jid}"), bind_started);
+        // The full JID is known now: full-JID traces may follow it.
+        self.traces = Default::default();
         tracing::info!(jid = %jid, peer = %self.peer, session = id, "session bound");
         Ok(Some(Bound { handle, rx }))
     }

@@ -64,6 +64,14 @@ impl Connection {
                 self.ctx.throttle.succeeded(&self.account(&user));
                 tracing::debug!(user = %user, peer = %self.peer, "authenticated");
                 self.user = Some(user);
+                self.step(
+                    "c2s.sasl",
+                    format!(
+                        "mechanism={} outcome=success",
+                        mechanism.map(|m| m.name()).unwrap_or("")
+                    ),
+                    started,
+                );
                 self.send(&success.to_string()).await?;
                 // Raise the stanza limit and drop anything sent before <success/>.
                 self.framer
@@ -72,6 +80,15 @@ impl Connection {
                 Ok(())
             }
             Err(failed) => {
+                self.step(
+                    "c2s.sasl",
+                    format!(
+                        "mechanism={} outcome=failure reason={}",
+                        mechanism.map(|m| m.name()).unwrap_or(""),
+                        failed.failure.condition()
+                    ),
+                    started,
+                );
                 if failed.failure == SaslFailure::NotAuthorized {
                     let account = failed.account.as_deref().unwrap_or("");
                     self.ctx.throttle.failed(self.peer.ip(), account);

@@ -30,7 +30,10 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
         (&Method::GET, "/api/sessions") => sessions(ctx),
         (&Method::GET, "/api/events") => events(ctx),
         (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
-            kick(ctx, &percent_decode(&p["/api/sessions/".len()..]))
+            kick(ctx, &super::percent_decode(&p["/api/sessions/".len()..]))
+        }
+        (_, p) if p == "/api/trace" || p.starts_with("/api/trace/") => {
+            super::trace::handle(ctx, req).await
         }
         (_, "/api/status" | "/api/sessions" | "/api/events") => json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -136,22 +139,4 @@ fn kick(ctx: &Ctx, jid: &str) -> Response<Body> {
     }
     tracing::info!(jid = %jid, sessions = targets.len(), "sessions kicked by the admin API");
     json(StatusCode::OK, &json!({"kicked": targets.len()}))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

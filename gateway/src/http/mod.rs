@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod token;
+mod trace;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use tokio::net::TcpListener;
 use crate::config::HttpHandler;
 use crate::server::Ctx;
 
-pub type Body = Full<Bytes>;
+/// Whole bodies, or streams (server-sent events).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// One HTTP listener as its requests see it.
 pub struct HttpCtx {
@@ -102,7 +104,8 @@ async fn healthz(ctx: &Ctx) -> Response<Body> {
 }
 
 pub(crate) fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    use http_body_util::BodyExt;
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() = status;
     if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -116,4 +119,37 @@ pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
 
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     respond(status, "application/json", value.to_string())
+}
+
+/// `a=1&b=x%20y` → pairs, percent-decoded.
+pub(crate) fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -89,7 +89,12 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
     let started = std::time::Instant::now();
     let (module, operation) = super::operation_of(&req);
     let span = crate::child_span!("module.handler", module = module, operation = operation);
-    let answer = handle_request(&req).instrument(span.clone()).await;
+    let answer = crate::live::call(
+        "module",
+        || format!("module.{module}.{operation}"),
+        handle_request(&req).instrument(span.clone()),
+    )
+    .await;
     if let Err(e) = &answer {
         crate::otel::fail(&span, e.condition.wire_name());
     }

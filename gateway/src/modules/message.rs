@@ -24,9 +24,12 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         stanza.kind = "message",
         outcome = tracing::field::Empty
     );
-    let routed = router::route_message(ctx, &to, kind, xml)
-        .instrument(span.clone())
-        .await;
+    let routed = crate::live::call(
+        "router",
+        || "router.route".into(),
+        router::route_message(ctx, &to, kind, xml).instrument(span.clone()),
+    )
+    .await;
     let outcome = match &routed {
         Ok(Routed::Delivered(_)) => "delivered",
         Ok(Routed::StoredOffline) => "offline_stored",

@@ -33,9 +33,12 @@ pub async fn handle(
                     module = "presence",
                     operation = kind.as_str()
                 );
-                subscription::handle_outbound(ctx, me, &contact, kind, el)
-                    .instrument(span)
-                    .await;
+                crate::live::call(
+                    "module",
+                    || format!("module.presence.{}", kind.as_str()),
+                    subscription::handle_outbound(ctx, me, &contact, kind, el).instrument(span),
+                )
+                .await;
                 ctx.instr
                     .handler("presence", kind.as_str(), started.elapsed());
             }
@@ -50,9 +53,12 @@ pub async fn handle(
                 module = "presence",
                 operation = "broadcast"
             );
-            broadcast(ctx, me, local, el, typ.is_none())
-                .instrument(span)
-                .await;
+            crate::live::call(
+                "module",
+                || "module.presence.broadcast".into(),
+                broadcast(ctx, me, local, el, typ.is_none()).instrument(span),
+            )
+            .await;
             ctx.instr
                 .handler("presence", "broadcast", started.elapsed());
         }

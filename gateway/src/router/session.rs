@@ -16,9 +16,27 @@ use crate::jid::Jid;
 pub enum Outbound {
     /// Serialized XML to write to the client, with the sender's trace
     /// context when its stanza is traced (OTLP).
-    Stanza(String, Option<opentelemetry::Context>),
+    Stanza(String, Tags),
     /// Close the stream with this error (kick, replaced by a new login).
     Close(StreamError),
+}
+
+/// What travels with a routed stanza besides its XML.
+#[derive(Default)]
+pub struct Tags {
+    /// The sender's OTLP trace context, when its stanza is traced.
+    pub otel: Option<opentelemetry::Context>,
+    /// Live traces that want the receiver's side of the hand-off.
+    pub live: Option<std::sync::Arc<Vec<std::sync::Arc<osprey_instrument::live::Trace>>>>,
+}
+
+impl std::fmt::Debug for Tags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tags")
+            .field("otel", &self.otel.is_some())
+            .field("live", &self.live.as_ref().map(|l| l.len()))
+            .finish()
+    }
 }
 
 /// Why a stanza could not be queued; the stanza comes back to the caller so
@@ -125,10 +143,15 @@ impl SessionHandle {
             self.overflow.notify_one();
             return Err(Undelivered(xml));
         }
-        match self
-            .tx
-            .send(Outbound::Stanza(xml, crate::otel::current_context()))
-        {
+        let tags = Tags {
+            otel: crate::otel::current_context(),
+            live: if crate::live::active() {
+                crate::live::sent(self.id, &self.full)
+            } else {
+                None
+            },
+        };
+        match self.tx.send(Outbound::Stanza(xml, tags)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(Outbound::Stanza(xml, _))) => {
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);

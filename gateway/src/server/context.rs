@@ -26,10 +26,17 @@ pub struct Ctx {
     pub tasks: TaskTracker,
     pub started: std::time::SystemTime,
     pub instr: Instr,
+    /// Live traces (`osprey trace`).
+    pub live: Arc<crate::live::Live>,
 }
 
 impl Ctx {
-    pub fn new(config: Arc<Config>, storage: Storage, instr: Instr) -> Ctx {
+    pub fn new(
+        config: Arc<Config>,
+        storage: Storage,
+        instr: Instr,
+        live: Arc<crate::live::Live>,
+    ) -> Ctx {
         let throttle = Throttle::new(
             config.auth.throttle_after_failures,
             std::time::Duration::from_secs(config.auth.throttle_max_delay),
@@ -44,6 +51,7 @@ impl Ctx {
             tasks: TaskTracker::new(),
             started: std::time::SystemTime::now(),
             instr,
+            live,
         }
     }
 

@@ -96,6 +96,9 @@ pub async fn start(
     extra_handlers: Vec<Box<dyn osprey_instrument::Handler>>,
 ) -> Result<Running, ServeError> {
     let config = Arc::new(config);
+    let live = Arc::new(crate::live::Live::new());
+    let mut extra_handlers = extra_handlers;
+    extra_handlers.push(Box::new(crate::live::EventHandler(live.clone())));
     let instr = crate::instr::Instr::from_config(&config, extra_handlers)?;
     let data_dir = config.general.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
@@ -161,7 +164,7 @@ pub async fn start(
                 .storage_query(ctx.storage.backend(), op, took, failed);
         }
     }));
-    let ctx = Arc::new(Ctx::new(config.clone(), storage, instr));
+    let ctx = Arc::new(Ctx::new(config.clone(), storage, instr, live));
     let _ = slot.set(Arc::downgrade(&ctx));
 
     let mut bound = ListenerFile::default();

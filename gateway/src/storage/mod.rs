@@ -74,7 +74,12 @@ impl Storage {
             db.system = self.backend(),
             db.operation = name
         );
-        let result = fut.instrument(span.clone()).await;
+        let result = crate::live::call(
+            "storage",
+            || format!("storage.{name}"),
+            fut.instrument(span.clone()),
+        )
+        .await;
         if let Err(e) = &result {
             crate::otel::fail(&span, &e.to_string());
         }

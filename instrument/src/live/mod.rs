@@ -32,6 +32,8 @@ pub enum Kind {
     Send,
     /// A message taken from the mailbox.
     Recv,
+    /// An instrumentation event (traces with an event-name filter).
+    Event,
     Error,
 }
 
@@ -44,6 +46,7 @@ impl Kind {
             "return" => Kind::Return,
             "send" => Kind::Send,
             "recv" => Kind::Recv,
+            "event" => Kind::Event,
             "error" => Kind::Error,
             _ => return None,
         })
