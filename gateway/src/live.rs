@@ -355,6 +355,10 @@ pub async fn call<F: std::future::Future>(
 /// its side (`recv`).
 pub fn sent(to_session: u64, to_jid: &str) -> Option<Arc<Vec<Arc<Trace>>>> {
     with_scope(|s| {
+        // A reply to the session itself is not a hand-off between tasks.
+        if to_session == s.task.id {
+            return None;
+        }
         let v: Vec<Arc<Trace>> = s
             .traces
             .iter()

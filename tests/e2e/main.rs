@@ -16,3 +16,4 @@ mod lifecycle;
 mod metrics;
 mod otlp;
 mod slixmpp;
+mod trace;

@@ -149,9 +149,24 @@ impl Connection {
         );
         let span =
             crate::otel::stanza_span(&self.session_span, el.name(), el.attr("type"), handle.id());
-        super::dispatch::stanza(&self.ctx, handle, local, el)
-            .instrument(span)
-            .await
+        let mut scope = None;
+        let name = el.name().to_string();
+        if crate::live::active() {
+            self.traces
+                .refresh(&self.ctx.live, handle.full(), handle.id());
+            let task = crate::live::task(handle.id());
+            for t in &self.traces.traces {
+                let data = crate::live::describe(&el, t.options.payload);
+                t.record(&task, Kind::In, &name, data, None);
+            }
+            scope = self.traces.scope(handle.id());
+        }
+        let work = super::dispatch::stanza(&self.ctx, handle, local, el).instrument(span);
+        crate::live::scoped(
+            scope,
+            crate::live::call("c2s", || format!("c2s.stanza.{name}"), work),
+        )
+        .await
     }
 
     /// A stanza about to be written: its delivery span (OTLP), the

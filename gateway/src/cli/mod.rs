@@ -5,6 +5,7 @@
 //! malformed JID, unknown host); 3 the account already exists; 4 no such account.
 
 mod account;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,14 @@ pub enum Command {
     /// Manage accounts (works whether or not the server runs).
     #[command(subcommand)]
     Account(account::AccountCommand),
+    /// Live tracing of a session or task (erlang_doctor's `tr`), through
+    /// the admin API of a running gateway.
+    Trace {
+        #[command(flatten)]
+        target: trace::Target,
+        #[command(subcommand)]
+        command: trace::TraceCommand,
+    },
     /// List every instrumentation event with its labels and metrics.
     Events {
         #[arg(long)]
@@ -87,6 +96,7 @@ pub fn main() -> ExitCode {
                     .map_err(|e| Failure::new(1, e.to_string()))
             }
             Command::Account(cmd) => account::run(cmd, &config).await,
+            Command::Trace { target, command } => trace::run(command, target, &config).await,
             Command::Events { .. } => Ok(()),
         };
         if let Some(otel) = otel {

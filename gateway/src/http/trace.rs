@@ -72,10 +72,10 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         return not_found(id);
     };
     let records = || trace.records();
-    let number = |k: &str, default: usize| -> Result<usize, Response<Body>> {
+    let number = |k: &str, default: usize| -> Result<usize, String> {
         match param(k) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| bad(format!("{k} must be a number"))),
+            Some(v) => v.parse().map_err(|_| format!("{k} must be a number")),
         }
     };
     match (req.method(), sub) {
@@ -97,7 +97,7 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             };
             let (offset, limit) = match (number("offset", 0), number("limit", 1000)) {
                 (Ok(o), Ok(l)) => (o, l),
-                (Err(e), _) | (_, Err(e)) => return e,
+                (Err(e), _) | (_, Err(e)) => return bad(e),
             };
             let all = records();
             let sel = query::select(&all, kind, param("task"), param("contains"));
@@ -115,7 +115,7 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             }
             let limit = match number("limit", 50) {
                 Ok(l) => l,
-                Err(e) => return e,
+                Err(e) => return bad(e),
             };
             let mut stats = query::call_stat(&records(), by, sort);
             stats.truncate(limit);
@@ -126,7 +126,7 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 StatusCode::OK,
                 &json!(query::top_call_trees(&records(), top)),
             ),
-            Err(e) => e,
+            Err(e) => bad(e),
         },
         (&Method::GET, "ranges") => {
             let Some(call) = param("call") else {

@@ -23,7 +23,7 @@ pub fn select<'a>(
         .collect()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct CallStat {
     pub key: String,
     pub count: u64,
