@@ -5,11 +5,8 @@
 //!
 //! Run: `cargo bench -p osprey-gateway --bench otlp_cost` (N: OSPREY_BENCH_N).
 
-#[path = "../../tests/e2e/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
-use std::time::Instant;
+mod common;
+use common::median;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -17,7 +14,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use osprey_instrument::probe::process::cpu_seconds;
 
 #[derive(Clone, Default)]
 struct Sink(std::sync::Arc<std::sync::atomic::AtomicU64>);
@@ -44,68 +40,10 @@ impl TraceService for Sink {
 }
 
 async fn run_once(n: usize) -> (f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    // No HTTP listener: nothing else competes for the two cores.
-    let text = format!(
-        "[general]\ndata_dir = \"{}\"\n[listen]\nhttp = []\n[[listen.c2s]]\naddress = \"127.0.0.1\"\nport = 0\n\
-         tls.mode = \"none\"\nallow_plain_auth_without_tls = true\nmax_queue_bytes = 67108864\n",
-        dir.path().display()
-    );
-    let config = osprey::config::Config::parse(&text, &dir.path().join("b.toml")).unwrap();
-    let running = osprey::server::start(config, Vec::new()).await.unwrap();
-    for u in ["alice", "bob"] {
-        let creds = osprey::storage::AccountCredentials {
-            scram_sha1: osprey::sasl::ScramCredentials::derive(
-                osprey::sasl::ScramHash::Sha1,
-                "pw",
-                4096,
-            )
-            .unwrap()
-            .encode(),
-            scram_sha256: osprey::sasl::ScramCredentials::derive(
-                osprey::sasl::ScramHash::Sha256,
-                "pw",
-                4096,
-            )
-            .unwrap()
-            .encode(),
-        };
-        running
-            .ctx
-            .storage
-            .create_account("localhost", u, &creds)
-            .await
-            .unwrap();
-    }
-    let addr: std::net::SocketAddr = running.listeners.c2s[0].parse().unwrap();
-    let mut alice = raw::Raw::login(addr, "alice", "pw", "a").await;
-    let mut bob = raw::Raw::login(addr, "bob", "pw", "b").await;
-    let reader = tokio::spawn(async move {
-        bob.expect(&format!("id='m{}'", n - 1)).await;
-    });
-    let cpu0 = cpu_seconds().unwrap_or(0.0);
-    let t0 = Instant::now();
-    let mut batch = String::new();
-    for i in 0..n {
-        batch.push_str(&format!(
-            "<message to='bob@localhost/b' type='chat' id='m{i}'><body>hello</body></message>"
-        ));
-        if batch.len() > 16 * 1024 {
-            alice.send(&batch).await;
-            batch.clear();
-        }
-    }
-    alice.send(&batch).await;
-    reader.await.unwrap();
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
-    running.shutdown().await;
-    (wall / n as f64 * 1e6, cpu / n as f64 * 1e6)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let b = common::server().await;
+    let r = common::load(&b, n).await;
+    b.running.shutdown().await;
+    r
 }
 
 fn main() {

@@ -296,3 +296,34 @@ async fn bad_input_gives_clear_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_and_event_filters() {
+    let s = Server::start(Options::plaintext(Backend::Sqlite));
+    for u in ["alice", "bob"] {
+        s.register(&format!("{u}@localhost"), "pw");
+    }
+    assert_eq!(cli(&s, &["start", "--task", "storage"]).0, 0);
+    assert_eq!(cli(&s, &["start", "--event", "router_*"]).0, 0);
+    let mut alice = Raw::login(s.c2s, "alice", "pw", "a").await;
+    alice
+        .send("<message to='bob@localhost' type='chat' id='o1'><body>later</body></message>")
+        .await;
+    alice.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    alice.expect("id='sync'").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every session's storage queries, under the storage task kind.
+    let storage = records(&s, 1).await;
+    assert!(
+        storage.iter().any(|r| r.task.kind == "storage" && r.name == "storage.offline_store"),
+        "{storage:#?}"
+    );
+    assert!(storage.iter().all(|r| r.task.kind == "storage"));
+    // Instrumentation events by name.
+    let events = records(&s, 2).await;
+    assert!(
+        events.iter().any(|r| r.name == "router_routed" && r.data.contains("outcome=offline_stored")),
+        "{events:#?}"
+    );
+    assert!(events.iter().all(|r| r.name.starts_with("router_")));
+}
