@@ -309,20 +309,26 @@ async fn task_and_event_filters() {
     alice
         .send("<message to='bob@localhost' type='chat' id='o1'><body>later</body></message>")
         .await;
-    alice.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    alice
+        .send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     alice.expect("id='sync'").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Every session's storage queries, under the storage task kind.
     let storage = records(&s, 1).await;
     assert!(
-        storage.iter().any(|r| r.task.kind == "storage" && r.name == "storage.offline_store"),
+        storage
+            .iter()
+            .any(|r| r.task.kind == "storage" && r.name == "storage.offline_store"),
         "{storage:#?}"
     );
     assert!(storage.iter().all(|r| r.task.kind == "storage"));
     // Instrumentation events by name.
     let events = records(&s, 2).await;
     assert!(
-        events.iter().any(|r| r.name == "router_routed" && r.data.contains("outcome=offline_stored")),
+        events
+            .iter()
+            .any(|r| r.name == "router_routed" && r.data.contains("outcome=offline_stored")),
         "{events:#?}"
     );
     assert!(events.iter().all(|r| r.name.starts_with("router_")));
