@@ -27,6 +27,8 @@ pub struct HostEvents {
 
 /// Per c2s listener: connection and byte counters.
 pub struct ListenerEvents {
+    /// TLS handshakes that failed (direct TLS or STARTTLS).
+    pub rejected_tls: Option<Labelled>,
     pub accepted: Labelled,
     pub open: Labelled,
     /// [tcp, tls]
@@ -36,6 +38,8 @@ pub struct ListenerEvents {
 
 pub struct Instr {
     pub registry: Arc<Registry>,
+    /// Series created at zero so that dashboards show 0, not "no data".
+    _preset: Vec<Labelled>,
     /// The Graphite handler and its receivers, when configured.
     graphite: Option<(
         osprey_instrument::graphite::GraphiteHandler,
@@ -90,7 +94,21 @@ impl Instr {
             .iter()
             .map(|h| (h.clone(), Arc::new(HostEvents::new(&registry, h))))
             .collect();
+        let mut preset: Vec<Labelled> = [
+            "stanza_too_large",
+            "slow_consumer",
+            "offline_full",
+            "auth_attempts",
+        ]
+        .iter()
+        .map(|l| registry.resolve(&ev::LIMIT_HIT, &[l]))
+        .collect();
+        preset.push(registry.resolve(&ev::LOGIN_THROTTLED, &[]));
+        for h in ["graphite", "otlp"] {
+            preset.push(registry.resolve(&osprey_instrument::graphite::DROPPED, &[h]));
+        }
         Ok(Instr {
+            _preset: preset,
             registry,
             graphite,
             hosts,
@@ -111,9 +129,11 @@ impl Instr {
         self.hosts.get(host).cloned()
     }
 
-    pub fn listener(&self, name: &str) -> ListenerEvents {
+    pub fn listener(&self, name: &str, tls: bool) -> ListenerEvents {
         let r = &self.registry;
         ListenerEvents {
+            rejected_tls: tls
+                .then(|| r.resolve(&ev::CONNECTION_REJECTED, &[name, "tls_handshake"])),
             accepted: r.resolve(&ev::CONNECTION_ACCEPTED, &[name]),
             open: r.resolve(&ev::CONNECTIONS_OPEN, &[name]),
             data_in: [

@@ -9,6 +9,7 @@ mod raw;
 
 mod bad_input;
 mod cli;
+mod dashboards;
 mod events;
 mod graphite;
 mod http;

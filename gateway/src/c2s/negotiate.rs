@@ -239,7 +239,13 @@ impl Connection {
                 self.restart();
                 Ok(())
             }
-            Ok(Err(e)) => Err(SessionEnd::Io(e)),
+            Ok(Err(e)) => {
+                // A failed STARTTLS handshake is a rejected connection too.
+                if let Some(r) = &self.lst.events.rejected_tls {
+                    r.count();
+                }
+                Err(SessionEnd::Io(e))
+            }
             Err(_) => Err(SessionEnd::Io(std::io::ErrorKind::TimedOut.into())),
         }
     }

@@ -173,7 +173,7 @@ pub async fn start(
         tracing::info!(listener = %key, address = %local, tls = lc.tls.mode.as_str(), "c2s listening");
         bound.c2s.push(local.to_string());
         let lctx = Arc::new(ListenerCtx {
-            events: ctx.instr.listener(&name),
+            events: ctx.instr.listener(&name, tls.is_some()),
             name,
             config: lc,
             tls,
