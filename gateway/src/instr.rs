@@ -9,7 +9,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use osprey_instrument::graphite::GraphiteTarget;
 use osprey_instrument::log::LogHandler;
-use osprey_instrument::{Handler, Labelled, Level, Meta, Registry};
+use osprey_instrument::{Handler, Labelled, Meta, Registry};
 
 use crate::config::Config;
 use crate::events as ev;
@@ -71,12 +71,8 @@ impl Instr {
                     "no such event (see `osprey events`)",
                 ));
             }
-            let per_event = log
-                .events
-                .iter()
-                .map(|(k, v)| (k.clone(), level(*v)))
-                .collect();
-            handlers.push(Box::new(LogHandler::new(level(log.level), per_event)));
+            let per_event = log.events.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            handlers.push(Box::new(LogHandler::new(log.level, per_event)));
         }
         let graphite = graphite_targets(config).map(|targets| {
             let h = osprey_instrument::graphite::GraphiteHandler::new();
@@ -268,15 +264,4 @@ fn graphite_targets(config: &Config) -> Option<Vec<GraphiteTarget>> {
             })
             .collect(),
     )
-}
-
-fn level(l: crate::config::Level) -> Level {
-    use crate::config::Level as C;
-    match l {
-        C::Error => Level::Error,
-        C::Warn => Level::Warn,
-        C::Info => Level::Info,
-        C::Debug => Level::Debug,
-        C::Trace => Level::Trace,
-    }
 }
