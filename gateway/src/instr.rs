@@ -47,6 +47,9 @@ pub struct Instr {
     )>,
     hosts: HashMap<String, Arc<HostEvents>>,
     storage: DashMap<(&'static str, bool), Labelled>,
+    /// Handles of events whose two labels are static strings (routing,
+    /// module handlers), resolved on first use: a lookup, not a resolve.
+    pairs: DashMap<(&'static str, &'static str, &'static str), Labelled>,
 }
 
 /// The whole catalogue (the gateway's events and the process probe's).
@@ -109,6 +112,7 @@ impl Instr {
             graphite,
             hosts,
             storage: DashMap::new(),
+            pairs: DashMap::new(),
         })
     }
 
@@ -180,13 +184,35 @@ impl Instr {
         );
     }
 
+    fn pair(
+        &self,
+        spec: &'static osprey_instrument::EventSpec,
+        a: &'static str,
+        b: &'static str,
+    ) -> Labelled {
+        if let Some(h) = self.pairs.get(&(spec.name, a, b)) {
+            return h.clone();
+        }
+        let h = self.registry.resolve(spec, &[a, b]);
+        self.pairs.insert((spec.name, a, b), h.clone());
+        h
+    }
+
     /// Times a module handler.
-    pub fn handler(&self, module: &str, operation: &str, took: Duration) {
-        self.emit(
-            &ev::HANDLER,
-            &[module, operation],
+    pub fn handler(&self, module: &'static str, operation: &'static str, took: Duration) {
+        self.pair(&ev::HANDLER, module, operation).emit(
             &[("count", 1.0), ("seconds", took.as_secs_f64())],
+            &Meta::NONE,
         );
+    }
+
+    /// A stanza was routed (`took`: the routing time, when measured).
+    pub fn routed(&self, kind: &'static str, outcome: &'static str, took: Option<Duration>) {
+        let h = self.pair(&ev::ROUTED, kind, outcome);
+        match took {
+            Some(t) => h.emit(&[("count", 1.0), ("seconds", t.as_secs_f64())], &Meta::NONE),
+            None => h.count(),
+        }
     }
 
     pub fn limit(&self, limit: &str) {

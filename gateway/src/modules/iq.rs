@@ -49,7 +49,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         } else {
             "bounced"
         };
-        ctx.instr.count(&crate::events::ROUTED, &["iq", outcome]);
+        ctx.instr.routed("iq", outcome, None);
         if let Err(err) = routed {
             if is_request {
                 bounce(err);

@@ -41,11 +41,8 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
     if let Err(e) = &routed {
         crate::otel::fail(&span, e.condition.wire_name());
     }
-    ctx.instr.emit(
-        &crate::events::ROUTED,
-        &["message", outcome],
-        &[("count", 1.0), ("seconds", started.elapsed().as_secs_f64())],
-    );
+    ctx.instr
+        .routed("message", outcome, Some(started.elapsed()));
     if let Err(err) = routed {
         // Never answer an error with an error (RFC 6120 §8.3.1).
         if kind != MessageType::Error {

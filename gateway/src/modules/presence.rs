@@ -76,8 +76,7 @@ pub async fn handle(
             }
             let n = router::route_presence(ctx, &to, &xml);
             let outcome = if n > 0 { "delivered" } else { "dropped" };
-            ctx.instr
-                .count(&crate::events::ROUTED, &["presence", outcome]);
+            ctx.instr.routed("presence", outcome, None);
             ctx.instr.handler("presence", "directed", started.elapsed());
         }
         // Servers send probes; a client's probe is ignored.
