@@ -26,22 +26,7 @@ pub async fn server() -> Bench {
     let config = osprey::config::Config::parse(&text, &dir.path().join("b.toml")).unwrap();
     let running = osprey::server::start(config, Vec::new()).await.unwrap();
     for u in ["alice", "bob", "carol"] {
-        let creds = osprey::storage::AccountCredentials {
-            scram_sha1: osprey::sasl::ScramCredentials::derive(
-                osprey::sasl::ScramHash::Sha1,
-                "pw",
-                4096,
-            )
-            .unwrap()
-            .encode(),
-            scram_sha256: osprey::sasl::ScramCredentials::derive(
-                osprey::sasl::ScramHash::Sha256,
-                "pw",
-                4096,
-            )
-            .unwrap()
-            .encode(),
-        };
+        let creds = osprey::sasl::account_credentials("pw", 4096).unwrap();
         running
             .ctx
             .storage

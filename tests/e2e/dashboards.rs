@@ -154,14 +154,6 @@ async fn login_tls(s: &Server, user: &str, resource: &str) -> Raw {
     c
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn encode(q: &str) -> String {
     q.bytes()
         .map(|b| match b {
@@ -225,7 +217,7 @@ async fn every_panel_query_runs_on_real_prometheus() {
         format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: ['{}']\n", s.http),
     )
     .unwrap();
-    let port = free_port();
+    let port = crate::harness::free_port();
     let mut prom = Command::new("prometheus")
         .arg(format!(
             "--config.file={}/prometheus.yml",

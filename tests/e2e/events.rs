@@ -46,29 +46,14 @@ connect_timeout = 1
 buffer_lines = 1
 "#,
         dir = dir.display(),
-        closed = closed_port(),
+        closed = crate::harness::free_port(),
     );
     let config = Config::parse(&text, &dir.join("osprey.toml")).expect("config");
     let running = osprey::server::start(config, vec![Box::new(rec.clone())])
         .await
         .expect("start");
     for u in ["alice", "bob", "carol", "dave"] {
-        let creds = osprey::storage::AccountCredentials {
-            scram_sha1: osprey::sasl::ScramCredentials::derive(
-                osprey::sasl::ScramHash::Sha1,
-                "pw",
-                4096,
-            )
-            .unwrap()
-            .encode(),
-            scram_sha256: osprey::sasl::ScramCredentials::derive(
-                osprey::sasl::ScramHash::Sha256,
-                "pw",
-                4096,
-            )
-            .unwrap()
-            .encode(),
-        };
+        let creds = osprey::sasl::account_credentials("pw", 4096).unwrap();
         running
             .ctx
             .storage
@@ -77,14 +62,6 @@ buffer_lines = 1
             .unwrap();
     }
     running
-}
-
-/// A port nothing listens on (a Graphite receiver that is down).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Waits until `cond` holds on the records (events are emitted by other tasks).

@@ -24,18 +24,15 @@ impl Drop for Carbon {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl Carbon {
     fn start() -> Carbon {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
-        let (line, pickle, query) = (free_port(), free_port(), free_port());
+        let (line, pickle, query) = (
+            crate::harness::free_port(),
+            crate::harness::free_port(),
+            crate::harness::free_port(),
+        );
         std::fs::write(
             dir.path().join("carbon.conf"),
             format!(
@@ -167,7 +164,7 @@ async fn carbon_receives_the_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_down_is_counted_not_blocking() {
-    let closed = free_port();
+    let closed = crate::harness::free_port();
     let mut s = Server::start(Options {
         extra: format!(
             "[[instrumentation.graphite]]\nport = {closed}\ninterval = 1\nconnect_timeout = 1\nbuffer_lines = 20\n"

@@ -256,6 +256,15 @@ impl Drop for Server {
     }
 }
 
+/// A loopback port free right now (for receivers the tests start, or to
+/// stand for a receiver that is down).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Runs SQL as the PostgreSQL superuser; fails loudly if the server is not there.
 fn psql(sql: &str) {
     let out = Command::new("psql")

@@ -107,13 +107,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_counters() {
     let s = server();
@@ -128,7 +121,7 @@ async fn a_real_prometheus_scrapes_the_counters() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = crate::harness::free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(

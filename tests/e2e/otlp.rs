@@ -234,11 +234,8 @@ async fn one_message_one_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_down_is_counted_and_serving_goes_on() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut s = server(&format!("http://{closed}"));
+    let closed = crate::harness::free_port();
+    let mut s = server(&format!("http://127.0.0.1:{closed}"));
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let mut c = Raw::login(s.c2s, "alice", "pw", "x").await;

@@ -135,8 +135,9 @@ async fn serve_inner(
             }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
-                ctx.instr
-                    .count(&ev::CONNECTION_REJECTED, &[&lst.name, "tls_handshake"]);
+                if let Some(r) = &lst.events.rejected_tls {
+                    r.count();
+                }
                 return "tls_handshake";
             }
             Err(_) => {
@@ -149,7 +150,7 @@ async fn serve_inner(
         Conn::Plain(tcp)
     };
     let max_pre_auth = lst.config.max_stanza_size_pre_auth;
-    let ctx_for_id = ctx.clone();
+    let id = ctx.sessions.next_id();
     let session_span = crate::otel::session_span(&lst.name, lst.config.tls.mode == TlsMode::Direct);
     let mut c = Connection {
         ctx,
@@ -166,7 +167,7 @@ async fn serve_inner(
         sasl_failures: 0,
         host_ev: None,
         session_span,
-        id: ctx_id(&ctx_for_id),
+        id,
         traces: Default::default(),
         pending: Vec::new(),
     };
@@ -182,10 +183,6 @@ async fn serve_inner(
     let reason = end.reason();
     c.close(end).await;
     reason
-}
-
-fn ctx_id(ctx: &Ctx) -> u64 {
-    ctx.sessions.next_id()
 }
 
 fn new_stream_id() -> String {

@@ -7,7 +7,6 @@ use clap::Subcommand;
 use super::Failure;
 use crate::config::Config;
 use crate::jid::Jid;
-use crate::sasl::{ScramCredentials, ScramHash};
 use crate::storage::{AccountCredentials, Storage, StorageError, StorageOptions};
 
 #[derive(Subcommand)]
@@ -170,16 +169,8 @@ fn password_or_stdin(password: Option<String>) -> Result<String, Failure> {
 
 /// Only SCRAM keys are stored, for both hashes; never the password.
 fn credentials(password: &str, config: &Config) -> Result<AccountCredentials, Failure> {
-    let iterations = config.auth.scram_iterations;
-    let derive = |hash| {
-        ScramCredentials::derive(hash, password, iterations)
-            .map(|c| c.encode())
-            .map_err(|_| Failure::new(2, "the password contains characters SASLprep refuses"))
-    };
-    Ok(AccountCredentials {
-        scram_sha1: derive(ScramHash::Sha1)?,
-        scram_sha256: derive(ScramHash::Sha256)?,
-    })
+    crate::sasl::account_credentials(password, config.auth.scram_iterations)
+        .map_err(|_| Failure::new(2, "the password contains characters SASLprep refuses"))
 }
 
 fn no_such(user: &str, host: &str) -> Failure {

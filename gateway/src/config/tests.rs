@@ -116,6 +116,44 @@ fn validation_errors_are_located() {
 }
 
 #[test]
+fn otlp_and_graphite_sections() {
+    let c = parse("[instrumentation.otlp]\nsample_ratio = 0.01\n[[instrumentation.graphite]]\nport = 2003\n[[instrumentation.graphite]]\nhost = \"carbon\"\nenv_prefix = \"SITE\"\n").unwrap();
+    let o = c.instrumentation.otlp.unwrap();
+    assert_eq!(
+        (o.endpoint.as_str(), o.protocol, o.sample_ratio),
+        ("http://127.0.0.1:4317", OtlpProtocol::Grpc, 0.01)
+    );
+    assert_eq!(c.instrumentation.graphite.len(), 2);
+    assert_eq!(
+        c.instrumentation.graphite[1].env_prefix.as_deref(),
+        Some("SITE")
+    );
+    assert_eq!(c.instrumentation.graphite[0].interval, 60);
+    let e = err("[instrumentation.otlp]\nsample_ratio = 1.5\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(2), "instrumentation.otlp.sample_ratio"),
+        "{e}"
+    );
+    let e = err("[instrumentation.otlp]\nendpoint = \"127.0.0.1:4317\"\n");
+    assert_eq!(e.key, "instrumentation.otlp.endpoint", "{e}");
+    let e = err("[instrumentation.otlp]\nprotocol = \"udp\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    let e = err(
+        "[[instrumentation.graphite]]\nport = 2003\n[[instrumentation.graphite]]\ninterval = 0\n",
+    );
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(4), "instrumentation.graphite[1].interval"),
+        "{e}"
+    );
+    let e = err("[[instrumentation.graphite]]\nprefix = \"a..b\"\n");
+    assert_eq!(e.key, "instrumentation.graphite[0].prefix", "{e}");
+    let e = err("[[instrumentation.graphite]]\nbuffer_lines = 0\n");
+    assert_eq!(e.key, "instrumentation.graphite[0].buffer_lines", "{e}");
+}
+
+#[test]
 fn syntax_error_has_a_line() {
     let e = err("[general]\nhosts = [\"a\"\n");
     assert!(e.line.is_some(), "{e}");

@@ -14,6 +14,18 @@ pub use hash::ScramHash;
 pub use plain::{parse_plain, PlainRequest};
 pub use scram::{parse_client_first, ClientFirst, ScramServer};
 
+/// What an account stores for a password: SCRAM keys for both hashes
+/// (the CLI, the admin tools and tests all derive them here).
+pub fn account_credentials(
+    password: &str,
+    iterations: u32,
+) -> Result<crate::storage::AccountCredentials, SaslFailure> {
+    Ok(crate::storage::AccountCredentials {
+        scram_sha1: ScramCredentials::derive(ScramHash::Sha1, password, iterations)?.encode(),
+        scram_sha256: ScramCredentials::derive(ScramHash::Sha256, password, iterations)?.encode(),
+    })
+}
+
 /// The mechanisms this server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mechanism {
