@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use osprey_instrument::aggregate::Aggregate;
 use osprey_instrument::graphite::GraphiteTarget;
 use osprey_instrument::log::LogHandler;
 use osprey_instrument::{Handler, Labelled, Meta, Registry};
@@ -40,11 +41,11 @@ pub struct Instr {
     pub registry: Arc<Registry>,
     /// Series created at zero so that dashboards show 0, not "no data".
     _preset: Vec<Labelled>,
-    /// The Graphite handler and its receivers, when configured.
-    graphite: Option<(
-        osprey_instrument::graphite::GraphiteHandler,
-        Vec<GraphiteTarget>,
-    )>,
+    /// Every series readable back (snapshots, Graphite); `None` when
+    /// neither the admin API nor Graphite is configured.
+    pub aggregate: Option<Aggregate>,
+    /// Graphite receivers, when configured.
+    graphite: Vec<GraphiteTarget>,
     hosts: HashMap<String, Arc<HostEvents>>,
     storage: DashMap<(&'static str, bool), Labelled>,
     /// Handles of events whose two labels are static strings (routing,
@@ -77,10 +78,16 @@ impl Instr {
             let per_event = log.events.iter().map(|(k, v)| (k.clone(), *v)).collect();
             handlers.push(Box::new(LogHandler::new(log.level, per_event)));
         }
-        let graphite = graphite_targets(config).map(|targets| {
-            let h = osprey_instrument::graphite::GraphiteHandler::new();
-            handlers.push(Box::new(h.clone()));
-            (h, targets)
+        let graphite = graphite_targets(config).unwrap_or_default();
+        let admin = config
+            .listen
+            .http
+            .iter()
+            .any(|l| l.handlers.contains(&crate::config::HttpHandler::Admin));
+        let aggregate = (admin || !graphite.is_empty()).then(|| {
+            let a = Aggregate::new();
+            handlers.push(Box::new(a.clone()));
+            a
         });
         let registry = if config.instrumentation.prometheus.is_some() {
             Registry::with_prometheus(CATALOGUE, handlers)
@@ -109,6 +116,7 @@ impl Instr {
         Ok(Instr {
             _preset: preset,
             registry,
+            aggregate,
             graphite,
             hosts,
             storage: DashMap::new(),
@@ -118,9 +126,11 @@ impl Instr {
 
     /// Starts the Graphite pushers (none unless configured).
     pub fn spawn_graphite(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        match &self.graphite {
-            Some((h, targets)) => h.spawn_pushers(&self.registry, targets.clone()),
-            None => Vec::new(),
+        match &self.aggregate {
+            Some(a) if !self.graphite.is_empty() => {
+                osprey_instrument::graphite::spawn_pushers(a, &self.registry, self.graphite.clone())
+            }
+            _ => Vec::new(),
         }
     }
 

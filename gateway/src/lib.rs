@@ -21,6 +21,7 @@
 //! - [`events`]: the catalogue of every instrumentation event.
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
+//! - [`snapshots`]: the once-a-second snapshot of every series, for `osprey top`.
 //! - [`otel`]: OTLP traces of each stanza's journey.
 //! - [`live`]: live tracing of chosen sessions and tasks (`osprey trace`).
 //! - [`cli`]: the `osprey` command line.
@@ -39,6 +40,7 @@ pub mod otel;
 pub mod router;
 pub mod sasl;
 pub mod server;
+pub mod snapshots;
 pub mod storage;
 pub mod tls;
 pub mod xml;

@@ -2,20 +2,19 @@
 //! plaintext protocol (`path value timestamp\n`) to one or more carbon
 //! receivers.
 //!
-//! Emissions only touch atomics. Each receiver has its own pusher task
+//! Values come from the [`Aggregate`] handler. Each receiver has its own pusher task
 //! with a bounded line buffer: a receiver that is down is retried with
 //! backoff, lines beyond the bound are dropped and counted (event
 //! [`DROPPED`]), logged once per interval, and nothing ever waits on it.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::handler::{Handler, ResolvedHandler};
+use crate::aggregate::{quantile, Aggregate, Value};
 use crate::registry::{Meta, Registry};
 use crate::spec::{EventSpec, Level, Metric, MetricType};
 
@@ -50,109 +49,55 @@ pub struct GraphiteTarget {
     pub buffer_lines: usize,
 }
 
-enum Value {
-    Counter(AtomicU64),
-    /// f64 bits.
-    Gauge(AtomicU64),
-    Histogram {
-        bounds: Vec<f64>,
-        buckets: Vec<AtomicU64>,
-        count: AtomicU64,
-        /// f64 bits, updated with compare-and-swap.
-        sum: AtomicU64,
-    },
-}
-
-struct Series {
-    /// `metric.labelvalue.labelvalue`, sanitised.
-    paths: Vec<(&'static str, String, Value)>,
-}
-
-/// Collects every emission; pushers read it.
-#[derive(Clone, Default)]
-pub struct GraphiteHandler {
-    series: Arc<Mutex<HashMap<String, Arc<Series>>>>,
-}
-
-impl GraphiteHandler {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// All lines for one push, with `prefix.` in front.
-    pub fn render(&self, prefix: &str, timestamp: u64) -> Vec<String> {
-        let all: Vec<Arc<Series>> = match self.series.lock() {
-            Ok(m) => m.values().cloned().collect(),
-            Err(_) => return Vec::new(),
+/// All lines for one push, with `prefix.` in front: the metric name,
+/// then each label value as a path segment.
+pub fn render(aggregate: &Aggregate, prefix: &str, timestamp: u64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for r in aggregate.read() {
+        let mut path = r.name.clone();
+        for (_, v) in &r.labels {
+            path.push('.');
+            path.push_str(&sanitise(v));
+        }
+        let mut line = |suffix: &str, v: f64| {
+            lines.push(format!("{prefix}.{path}{suffix} {v} {timestamp}"));
         };
-        let mut lines = Vec::new();
-        let mut line = |path: &str, v: f64| {
-            lines.push(format!("{prefix}.{path} {v} {timestamp}"));
-        };
-        for s in all {
-            for (_, path, value) in &s.paths {
-                match value {
-                    Value::Counter(c) => line(path, c.load(Ordering::Relaxed) as f64),
-                    Value::Gauge(g) => line(path, f64::from_bits(g.load(Ordering::Relaxed))),
-                    Value::Histogram {
-                        bounds,
-                        buckets,
-                        count,
-                        sum,
-                    } => {
-                        let n = count.load(Ordering::Relaxed);
-                        line(&format!("{path}.count"), n as f64);
-                        line(
-                            &format!("{path}.sum"),
-                            f64::from_bits(sum.load(Ordering::Relaxed)),
-                        );
-                        let counts: Vec<u64> =
-                            buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-                        for (q, name) in QUANTILES {
-                            if let Some(v) = quantile(bounds, &counts, n, q) {
-                                line(&format!("{path}.{name}"), v);
-                            }
-                        }
+        match r.value {
+            Value::Counter(c) => line("", c as f64),
+            Value::Gauge(g) => line("", g),
+            Value::Histogram {
+                bounds,
+                buckets,
+                count,
+                sum,
+            } => {
+                line(".count", count as f64);
+                line(".sum", sum);
+                for (q, name) in QUANTILES {
+                    if let Some(v) = quantile(&bounds, &buckets, q) {
+                        line(&format!(".{name}"), v);
                     }
                 }
             }
         }
-        lines.sort();
-        lines
     }
-
-    /// Starts one pusher per target; abort the handles to stop them.
-    pub fn spawn_pushers(
-        &self,
-        registry: &Arc<Registry>,
-        targets: Vec<GraphiteTarget>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        targets
-            .into_iter()
-            .map(|t| {
-                let handler = self.clone();
-                let dropped = registry.resolve(&DROPPED, &["graphite"]);
-                tokio::spawn(push_loop(handler, t, dropped))
-            })
-            .collect()
-    }
+    lines.sort();
+    lines
 }
 
-/// The upper-bound estimate of quantile `q` from bucket counts (each
-/// bucket counts observations ≤ its bound, not cumulative).
-fn quantile(bounds: &[f64], counts: &[u64], total: u64, q: f64) -> Option<f64> {
-    if total == 0 {
-        return None;
-    }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, c) in counts.iter().enumerate() {
-        seen += c;
-        if seen >= rank {
-            return Some(bounds.get(i).copied().unwrap_or(f64::INFINITY));
-        }
-    }
-    bounds.last().copied()
+/// Starts one pusher per target; abort the handles to stop them.
+pub fn spawn_pushers(
+    aggregate: &Aggregate,
+    registry: &Arc<Registry>,
+    targets: Vec<GraphiteTarget>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    targets
+        .into_iter()
+        .map(|t| {
+            let dropped = registry.resolve(&DROPPED, &["graphite"]);
+            tokio::spawn(push_loop(aggregate.clone(), t, dropped))
+        })
+        .collect()
 }
 
 /// Graphite path segments: no dots, spaces or slashes.
@@ -166,105 +111,6 @@ fn sanitise(s: &str) -> String {
             }
         })
         .collect()
-}
-
-impl Handler for GraphiteHandler {
-    fn name(&self) -> &'static str {
-        "graphite"
-    }
-
-    fn wants(&self, spec: &EventSpec) -> bool {
-        !spec.metrics.is_empty()
-    }
-
-    fn resolve(
-        &self,
-        spec: &'static EventSpec,
-        labels: &[&str],
-    ) -> Option<Box<dyn ResolvedHandler>> {
-        let key = format!("{}\u{0}{}", spec.name, labels.join("\u{0}"));
-        let mut map = self.series.lock().ok()?;
-        let series = map
-            .entry(key)
-            .or_insert_with(|| {
-                let suffix: String = labels.iter().map(|l| format!(".{}", sanitise(l))).collect();
-                let paths = spec
-                    .metrics
-                    .iter()
-                    .map(|m| {
-                        let mut name = spec.metric_name(m);
-                        if m.kind == MetricType::Counter {
-                            name.push_str("_total");
-                        }
-                        let value = match m.kind {
-                            MetricType::Counter => Value::Counter(AtomicU64::new(0)),
-                            MetricType::Gauge | MetricType::UpDownCounter => {
-                                Value::Gauge(AtomicU64::new(0f64.to_bits()))
-                            }
-                            MetricType::Histogram(b) => {
-                                let bounds = b.bounds();
-                                Value::Histogram {
-                                    buckets: (0..=bounds.len())
-                                        .map(|_| AtomicU64::new(0))
-                                        .collect(),
-                                    bounds,
-                                    count: AtomicU64::new(0),
-                                    sum: AtomicU64::new(0f64.to_bits()),
-                                }
-                            }
-                        };
-                        (m.key, format!("{name}{suffix}"), value)
-                    })
-                    .collect();
-                Arc::new(Series { paths })
-            })
-            .clone();
-        let kinds: Vec<MetricType> = spec.metrics.iter().map(|m| m.kind).collect();
-        Some(Box::new(Resolved { series, kinds }))
-    }
-}
-
-struct Resolved {
-    series: Arc<Series>,
-    kinds: Vec<MetricType>,
-}
-
-impl ResolvedHandler for Resolved {
-    fn handle(&self, m: &[(&'static str, f64)], _: &Meta<'_>) {
-        for (key, v) in m {
-            for ((k, _, value), kind) in self.series.paths.iter().zip(&self.kinds) {
-                if k != key {
-                    continue;
-                }
-                match value {
-                    Value::Counter(c) => {
-                        if *v > 0.0 {
-                            c.fetch_add(v.round() as u64, Ordering::Relaxed);
-                        }
-                    }
-                    Value::Gauge(g) if *kind == MetricType::UpDownCounter => {
-                        let _ = g.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                            Some((f64::from_bits(bits) + v).to_bits())
-                        });
-                    }
-                    Value::Gauge(g) => g.store(v.to_bits(), Ordering::Relaxed),
-                    Value::Histogram {
-                        bounds,
-                        buckets,
-                        count,
-                        sum,
-                    } => {
-                        let i = bounds.iter().position(|b| v <= b).unwrap_or(bounds.len());
-                        buckets[i].fetch_add(1, Ordering::Relaxed);
-                        count.fetch_add(1, Ordering::Relaxed);
-                        let _ = sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                            Some((f64::from_bits(bits) + v).to_bits())
-                        });
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// A bounded FIFO of lines: the oldest go first when it is full.
@@ -307,7 +153,7 @@ impl LineBuffer {
     }
 }
 
-async fn push_loop(handler: GraphiteHandler, t: GraphiteTarget, dropped: crate::Labelled) {
+async fn push_loop(aggregate: Aggregate, t: GraphiteTarget, dropped: crate::Labelled) {
     let addr = format!("{}:{}", t.host, t.port);
     let mut buffer = LineBuffer::new(t.buffer_lines);
     let mut conn: Option<TcpStream> = None;
@@ -321,7 +167,7 @@ async fn push_loop(handler: GraphiteHandler, t: GraphiteTarget, dropped: crate::
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let lost = buffer.push(handler.render(&t.prefix, now));
+        let lost = buffer.push(render(&aggregate, &t.prefix, now));
         if lost > 0 {
             dropped.emit(&[("lines", lost as f64)], &Meta::NONE);
             // Once per interval, never per emission.
@@ -397,7 +243,7 @@ mod tests {
 
     #[test]
     fn renders_counters_gauges_and_histograms() {
-        let h = GraphiteHandler::new();
+        let h = Aggregate::new();
         static CAT: crate::Catalogue = &[&EV, &G];
         let reg = Registry::new(CAT, vec![Box::new(h.clone())]);
         let r = reg.resolve(&EV, &["message", "delivered"]);
@@ -412,7 +258,7 @@ mod tests {
             &Meta::NONE,
         );
         reg.emit(&G, &[], &[("count", 7.0)], &Meta::NONE);
-        let lines = h.render("osprey", 1000);
+        let lines = render(&h, "osprey", 1000);
         let has = |l: &str| lines.iter().any(|x| x == l);
         assert!(
             has("osprey.router_routed_total.message.delivered 4 1000"),
@@ -435,12 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_from_buckets() {
-        let bounds = [1.0, 2.0, 4.0];
-        assert_eq!(quantile(&bounds, &[5, 4, 1, 0], 10, 0.5), Some(1.0));
-        assert_eq!(quantile(&bounds, &[5, 4, 1, 0], 10, 0.9), Some(2.0));
-        assert_eq!(quantile(&bounds, &[5, 4, 1, 0], 10, 0.99), Some(4.0));
-        assert_eq!(quantile(&bounds, &[0, 0, 0, 0], 0, 0.5), None);
+    fn path_segments_are_sanitised() {
         assert_eq!(sanitise("c2s 5222/x.y"), "c2s_5222_x_y");
     }
 }

@@ -18,12 +18,16 @@
 //! - [`prometheus`]: metrics in prometheus-client, encoded as OpenMetrics
 //!   or Prometheus text.
 //! - [`log`]: events as `tracing` events at their level.
-//! - [`graphite`]: periodic push to carbon receivers (plaintext protocol).
+//! - [`aggregate`]: every series in atomics, readable back as values.
+//! - [`snapshot`]: rates and interval quantiles from successive reads, as
+//!   serialisable [`snapshot::Snapshot`]s (the live dashboard's data).
+//! - [`graphite`]: periodic push of the aggregate to carbon receivers.
 //! - [`recording`]: an in-memory handler for tests.
 //! - [`probe`]: periodic measurements, and a ready process probe.
 //! - [`live`]: live tracing of chosen tasks (erlang_doctor's `tr`): bounded
 //!   recorder, queries, dump/load.
 
+pub mod aggregate;
 pub mod graphite;
 pub mod handler;
 pub mod live;
@@ -32,6 +36,7 @@ pub mod probe;
 pub mod prometheus;
 pub mod recording;
 pub mod registry;
+pub mod snapshot;
 pub mod spec;
 
 pub use handler::{Handler, ResolvedHandler};

@@ -260,7 +260,12 @@ async fn probes_run_and_survive_a_panicking_one() {
         std::time::Duration::from_millis(20),
         vec![Box::new(Broken), Box::new(Sessions)],
     );
-    tokio::time::sleep(std::time::Duration::from_millis(70)).await;
+    // Wait for two rounds rather than a fixed time: a panic with
+    // RUST_BACKTRACE set can take longer than the interval in debug.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rec.find("sm_sessions", &[]).len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     task.abort();
     let n = rec.find("sm_sessions", &[]).len();
     assert!(n >= 2, "ran {n} times");

@@ -29,13 +29,22 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
         (&Method::GET, "/api/status") => status(ctx),
         (&Method::GET, "/api/sessions") => sessions(ctx),
         (&Method::GET, "/api/events") => events(ctx),
+        (&Method::GET, "/api/snapshot") => super::snapshot::latest(ctx),
+        (&Method::GET, "/api/snapshot/stream") => super::snapshot::stream(ctx),
         (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
             kick(ctx, &super::percent_decode(&p["/api/sessions/".len()..]))
         }
         (_, p) if p == "/api/trace" || p.starts_with("/api/trace/") => {
             super::trace::handle(ctx, req).await
         }
-        (_, "/api/status" | "/api/sessions" | "/api/events") => json(
+        (
+            _,
+            "/api/status"
+            | "/api/sessions"
+            | "/api/events"
+            | "/api/snapshot"
+            | "/api/snapshot/stream",
+        ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": "method not allowed"}),
         ),
@@ -91,6 +100,8 @@ fn sessions(ctx: &Ctx) -> Response<Body> {
                 "session_id": s.id(),
                 "address": info.peer.to_string(),
                 "listener": info.listener,
+                // The only transport so far (no WebSocket or BOSH).
+                "transport": "tcp",
                 "tls": info.tls,
                 "connected_seconds": now.duration_since(info.connected_at).map(|d| d.as_secs()).unwrap_or(0),
                 "stanzas_in": s.stanzas_in.load(Relaxed),

@@ -3,6 +3,7 @@
 //! loopback by default.
 
 mod admin;
+mod snapshot;
 pub mod token;
 mod trace;
 

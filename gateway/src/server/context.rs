@@ -28,6 +28,8 @@ pub struct Ctx {
     pub instr: Instr,
     /// Live traces (`osprey trace`).
     pub live: Arc<crate::live::Live>,
+    /// The latest snapshot of every series (`osprey top`).
+    pub snapshots: crate::snapshots::Snapshots,
 }
 
 impl Ctx {
@@ -52,6 +54,7 @@ impl Ctx {
             started: std::time::SystemTime::now(),
             instr,
             live,
+            snapshots: crate::snapshots::channel(),
         }
     }
 

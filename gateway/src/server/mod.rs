@@ -210,7 +210,8 @@ pub async fn start(
         Duration::from_secs(config.instrumentation.probe_interval),
         probes::all(&ctx, certs),
     );
-    let pushers = ctx.instr.spawn_graphite();
+    let mut pushers = ctx.instr.spawn_graphite();
+    pushers.extend(crate::snapshots::spawn(ctx.clone()));
     bound.write(&data_dir)?;
     Ok(Running {
         ctx,
