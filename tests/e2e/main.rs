@@ -17,4 +17,5 @@ mod lifecycle;
 mod metrics;
 mod otlp;
 mod slixmpp;
+mod top;
 mod trace;

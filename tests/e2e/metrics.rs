@@ -337,3 +337,74 @@ fn bad_instrumentation_config_is_refused() {
         );
     }
 }
+
+/// `/api/snapshot`: every series with rates, computed in the gateway from
+/// its registry (what `osprey top` draws); the stream sends one at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_has_the_series_with_rates_and_needs_the_token() {
+    let s = server();
+    assert_eq!(get(s.http, "/api/snapshot", None).await.status, 401);
+    let (_alice, _bob) = scripted_session(&s).await;
+    // Rates need two samples (one a second): wait until the scripted
+    // session's messages are in a snapshot.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let snap = loop {
+        let r = get(s.http, "/api/snapshot", Some(TOKEN)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: osprey_instrument::snapshot::Snapshot =
+            serde_json::from_str(&r.body).expect("snapshot JSON");
+        if v.total("xmpp_element_in", "count", &[("kind", "message")]) >= 3.0
+            && v.interval_seconds > 0.0
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no messages in {}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(snap.live["sessions"], 2.0);
+    assert_eq!(snap.hosts, vec!["localhost".to_string()]);
+    assert!(snap.live["rss_bytes"] > 1e6);
+    assert_eq!(
+        snap.total("c2s_auth", "count", &[("outcome", "failure")]),
+        1.0
+    );
+    let delivered = snap
+        .event("router_routed")
+        .find(|x| {
+            x.key == "seconds" && x.labels.get("outcome").map(String::as_str) == Some("delivered")
+        })
+        .expect("routing histogram");
+    assert_eq!(delivered.value, 3.0);
+    // Every counter carries a rate once the sampler has two samples.
+    assert!(snap
+        .series
+        .iter()
+        .filter(|x| x.kind == osprey_instrument::snapshot::Kind::Counter)
+        .all(|x| x.rate.is_some()));
+    // No JID or body in any label.
+    let text = serde_json::to_string(&snap).unwrap();
+    assert!(!text.contains("alice@") && !text.contains("hi<"), "{text}");
+    // The stream: server-sent events, the current snapshot first.
+    let mut tcp = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(
+        format!(
+            "GET /api/snapshot/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 65536];
+    while !got.contains("\"series\"") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("a snapshot event")
+            .unwrap();
+        assert!(n > 0, "stream closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("text/event-stream"), "{got}");
+    assert!(got.contains("event: snapshot\ndata: {"), "{got}");
+}

@@ -44,6 +44,12 @@ pub enum Command {
         #[command(subcommand)]
         command: trace::TraceCommand,
     },
+    /// The live terminal dashboard of a running gateway (through its admin
+    /// API): overview, sessions (kick, trace), events, live traces.
+    Top {
+        #[command(flatten)]
+        target: trace::Target,
+    },
     /// List every instrumentation event with its labels and metrics.
     Events {
         #[arg(long)]
@@ -79,6 +85,16 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(f) => return report(f),
     };
+    if let Command::Top { target } = &cli.command {
+        // The dashboard owns the terminal and its own runtime; no log output.
+        return match trace::endpoint(target, &config) {
+            Ok((url, token)) => match osprey_tui::run(osprey_tui::Options { url, token }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => report(Failure::new(1, e)),
+            },
+            Err(f) => report(f),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +113,7 @@ pub fn main() -> ExitCode {
             }
             Command::Account(cmd) => account::run(cmd, &config).await,
             Command::Trace { target, command } => trace::run(command, target, &config).await,
-            Command::Events { .. } => Ok(()),
+            Command::Events { .. } | Command::Top { .. } => Ok(()),
         };
         if let Some(otel) = otel {
             // Flushes queued spans; it blocks, so off the async workers.

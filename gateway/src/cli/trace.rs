@@ -364,6 +364,17 @@ struct Api {
     token: String,
 }
 
+/// The admin API's URL and token, as `--url`/`--token` or the
+/// configuration give them (shared with `osprey top`).
+pub fn endpoint(target: &Target, config: &Config) -> Result<(String, String), Failure> {
+    let api = Api::new(target, config)?;
+    let url = target
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", api.addr));
+    Ok((url, api.token))
+}
+
 impl Api {
     fn new(target: &Target, config: &Config) -> Result<Api, Failure> {
         let data_dir = &config.general.data_dir;

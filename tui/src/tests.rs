@@ -1,0 +1,559 @@
+//! Every view rendered with ratatui's `TestBackend` from fixed data, asserting
+//! on the text on screen; and the captures in `docs/top.md`, kept in sync.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use osprey_instrument::live::{Kind as RecKind, Record, Task};
+use osprey_instrument::snapshot::{Kind, Series, Snapshot};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+
+use crate::input::{self, Action};
+use crate::state::{App, EventInfo, Link, SessionRow, Tab};
+
+fn series(event: &str, key: &str, kind: Kind, labels: &[(&str, &str)], value: f64) -> Series {
+    Series {
+        event: event.into(),
+        key: key.into(),
+        name: format!("{event}_{key}"),
+        kind,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        value,
+        rate: None,
+        p50: None,
+        p99: None,
+    }
+}
+
+fn counter(event: &str, labels: &[(&str, &str)], total: f64, rate: f64) -> Series {
+    Series {
+        rate: Some(rate),
+        ..series(event, "count", Kind::Counter, labels, total)
+    }
+}
+
+fn histogram(
+    event: &str,
+    key: &str,
+    labels: &[(&str, &str)],
+    n: f64,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+) -> Series {
+    Series {
+        rate: Some(rate),
+        p50: Some(p50),
+        p99: Some(p99),
+        ..series(event, key, Kind::Histogram, labels, n)
+    }
+}
+
+/// A rate that rises to `peak` at t = 29 in a saw shape (sparklines get a
+/// shape to draw).
+fn wave(t: u64, peak: f64) -> f64 {
+    peak * ((t % 10) as f64 + 1.0 + (t as f64 / 29.0) * 9.0) / 20.0
+}
+
+/// A gateway with three sessions exchanging messages, one second after `t0`.
+fn snapshot(t: u64, cpu: f64) -> Snapshot {
+    let l = [("listener", "c2s_5222")];
+    let mut live = BTreeMap::new();
+    live.insert("sessions".to_string(), (t / 10 + 1) as f64);
+    live.insert("users".to_string(), 3.0);
+    live.insert("cpu_seconds".to_string(), cpu);
+    live.insert("rss_bytes".to_string(), 31.5 * 1024.0 * 1024.0);
+    Snapshot {
+        time_ms: 1_796_155_000_000 + t * 1000,
+        version: "0.1.0".into(),
+        uptime_seconds: 3725.0 + t as f64,
+        hosts: vec!["localhost".into()],
+        handlers: vec!["prometheus".into(), "log".into(), "aggregate".into()],
+        interval_seconds: 1.0,
+        live,
+        series: vec![
+            series("c2s_connections", "open", Kind::Gauge, &l, 3.0),
+            counter("c2s_connection_accepted", &l, 5.0, 0.0),
+            counter(
+                "c2s_connection_closed",
+                &[("listener", "c2s_5222"), ("reason", "peer_closed")],
+                2.0,
+                0.0,
+            ),
+            counter(
+                "c2s_tls_established",
+                &[("listener", "c2s_5222"), ("method", "starttls")],
+                5.0,
+                0.0,
+            ),
+            counter("c2s_session_open", &[("host", "localhost")], 5.0, 0.0),
+            counter(
+                "xmpp_element_in",
+                &[("kind", "message")],
+                5400.0,
+                wave(t, 120.0),
+            ),
+            counter(
+                "xmpp_element_out",
+                &[("kind", "message")],
+                5400.0,
+                wave(t + 3, 120.0),
+            ),
+            counter("xmpp_element_in", &[("kind", "iq")], 30.0, 0.5),
+            counter("xmpp_element_out", &[("kind", "iq")], 30.0, 0.5),
+            counter(
+                "router_routed",
+                &[("kind", "message"), ("outcome", "delivered")],
+                5400.0,
+                120.0,
+            ),
+            histogram(
+                "router_routed",
+                "seconds",
+                &[("kind", "message"), ("outcome", "delivered")],
+                5400.0,
+                120.0,
+                0.000021,
+                0.0009,
+            ),
+            counter(
+                "router_routed",
+                &[("kind", "message"), ("outcome", "offline_stored")],
+                4.0,
+                0.0,
+            ),
+            counter(
+                "c2s_auth",
+                &[("outcome", "success"), ("reason", "")],
+                5.0,
+                0.0,
+            ),
+            counter(
+                "c2s_auth",
+                &[("outcome", "failure"), ("reason", "not-authorized")],
+                2.0,
+                0.0,
+            ),
+            histogram(
+                "c2s_auth",
+                "seconds",
+                &[("outcome", "success"), ("reason", "")],
+                5.0,
+                0.0,
+                0.0042,
+                0.0061,
+            ),
+            counter(
+                "xmpp_stream_error",
+                &[("condition", "not-well-formed")],
+                1.0,
+                0.0,
+            ),
+            counter(
+                "storage_query",
+                &[
+                    ("operation", "get_roster"),
+                    ("outcome", "ok"),
+                    ("backend", "sqlite"),
+                ],
+                12.0,
+                0.0,
+            ),
+            histogram(
+                "storage_query",
+                "seconds",
+                &[
+                    ("operation", "get_roster"),
+                    ("outcome", "ok"),
+                    ("backend", "sqlite"),
+                ],
+                12.0,
+                0.0,
+                0.00015,
+                0.0004,
+            ),
+            series("process", "open_fds", Kind::Gauge, &[], 24.0),
+            series("process", "threads", Kind::Gauge, &[], 3.0),
+            series("runtime", "tasks", Kind::Gauge, &[], 17.0),
+            series("tls_certificate", "days_remaining", Kind::Gauge, &l, 89.0),
+        ],
+    }
+}
+
+fn session(jid: &str, id: u64, port: u16, stanzas: u64) -> SessionRow {
+    let (bare, resource) = jid.split_once('/').unwrap_or((jid, ""));
+    SessionRow {
+        jid: jid.into(),
+        bare: bare.into(),
+        resource: resource.into(),
+        session_id: id,
+        address: format!("127.0.0.1:{port}"),
+        listener: "c2s_5222".into(),
+        transport: "tcp".into(),
+        tls: true,
+        connected_seconds: 600 + id * 60,
+        stanzas_in: stanzas,
+        stanzas_out: stanzas / 2,
+        queued_bytes: 0,
+        available: true,
+        priority: 0,
+    }
+}
+
+fn record(index: u64, kind: RecKind, name: &str, data: &str, duration: Option<u64>) -> Record {
+    Record {
+        index,
+        ts_us: 1_796_155_000_000_000 + index * 150,
+        task: Task {
+            kind: "c2s".into(),
+            id: 2,
+        },
+        kind,
+        name: name.into(),
+        data: data.into(),
+        duration_us: duration,
+    }
+}
+
+/// The dashboard as the fixtures leave it.
+fn app() -> App {
+    let mut app = App::new("http://127.0.0.1:9091");
+    app.link = Link::Up;
+    for t in 0..30 {
+        app.apply_snapshot(snapshot(t, 1.0 + t as f64 * 0.02));
+    }
+    app.apply_sessions(vec![
+        session("alice@localhost/phone", 1, 50001, 2400),
+        session("bob@localhost/laptop", 2, 50002, 3100),
+        session("carol@localhost/desk", 3, 50003, 12),
+    ]);
+    app.catalogue = [
+        "c2s_auth",
+        "router_routed",
+        "xmpp_element_in",
+        "storage_query",
+    ]
+    .iter()
+    .map(|n| EventInfo {
+        name: n.to_string(),
+        help: format!("help of {n}"),
+        labels: vec!["host".into()],
+        level: "info".into(),
+        probe: false,
+    })
+    .collect();
+    app.trace_started(7, "alice@localhost/phone".into());
+    app.trace_record(record(
+        0,
+        RecKind::In,
+        "message",
+        "type=chat id=m1 to=bob@localhost",
+        None,
+    ));
+    app.trace_record(record(1, RecKind::Call, "route", "", None));
+    app.trace_record(record(2, RecKind::Send, "deliver", "to c2s:3", None));
+    app.trace_record(record(3, RecKind::Return, "route", "", Some(42)));
+    app.trace_record(record(
+        4,
+        RecKind::Out,
+        "message",
+        "type=chat id=m9 from=bob@localhost",
+        None,
+    ));
+    app.tab = Tab::Overview;
+    app
+}
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    term.draw(|f| crate::ui::draw(f, app)).expect("draw");
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn press(app: &mut App, code: KeyCode) -> Option<Action> {
+    input::key(app, KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn overview_shows_health_and_traffic() {
+    let screen = render(&app(), 120, 40);
+    for want in [
+        "Osprey 0.1.0 · up 1h02m · localhost",
+        "● live",
+        "3 sessions",
+        "c2s_5222",
+        "message      114/s ▸    77.6/s",
+        "message p50 21µs  p99 900µs",
+        "offline_stored",
+        "success",
+        "not-authorized",
+        "login p50 4.2ms  p99 6.1ms",
+        "stream not-well-formed",
+        "get_roster",
+        "RSS 31.5MiB  CPU 2.0%",
+        "fds 24",
+        "89 days left",
+    ] {
+        assert!(screen.contains(want), "overview lacks {want:?}:\n{screen}");
+    }
+    // The session history is plotted.
+    assert!(screen.contains('█'), "no sparkline:\n{screen}");
+}
+
+#[test]
+fn sessions_table_sorts_filters_and_kicks() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('2'));
+    let screen = render(&app, 120, 40);
+    for want in [
+        "Sessions: 3 shown of 3 · sort jid",
+        "alice@localhost",
+        "phone",
+        "127.0.0.1:50002",
+        "tcp",
+        "yes",
+        "11m00s",
+        "3100",
+        "session 1",
+    ] {
+        assert!(screen.contains(want), "sessions lack {want:?}:\n{screen}");
+    }
+    let at = |s: &str, who: &str| s.find(who).unwrap_or(usize::MAX);
+    assert!(at(&screen, "alice@") < at(&screen, "bob@"));
+    // Sort by stanzas in: bob (3100) before alice (2400).
+    press(&mut app, KeyCode::Char('s'));
+    press(&mut app, KeyCode::Char('s'));
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("sort in"), "{screen}");
+    assert!(
+        at(&screen, "bob@localhost ") < at(&screen, "alice@localhost "),
+        "{screen}"
+    );
+    // Filter down to carol; the selection follows.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "carol");
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("1 shown of 3"), "{screen}");
+    assert!(!screen.contains("bob@localhost"), "{screen}");
+    assert_eq!(
+        app.sessions_view.selected.as_deref(),
+        Some("carol@localhost/desk")
+    );
+    // Kick asks first; only `y` sends it.
+    assert_eq!(press(&mut app, KeyCode::Char('k')), None);
+    assert!(render(&app, 120, 40).contains("Kick carol@localhost/desk? y = yes"));
+    assert_eq!(press(&mut app, KeyCode::Char('n')), None);
+    assert_eq!(press(&mut app, KeyCode::Char('k')), None);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('y')),
+        Some(Action::Kick("carol@localhost/desk".into()))
+    );
+    // `t` asks for a trace of the selected session.
+    assert_eq!(
+        press(&mut app, KeyCode::Char('t')),
+        Some(Action::Trace {
+            session: 3,
+            jid: "carol@localhost/desk".into()
+        })
+    );
+}
+
+#[test]
+fn events_view_lists_the_catalogue_with_rates() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('3'));
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("Events: 4 of 4"), "{screen}");
+    let line = screen
+        .lines()
+        .find(|l| l.contains("router_routed"))
+        .unwrap_or_default();
+    assert!(line.contains("120/s") && line.contains("5404"), "{line}");
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "auth");
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("Events: 1 of 4 filter: auth"), "{screen}");
+    assert!(!screen.contains("router_routed"), "{screen}");
+}
+
+#[test]
+fn trace_view_follows_pauses_filters_and_counts_calls() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('4'));
+    let screen = render(&app, 120, 40);
+    for want in [
+        "Trace 7 of alice@localhost/phone · running · 5 records",
+        "type=chat id=m1 to=bob@localhost",
+        "deliver",
+        "42",
+    ] {
+        assert!(screen.contains(want), "trace lacks {want:?}:\n{screen}");
+    }
+    press(&mut app, KeyCode::Char('p'));
+    app.trace_record(record(5, RecKind::In, "presence", "new while paused", None));
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("PAUSED · 6 records"), "{screen}");
+    assert!(!screen.contains("new while paused"), "{screen}");
+    press(&mut app, KeyCode::End);
+    assert!(render(&app, 120, 40).contains("new while paused"));
+    press(&mut app, KeyCode::Char('c'));
+    let screen = render(&app, 120, 40);
+    let stats = screen
+        .lines()
+        .find(|l| l.contains("Call statistics"))
+        .map(|_| ());
+    assert!(stats.is_some(), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("│route") && l.contains(" 1 ") && l.contains("42")),
+        "{screen}"
+    );
+    press(&mut app, KeyCode::Char('c'));
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "m9");
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("id=m9") && !screen.contains("id=m1"),
+        "{screen}"
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('x')),
+        Some(Action::StopTrace(7))
+    );
+}
+
+#[test]
+fn trace_view_without_a_trace_says_how_to_start_one() {
+    let mut app = App::new("http://x:1");
+    app.tab = Tab::Trace;
+    assert!(render(&app, 100, 30).contains("press t to trace it live"));
+}
+
+#[test]
+fn help_lists_the_keys() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('?'));
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("kick the selected session"), "{screen}");
+    // Any key closes it and does nothing else.
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.quit && !app.help);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+}
+
+#[test]
+fn ctrl_c_quits_even_while_typing() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('/'));
+    input::key(
+        &mut app,
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+    );
+    assert!(app.quit);
+}
+
+#[test]
+fn too_small_terminal_gets_a_message() {
+    let screen = render(&app(), 40, 10);
+    let flat = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("Terminal too small: 40×10"), "{screen}");
+    assert!(flat.contains("at least 80×24"), "{screen}");
+    assert!(!screen.contains('┌'), "{screen}");
+}
+
+#[test]
+fn banners_say_what_is_wrong() {
+    let mut app = app();
+    app.link = Link::Down {
+        error: "cannot reach the gateway: Connection refused (os error 111)".into(),
+        retry_in: Duration::from_secs(4),
+        attempt: 3,
+    };
+    let screen = render(&app, 120, 40);
+    let flat = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("gateway unreachable at http://127.0.0.1:9091"),
+        "{screen}"
+    );
+    assert!(flat.contains("retrying in 4s (attempt 3)"), "{screen}");
+    assert!(screen.contains("✖ down"), "{screen}");
+    // The last data stays on screen.
+    assert!(screen.contains("3 sessions"), "{screen}");
+    app.link = Link::Refused;
+    let flat = render(&app, 120, 40)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(flat.contains("refused the token (HTTP 401)"), "{flat}");
+}
+
+#[test]
+fn waiting_for_the_first_snapshot() {
+    let app = App::new("http://127.0.0.1:9091");
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("waiting for the first snapshot"),
+        "{screen}"
+    );
+    assert!(screen.contains("○ connecting"), "{screen}");
+}
+
+/// `docs/top.md` shows each view as rendered here; regenerate with
+/// `OSPREY_UPDATE_DOCS=1 cargo test -p osprey-tui docs_captures`.
+#[test]
+fn docs_captures_are_fresh() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/top.md");
+    let doc = std::fs::read_to_string(path).expect("docs/top.md");
+    let mut app = app();
+    let mut fresh = doc.clone();
+    for (tab, name) in [
+        (Tab::Overview, "overview"),
+        (Tab::Sessions, "sessions"),
+        (Tab::Events, "events"),
+        (Tab::Trace, "trace"),
+    ] {
+        app.tab = tab;
+        let start = format!("<!-- capture:{name} -->\n");
+        let end = "<!-- /capture -->";
+        let a = fresh
+            .find(&start)
+            .unwrap_or_else(|| panic!("docs/top.md lacks {start:?}"))
+            + start.len();
+        let b = a + fresh[a..].find(end).expect("capture end marker");
+        let text = format!("```text\n{}```\n", render(&app, 120, 40));
+        fresh.replace_range(a..b, &text);
+    }
+    if fresh != doc {
+        if std::env::var_os("OSPREY_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &fresh).expect("write docs/top.md");
+        } else {
+            panic!("docs/top.md is stale: run `OSPREY_UPDATE_DOCS=1 cargo test -p osprey-tui docs_captures`");
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Events: the instrumentation catalogue with each event's live rate.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::{Block, Cell, Row, Table};
+use ratatui::Frame;
+
+use crate::format::{count, rate};
+use crate::state::{App, Editing};
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let events = app.visible_events();
+    let header = Row::new(["event", "level", "labels", "rate", "total", "meaning"])
+        .style(Style::default().add_modifier(Modifier::BOLD));
+    let visible = area.height.saturating_sub(3) as usize;
+    let scroll = app.events_scroll.min(events.len().saturating_sub(visible));
+    let rows: Vec<Row> = events
+        .iter()
+        .skip(scroll)
+        .map(|(e, r, total)| {
+            let active = r.is_some_and(|r| r > 0.0);
+            let style = if active {
+                Style::default().fg(Color::Green)
+            } else {
+                Style::default()
+            };
+            Row::new(vec![
+                Cell::from(e.name.clone()),
+                Cell::from(e.level.clone()),
+                Cell::from(e.labels.join(",")),
+                Cell::from(if e.probe { "probe".into() } else { rate(*r) }),
+                Cell::from(count(*total)),
+                Cell::from(e.help.clone()),
+            ])
+            .style(style)
+        })
+        .collect();
+    let filter = if app.editing == Some(Editing::EventsFilter) {
+        format!(" filter: {}▏ ", app.events_filter)
+    } else if app.events_filter.is_empty() {
+        String::new()
+    } else {
+        format!(" filter: {} ", app.events_filter)
+    };
+    let title = format!(
+        " Events: {} of {}{} ",
+        events.len(),
+        app.catalogue.len(),
+        filter
+    );
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(24),
+            Constraint::Length(5),
+            Constraint::Length(33),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Min(20),
+        ],
+    )
+    .header(header)
+    .block(Block::bordered().title(title));
+    f.render_widget(table, area);
+}
