@@ -328,3 +328,14 @@ fn top_rejects_a_bad_url_before_touching_the_terminal() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("osprey top needs a terminal"), "{err}");
 }
+
+#[test]
+fn top_finds_the_local_gateway_from_its_config() {
+    let server = Server::start(Options::plaintext(Backend::Sqlite));
+    // No --url, no --token: the listener file and [admin] token give them.
+    let args = vec!["--config".into(), server.config.display().to_string()];
+    let tmux = Tmux::start(&args, 120, 40);
+    let s = tmux.wait_text("● live");
+    assert!(s.contains(&format!("http://{}", server.http)), "{s}");
+    tmux.assert_quits_cleanly(&["q"]);
+}
