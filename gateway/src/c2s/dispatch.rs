@@ -65,8 +65,11 @@ pub(super) async fn stanza(
     };
     match kind {
         "message" => modules::message::handle(ctx, me, &el, to).await,
-        "presence" => modules::presence::handle(ctx, me, local, &el, to).await,
-        _ => modules::iq::handle(ctx, me, &el, to).await,
+        // Boxed: their storage calls make these futures kilobytes, and
+        // inline they would make every message's future as large.
+        "presence" => Box::pin(modules::presence::handle(ctx, me, local, &el, to)).await,
+        _ => Box::pin(modules::iq::handle(ctx, me, &el, to)).await,
     }
     Ok(())
 }
+

@@ -123,7 +123,9 @@ pub async fn route_message(
     if kind == MessageType::Error {
         return Ok(Routed::Dropped);
     }
-    store_offline(ctx, to.domain(), user, &xml).await
+    // Boxed: the storage future is kilobytes, and inline it would make
+    // every routed message's future that large (copied on each move).
+    Box::pin(store_offline(ctx, to.domain(), user, &xml)).await
 }
 
 /// Stores a message for later (XEP-0160), or says why it cannot be.

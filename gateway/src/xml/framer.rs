@@ -40,6 +40,10 @@ enum Scan {
 
 pub struct Framer {
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already framed: dropped at the next
+    /// `push`, not after each element (a read can hold hundreds of stanzas;
+    /// shifting the rest after each one was quadratic).
+    base: usize,
     /// Next byte to scan.
     pos: usize,
     /// Where the current markup (`<`) began.
@@ -64,6 +68,7 @@ impl Framer {
     pub fn new(max_element_bytes: usize) -> Self {
         Framer {
             buf: Vec::new(),
+            base: 0,
             pos: 0,
             tok: 0,
             name: 0,
@@ -83,9 +88,21 @@ impl Framer {
 
     /// Appends bytes read from the socket.
     pub fn push(&mut self, data: &[u8]) {
-        if !self.closed {
-            self.buf.extend_from_slice(data);
+        if self.closed {
+            return;
         }
+        if self.base > 0 {
+            let base = self.base;
+            self.buf.drain(..base);
+            self.base = 0;
+            // Offsets of what is in progress; stale ones (before `base`)
+            // are never read again.
+            self.pos -= base;
+            self.tok = self.tok.saturating_sub(base);
+            self.name = self.name.saturating_sub(base);
+            self.elem = self.elem.saturating_sub(base);
+        }
+        self.buf.extend_from_slice(data);
     }
 
     /// Stream restart: everything buffered is discarded, never parsed.
@@ -95,7 +112,7 @@ impl Framer {
     }
 
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.base
     }
 
     /// The next complete frame, `None` when more bytes are needed.
@@ -117,6 +134,7 @@ impl Framer {
         // Between elements nothing needs keeping.
         if self.depth <= 1 && self.scan == Scan::Text {
             self.buf.clear();
+            self.base = 0;
             self.pos = 0;
         }
         Ok(None)
@@ -275,6 +293,7 @@ impl Framer {
             0 => {
                 self.closed = true;
                 self.buf.clear();
+                self.base = 0;
                 self.pos = 0;
                 Ok(Some(Frame::StreamClose))
             }
@@ -293,8 +312,7 @@ impl Framer {
 
     /// Drops everything scanned so far.
     fn consume(&mut self) {
-        self.buf.drain(..self.pos);
-        self.pos = 0;
+        self.base = self.pos;
     }
 
     fn check_size(&self) -> Result<(), XmlError> {
