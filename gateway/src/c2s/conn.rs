@@ -1,13 +1,16 @@
 //! The client's byte stream: plain TCP, or TLS after STARTTLS / on a direct
 //! TLS listener (XEP-0368).
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use crate::xml::Framer;
 
 pub enum Conn {
     Plain(TcpStream),
@@ -20,9 +23,52 @@ fn upgrading() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "TLS upgrade in progress")
 }
 
+/// What one read takes at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// Plain TCP reads land here and go straight into the connection's
+    /// framer, so an idle connection holds no read buffer of its own.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
 impl Conn {
     pub fn is_tls(&self) -> bool {
         matches!(self, Conn::Tls(_))
+    }
+
+    /// Reads what is available into `framer`: the byte count, 0 at the end
+    /// of the stream. Cancel-safe (bytes are handed over without an await
+    /// in between). TLS reads go through `tls_buf`, sized on first use.
+    pub async fn read_into(
+        &mut self,
+        framer: &mut Framer,
+        tls_buf: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        if let Conn::Plain(tcp) = self {
+            loop {
+                tcp.readable().await?;
+                let read = SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    let r = tcp.try_read(&mut s[..]);
+                    if let Ok(n) = r {
+                        framer.push(&s[..n]);
+                    }
+                    r
+                });
+                match read {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        }
+        if tls_buf.is_empty() {
+            // rustls keeps the record it decrypts; this only takes plaintext.
+            tls_buf.resize(4096, 0);
+        }
+        let n = self.read(tls_buf).await?;
+        framer.push(&tls_buf[..n]);
+        Ok(n)
     }
 }
 

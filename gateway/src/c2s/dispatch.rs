@@ -72,4 +72,3 @@ pub(super) async fn stanza(
     }
     Ok(())
 }
-

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use super::dispatch::Local;
@@ -44,7 +44,7 @@ impl Connection {
                 _ = shutdown.cancelled() => Wake::Shutdown,
                 _ = handle.overflowed() => Wake::Overflow,
                 m = rx.recv() => Wake::Mail(m),
-                r = self.conn.read(&mut self.rbuf) => Wake::Read(r),
+                r = self.conn.read_into(&mut self.framer, &mut self.tls_buf) => Wake::Read(r),
             };
             match wake {
                 Wake::Shutdown => break StreamError::new(StreamCondition::SystemShutdown).into(),
@@ -70,8 +70,10 @@ impl Connection {
                 Wake::Read(Err(e)) => break SessionEnd::Io(e),
                 Wake::Read(Ok(n)) => {
                     self.bytes_in(n);
-                    self.framer.push(&self.rbuf[..n]);
-                    if let Err(end) = self.drain_frames(&handle, &mut local).await {
+                    // Boxed (one allocation per read, not per stanza): held
+                    // inline, its stanza handling would size every idle
+                    // session's task.
+                    if let Err(end) = Box::pin(self.drain_frames(&handle, &mut local)).await {
                         break end;
                     }
                     if std::mem::take(&mut local.deliver_offline) {
@@ -79,7 +81,7 @@ impl Connection {
                         let flush = self.flush_offline(&handle);
                         let flush =
                             crate::live::call("module", || "module.offline.deliver".into(), flush);
-                        if let Err(end) = crate::live::scoped(scope, flush).await {
+                        if let Err(end) = Box::pin(crate::live::scoped(scope, flush)).await {
                             break end;
                         }
                     }
@@ -108,7 +110,7 @@ impl Connection {
             &[handle.jid().domain(), close_reason],
             &[("count", 1.0), ("duration_seconds", lasted)],
         );
-        self.leave(&handle, &mut local, rx).await;
+        Box::pin(self.leave(&handle, &mut local, rx)).await;
         end
     }
 

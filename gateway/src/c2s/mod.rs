@@ -37,7 +37,6 @@ const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bytes read from the socket at once.
-const READ_CHUNK: usize = 4096;
 /// After a stream error: how long to keep draining the peer's input so that
 /// the error is not lost to a TCP reset (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
@@ -82,7 +81,8 @@ pub(crate) struct Connection {
     conn: Conn,
     peer: SocketAddr,
     framer: Framer,
-    rbuf: Vec<u8>,
+    /// Read buffer of a TLS stream (plain TCP reads need none).
+    tls_buf: Vec<u8>,
     phase: Phase,
     stream_id: String,
     /// The domain this stream is for (the header's `to`).
@@ -158,7 +158,7 @@ async fn serve_inner(
         conn,
         peer,
         framer: Framer::new(max_pre_auth),
-        rbuf: vec![0; READ_CHUNK],
+        tls_buf: Vec::new(),
         phase: Phase::WaitStream,
         stream_id: new_stream_id(),
         host: None,
@@ -172,16 +172,19 @@ async fn serve_inner(
         pending: Vec::new(),
     };
     let shutdown = c.ctx.shutdown.clone();
+    // Negotiation, the session loop and closing are boxed one by one: the
+    // connection's task then holds only the stage it is in, not the sum
+    // of the largest (what an idle session costs in memory).
     let negotiated = tokio::select! {
-        r = c.negotiate() => r,
+        r = Box::pin(c.negotiate()) => r,
         _ = shutdown.cancelled() => Err(StreamError::new(StreamCondition::SystemShutdown).into()),
     };
     let end = match negotiated {
-        Ok(bound) => c.established(bound).await,
+        Ok(bound) => Box::pin(c.established(bound)).await,
         Err(end) => end,
     };
     let reason = end.reason();
-    c.close(end).await;
+    Box::pin(c.close(end)).await;
     reason
 }
 
@@ -197,7 +200,7 @@ impl Connection {
             if let Some(frame) = self.framer.next_frame().map_err(|e| self.xml_error(e))? {
                 return Ok(frame);
             }
-            let read = self.conn.read(&mut self.rbuf);
+            let read = self.conn.read_into(&mut self.framer, &mut self.tls_buf);
             let n = match tokio::time::timeout(NEGOTIATION_TIMEOUT, read).await {
                 Ok(r) => r?,
                 Err(_) => return Err(StreamError::new(StreamCondition::ConnectionTimeout).into()),
@@ -206,7 +209,6 @@ impl Connection {
                 return Err(SessionEnd::PeerClosed);
             }
             self.bytes_in(n);
-            self.framer.push(&self.rbuf[..n]);
         }
     }
 

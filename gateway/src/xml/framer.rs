@@ -131,9 +131,11 @@ impl Framer {
             }
             self.check_size()?;
         }
-        // Between elements nothing needs keeping.
+        // Between elements nothing needs keeping: the buffer is freed, so
+        // an idle connection holds none (the next read allocates what it
+        // brings).
         if self.depth <= 1 && self.scan == Scan::Text {
-            self.buf.clear();
+            self.buf = Vec::new();
             self.base = 0;
             self.pos = 0;
         }
