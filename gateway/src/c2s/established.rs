@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc::error::TryRecvError;
 
 use super::dispatch::Local;
 use super::negotiate::Bound;
@@ -259,7 +258,7 @@ impl Connection {
     async fn write_batch(
         &mut self,
         handle: &Arc<SessionHandle>,
-        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+        rx: &mut crate::router::Mailbox,
         first: String,
         first_tags: crate::router::Tags,
         wbuf: &mut Vec<u8>,
@@ -274,17 +273,17 @@ impl Connection {
         let mut close = None;
         while wbuf.len() < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(Outbound::Stanza(xml, tags)) => {
+                Some(Outbound::Stanza(xml, tags)) => {
                     wbuf.extend_from_slice(xml.as_bytes());
                     self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
                     self.take_tags(handle, &xml, tags, &mut deliveries);
                     count += 1;
                 }
-                Ok(Outbound::Close(e)) => {
+                Some(Outbound::Close(e)) => {
                     close = Some(e);
                     break;
                 }
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                None => break,
             }
         }
         // A client that stops reading must not hold this task forever:
@@ -315,13 +314,13 @@ impl Connection {
         &mut self,
         handle: &Arc<SessionHandle>,
         local: &mut Local,
-        mut rx: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+        mut rx: crate::router::Mailbox,
     ) {
         self.ctx.sessions.remove(handle);
         modules::presence::on_disconnect(&self.ctx, handle, local).await;
         rx.close();
         let mut kept = 0usize;
-        while let Ok(item) = rx.try_recv() {
+        while let Some(item) = rx.try_recv() {
             if let Outbound::Stanza(xml, _) = item {
                 if modules::offline::keep_undelivered(&self.ctx, handle.jid(), &xml).await {
                     kept += 1;

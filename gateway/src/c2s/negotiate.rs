@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::mpsc::UnboundedReceiver;
-
 use super::{Conn, Connection, Phase, TLS_HANDSHAKE_TIMEOUT};
 use crate::config::TlsMode;
 use crate::errors::{SessionEnd, StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::jid::Jid;
-use crate::router::{ConnInfo, Outbound, SessionHandle};
+use crate::router::{ConnInfo, SessionHandle};
 use crate::xml::{El, Element, Frame, StreamHeader, NS_CLIENT, NS_STREAM};
 
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -22,7 +20,7 @@ pub const NS_LIMITS: &str = "urn:xmpp:stream-limits:0";
 /// A session that finished negotiation.
 pub(super) struct Bound {
     pub handle: Arc<SessionHandle>,
-    pub rx: UnboundedReceiver<Outbound>,
+    pub rx: crate::router::Mailbox,
 }
 
 impl Connection {
@@ -306,7 +304,6 @@ impl Connection {
         let bind_started = std::time::Instant::now();
         let (handle, rx) =
             SessionHandle::new(id, jid.clone(), info, self.lst.config.max_queue_bytes);
-        let handle = Arc::new(handle);
         if let Some(h) = &self.host_ev {
             h.session_open.count();
         }

@@ -4,7 +4,7 @@
 mod session;
 mod table;
 
-pub use session::{ConnInfo, Outbound, PresenceState, SessionHandle, Tags, Undelivered};
+pub use session::{ConnInfo, Mailbox, Outbound, PresenceState, SessionHandle, Tags, Undelivered};
 pub use table::SessionTable;
 
 use std::sync::Arc;

@@ -1,12 +1,13 @@
 //! A bound session as other tasks see it: its address, its presence, and a
 //! byte-bounded mailbox into its connection task.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::errors::StreamError;
 use crate::jid::Jid;
@@ -63,13 +64,28 @@ pub struct ConnInfo {
     pub connected_at: SystemTime,
 }
 
+/// The queue behind a session's mailbox: a deque under a lock, not a
+/// channel, because an idle session then holds no buffer at all (a tokio
+/// channel allocates ~2 KiB up front) and the connection task takes a
+/// whole batch under one lock.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    closed: bool,
+}
+
+/// Capacity a drained queue may keep; beyond it the buffer is freed, so a
+/// burst does not stay in memory for the rest of the session.
+const KEEP_CAPACITY: usize = 16;
+
 pub struct SessionHandle {
     id: u64,
     jid: Jid,
     bare: String,
     full: String,
     info: ConnInfo,
-    tx: mpsc::UnboundedSender<Outbound>,
+    mail: Mutex<Queue>,
+    mail_ready: Notify,
     queued_bytes: AtomicUsize,
     max_queue_bytes: usize,
     overflowed: AtomicBool,
@@ -88,15 +104,15 @@ impl SessionHandle {
         jid: Jid,
         info: ConnInfo,
         max_queue_bytes: usize,
-    ) -> (SessionHandle, mpsc::UnboundedReceiver<Outbound>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = SessionHandle {
+    ) -> (Arc<SessionHandle>, Mailbox) {
+        let handle = Arc::new(SessionHandle {
             id,
             bare: jid.bare(),
             full: jid.to_string(),
             jid,
             info,
-            tx,
+            mail: Mutex::new(Queue::default()),
+            mail_ready: Notify::new(),
             queued_bytes: AtomicUsize::new(0),
             max_queue_bytes,
             overflowed: AtomicBool::new(false),
@@ -105,8 +121,25 @@ impl SessionHandle {
             presence: Mutex::new(PresenceState::default()),
             stanzas_in: AtomicU64::new(0),
             stanzas_out: AtomicU64::new(0),
-        };
-        (handle, rx)
+        });
+        (handle.clone(), Mailbox(handle))
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A panic elsewhere while holding it leaves a usable queue.
+        self.mail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an item unless the mailbox is closed (then it comes back).
+    fn push(&self, item: Outbound) -> Result<(), Outbound> {
+        let mut q = self.queue();
+        if q.closed {
+            return Err(item);
+        }
+        q.items.push_back(item);
+        drop(q);
+        self.mail_ready.notify_one();
+        Ok(())
     }
 
     pub fn id(&self) -> u64 {
@@ -151,9 +184,9 @@ impl SessionHandle {
                 None
             },
         };
-        match self.tx.send(Outbound::Stanza(xml, tags)) {
+        match self.push(Outbound::Stanza(xml, tags)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(Outbound::Stanza(xml, _))) => {
+            Err(Outbound::Stanza(xml, _)) => {
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 Err(Undelivered(xml))
             }
@@ -163,7 +196,7 @@ impl SessionHandle {
 
     /// Asks the session to close with a stream error.
     pub fn close(&self, error: StreamError) {
-        let _ = self.tx.send(Outbound::Close(error));
+        let _ = self.push(Outbound::Close(error));
     }
 
     /// The connection task reports bytes it has written out.
@@ -193,5 +226,116 @@ impl SessionHandle {
 
     pub fn is_available(&self) -> bool {
         self.presence.lock().map(|p| p.available).unwrap_or(false)
+    }
+}
+
+/// The receiving end of a session's mailbox, owned by its connection task.
+/// Dropping it closes the mailbox: later deliveries come back to the
+/// sender (stored offline or bounced), never vanish.
+pub struct Mailbox(Arc<SessionHandle>);
+
+impl Mailbox {
+    /// The next item; `None` once closed and empty. Cancel-safe: an item is
+    /// only taken when it is returned.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            {
+                let mut q = self.0.queue();
+                if let Some(item) = take(&mut q) {
+                    return Some(item);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            // A push after the check left a permit: this returns at once.
+            self.0.mail_ready.notified().await;
+        }
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        take(&mut self.0.queue())
+    }
+
+    /// No more items are accepted; those queued can still be taken.
+    pub fn close(&mut self) {
+        self.0.queue().closed = true;
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        let mut q = self.0.queue();
+        q.closed = true;
+        q.items = VecDeque::new();
+    }
+}
+
+fn take(q: &mut Queue) -> Option<Outbound> {
+    let item = q.items.pop_front();
+    if q.items.is_empty() && q.items.capacity() > KEEP_CAPACITY {
+        q.items = VecDeque::new();
+    }
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> (Arc<SessionHandle>, Mailbox) {
+        let jid = Jid::parse("a@localhost/r").expect("jid");
+        let info = ConnInfo {
+            peer: "127.0.0.1:1".parse().expect("addr"),
+            listener: "l".into(),
+            tls: false,
+            connected_at: SystemTime::now(),
+        };
+        SessionHandle::new(1, jid, info, 1 << 20)
+    }
+
+    #[tokio::test]
+    async fn mailbox_delivers_in_order_wakes_and_hands_back_after_close() {
+        let (h, mut rx) = handle();
+        let waiter = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Outbound::Stanza(xml, _)) = rx.recv().await {
+                got.push(xml);
+                if got.len() == 3 {
+                    break;
+                }
+            }
+            (got, rx)
+        });
+        for i in 0..3 {
+            h.deliver(format!("<m{i}/>")).expect("queued");
+        }
+        let (got, mut rx) = waiter.await.expect("receiver");
+        assert_eq!(got, ["<m0/>", "<m1/>", "<m2/>"]);
+        assert!(rx.try_recv().is_none());
+        h.deliver("<late/>".into()).expect("queued");
+        rx.close();
+        // Queued before the close: still taken; after it: handed back.
+        assert!(matches!(rx.try_recv(), Some(Outbound::Stanza(x, _)) if x == "<late/>"));
+        match h.deliver("<after/>".into()) {
+            Err(Undelivered(x)) => assert_eq!(x, "<after/>"),
+            Ok(()) => panic!("delivered into a closed mailbox"),
+        }
+        assert!(rx.recv().await.is_none());
+        drop(rx);
+        assert!(h.deliver("<dropped/>".into()).is_err());
+        // Bytes handed back are not counted as queued.
+        assert_eq!(h.queued_bytes(), "<m0/><m1/><m2/><late/>".len());
+    }
+
+    #[test]
+    fn a_drained_burst_frees_its_buffer() {
+        let (h, mut rx) = handle();
+        for _ in 0..100 {
+            h.deliver("<x/>".into()).expect("queued");
+        }
+        while rx.try_recv().is_some() {}
+        assert_eq!(h.queue().items.capacity(), 0);
     }
 }
