@@ -189,6 +189,11 @@ level = "info"
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The server process's PID (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

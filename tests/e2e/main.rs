@@ -3,6 +3,7 @@
 //! - [`harness`]: starts servers (SQLite or PostgreSQL), runs the CLI.
 //! - [`raw`]: a byte-exact client for protocol and bad-input tests.
 //! - `slixmpp`: scenarios driven by a real XMPP client library.
+//! - `load`: a short smoke run of each load-generator scenario.
 
 mod harness;
 mod raw;
@@ -14,6 +15,7 @@ mod events;
 mod graphite;
 mod http;
 mod lifecycle;
+mod load;
 mod metrics;
 mod otlp;
 mod slixmpp;

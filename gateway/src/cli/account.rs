@@ -1,4 +1,4 @@
-//! `osprey account register|remove|list|passwd`: straight to storage, so
+//! `osprey account register|remove|list|passwd|populate`: straight to storage, so
 //! they work whether or not the server is running (SQLite in WAL mode lets
 //! both write).
 
@@ -32,6 +32,28 @@ pub enum AccountCommand {
         jid: String,
         #[arg(long)]
         password: Option<String>,
+    },
+    /// Create many accounts for benchmarks: {prefix}{first} …
+    /// {prefix}{first+count-1} on one host, all with the same password.
+    ///
+    /// FOR LOAD TESTS ONLY: the SCRAM keys are derived once and shared, so
+    /// every account has the same salt and keys (cracking one cracks all).
+    /// Accounts that already exist are skipped and counted, not changed.
+    Populate {
+        #[arg(long, default_value = "user")]
+        prefix: String,
+        /// How many accounts.
+        #[arg(long)]
+        count: usize,
+        /// Number of the first account.
+        #[arg(long, default_value_t = 1)]
+        first: usize,
+        /// The password; read from standard input when omitted.
+        #[arg(long)]
+        password: Option<String>,
+        /// Default: the first of general.hosts.
+        #[arg(long)]
+        host: Option<String>,
     },
 }
 
@@ -90,9 +112,60 @@ pub async fn run(cmd: AccountCommand, config: &Config) -> Result<(), Failure> {
                 Err(e) => Err(storage_failure(e)),
             }
         }
+        AccountCommand::Populate {
+            prefix,
+            count,
+            first,
+            password,
+            host,
+        } => populate(&storage, config, &prefix, count, first, password, host).await,
     };
     storage.close().await;
     result
+}
+
+async fn populate(
+    storage: &Storage,
+    config: &Config,
+    prefix: &str,
+    count: usize,
+    first: usize,
+    password: Option<String>,
+    host: Option<String>,
+) -> Result<(), Failure> {
+    let host = match host {
+        Some(h) => known_host(&h, config)?,
+        None => config
+            .general
+            .hosts
+            .first()
+            .cloned()
+            .ok_or_else(|| Failure::new(2, "no host configured"))?,
+    };
+    let last = first
+        .checked_add(count.saturating_sub(1))
+        .ok_or_else(|| Failure::new(2, "--first + --count is too large"))?;
+    // Both ends are valid JIDs, so every name in between is.
+    for n in [first, last] {
+        account_jid(&format!("{prefix}{n}@{host}"), config)?;
+    }
+    let creds = credentials(&password_or_stdin(password)?, config)?;
+    let users: Vec<String> = (first..=last)
+        .take(count)
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    let created = storage
+        .create_accounts_bulk(&host, &users, &creds)
+        .await
+        .map_err(storage_failure)?;
+    let existing = users.len() as u64 - created;
+    match users.len() {
+        0 => println!("no accounts to create (--count 0)"),
+        _ => println!(
+            "created {created} accounts {prefix}{first}..{prefix}{last}@{host} ({existing} already existed)"
+        ),
+    }
+    Ok(())
 }
 
 async fn open(config: &Config) -> Result<Storage, Failure> {

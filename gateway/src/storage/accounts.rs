@@ -23,6 +23,49 @@ impl Storage {
         .await
     }
 
+    /// Creates `users` on `host`, all with the same credentials (benchmark
+    /// accounts: `osprey account populate`), in one transaction of
+    /// multi-row inserts; accounts that already exist are left as they are.
+    /// Returns how many were created.
+    pub async fn create_accounts_bulk(
+        &self,
+        host: &str,
+        users: &[String],
+        creds: &AccountCredentials,
+    ) -> Result<u64, StorageError> {
+        // Rows per statement: 4 shared parameters + one per row stays far
+        // below SQLite's oldest limit of 999 bound parameters.
+        const ROWS: usize = 500;
+        self.op("account_create_bulk", async {
+            let created = on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                let mut n = 0;
+                for chunk in users.chunks(ROWS) {
+                    let mut sql = String::from(
+                        "INSERT INTO accounts (host, username, scram_sha1, scram_sha256, created_at) VALUES ",
+                    );
+                    for k in 0..chunk.len() {
+                        if k > 0 {
+                            sql.push(',');
+                        }
+                        sql.push_str(&format!("($1, ${}, $2, $3, $4)", k + 5));
+                    }
+                    sql.push_str(" ON CONFLICT (host, username) DO NOTHING");
+                    let mut q = sqlx::query(&sql)
+                        .bind(host).bind(&creds.scram_sha1).bind(&creds.scram_sha256).bind(now_ms());
+                    for u in chunk {
+                        q = q.bind(u);
+                    }
+                    n += q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                n
+            });
+            Ok(created)
+        })
+        .await
+    }
+
     pub async fn set_credentials(
         &self,
         host: &str,

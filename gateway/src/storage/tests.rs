@@ -121,6 +121,42 @@ async fn accounts(pg: bool) {
     guard.drop_db().await;
 }
 
+async fn accounts_bulk(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    s.create_account("h", "u3", &creds("old")).await.unwrap();
+    // More than one statement's worth of rows, one of them already there.
+    let users: Vec<String> = (1..=1203).map(|i| format!("u{i}")).collect();
+    assert_eq!(
+        s.create_accounts_bulk("h", &users, &creds("b"))
+            .await
+            .unwrap(),
+        1202
+    );
+    assert_eq!(s.list_accounts(Some("h")).await.unwrap().len(), 1203);
+    assert_eq!(
+        s.get_credentials("h", "u3").await.unwrap(),
+        Some(creds("old"))
+    );
+    assert_eq!(
+        s.get_credentials("h", "u1203").await.unwrap(),
+        Some(creds("b"))
+    );
+    // Again: nothing new.
+    assert_eq!(
+        s.create_accounts_bulk("h", &users, &creds("c"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.create_accounts_bulk("h", &[], &creds("c")).await.unwrap(),
+        0
+    );
+    s.close().await;
+    guard.drop_db().await;
+}
+
 async fn roster(pg: bool) {
     let (url, guard) = fresh(pg).await;
     let s = Storage::connect(&url, &opts()).await.unwrap();
@@ -288,6 +324,7 @@ macro_rules! both {
     };
 }
 both!(accounts);
+both!(accounts_bulk);
 both!(roster);
 both!(offline);
 both!(migrations_and_two_pools);
