@@ -111,7 +111,11 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
                 window: cfg.window as u64,
                 deadline,
             };
-            let tx = sender.run(gap, start);
+            // Each flow's schedule is offset by its share of the gap, so
+            // the target rate arrives evenly instead of as one burst of
+            // every flow each gap (which measured the burst, not latency).
+            let phase = gap.map(|g| g.mul_f64(slot as f64 / flows as f64));
+            let tx = sender.run(gap, start + phase.unwrap_or_default());
             senders.spawn(async move { (slot, tx.await) });
             slot += 1;
         }
