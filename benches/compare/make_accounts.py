@@ -41,11 +41,12 @@ DOMAIN = "localhost"
 PASSWORD = b"password"
 
 
-def scram_sha1(salt: bytes, iterations: int):
-    salted = hashlib.pbkdf2_hmac("sha1", PASSWORD, salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha1).digest()
-    stored_key = hashlib.sha1(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha1).digest()
+def scram_keys(salt: bytes, iterations: int, hash_name: str = "sha1"):
+    h = getattr(hashlib, hash_name)
+    salted = hashlib.pbkdf2_hmac(hash_name, PASSWORD, salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", h).digest()
+    stored_key = h(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", h).digest()
     return stored_key, server_key
 
 
@@ -57,14 +58,19 @@ def _prosody_salt():
 def _prosody_one(args):
     i, iterations, salt = args
     salt = salt or _prosody_salt()
-    stored, server = scram_sha1(salt.encode(), iterations)
+    stored, server = scram_keys(salt.encode(), iterations)
     return i, salt, stored.hex(), server.hex()
+
+
+# ejabberd's hash atom -> hashlib's name.
+EJABBERD_HASHES = {"sha": "sha1", "sha256": "sha256", "sha512": "sha512"}
+EJABBERD_HASH = "sha"
 
 
 def _ejabberd_one(args):
     i, iterations, salt = args
     salt = salt or os.urandom(16)
-    stored, server = scram_sha1(salt, iterations)
+    stored, server = scram_keys(salt, iterations, EJABBERD_HASHES[EJABBERD_HASH])
     return i, salt, stored, server
 
 
@@ -122,7 +128,7 @@ def make_ejabberd(out: str, n: int, iterations: int, per_account: bool):
             f.write(
                 f'{{passwd,{{<<"user{i}">>,<<"{DOMAIN}">>}},'
                 f"{{scram,{erl_bin(stored)},{erl_bin(server)},{erl_bin(salt)},"
-                f"sha,{iterations}}}}}.\n"
+                f"{EJABBERD_HASH},{iterations}}}}}.\n"
             )
     os.replace(out + ".tmp", out)
 
@@ -134,6 +140,12 @@ def main():
     ap.add_argument("n", type=int)
     ap.add_argument("--iterations", type=int, default=4096)
     ap.add_argument(
+        "--hash",
+        choices=sorted(EJABBERD_HASHES),
+        default="sha",
+        help="ejabberd: the SCRAM hash stored (its auth_scram_hash)",
+    )
+    ap.add_argument(
         "--salt-per-account",
         action="store_true",
         help="a random salt per account (default: one shared salt)",
@@ -141,6 +153,8 @@ def main():
     a = ap.parse_args()
     if a.n < 0 or a.iterations < 1:
         ap.error("n must be >= 0 and iterations >= 1")
+    global EJABBERD_HASH
+    EJABBERD_HASH = a.hash
     if a.server == "prosody":
         make_prosody(a.target, a.n, a.iterations, a.salt_per_account)
     else:

@@ -21,7 +21,7 @@ source "$HERE/servers.sh"
 
 : "${REPEATS:=3}"
 : "${TARGETS:=osprey osprey-bare prosody ejabberd}"
-: "${SCENARIOS:=idle idle-tls chat chat-rate mixed login}"
+: "${SCENARIOS:=idle idle-tls chat chat-rate mixed login login-sha256}"
 # Scenarios that start on a freshly started server: idle measures RSS
 # growth, and a server's state after thousands of logins and logouts can
 # change what follows (Prosody's message rate drops ~3x after 3000).
@@ -30,18 +30,21 @@ source "$HERE/servers.sh"
 : "${LOAD_CPU:=1}"
 # SCRAM-SHA-1: the one SCRAM all three offer (Prosody and ejabberd, as
 # configured here, keep SHA-1 keys only; Osprey offers SHA-256 too).
+# login-sha256 logs in with SCRAM-SHA-256: Osprey as it is, ejabberd
+# restarted with auth_scram_hash: sha256 and SHA-256 accounts (its own
+# directory), Prosody skipped (it stores SHA-1 keys).
 : "${MECH:=scram-sha-1}"
 : "${LOGIN_USERS:=2000}"
 : "${LOGIN_FOR:=4}"
 : "${LOGIN_CONCURRENCY:=50}"
-: "${IDLE_USERS:=3000}"
-: "${IDLE_TLS_USERS:=1000}"
+: "${IDLE_USERS:=8000}"
+: "${IDLE_TLS_USERS:=2000}"
 : "${IDLE_CONCURRENCY:=50}"
 : "${IDLE_HOLD:=2}"
 : "${CHAT_PAIRS:=50}"
 : "${CHAT_DURATION:=6}"
 : "${CHAT_WINDOW:=16}"
-: "${CHAT_RATE:=4000}"
+: "${CHAT_RATE:=5000}"
 : "${MIXED_USERS:=600}"
 : "${MIXED_DURATION:=12}"
 : "${MIXED_RAMP:=4}"
@@ -74,6 +77,8 @@ LOAD="$WORK/bin/osprey-load"
 ODIR="$WORK/osprey"
 PDIR="$WORK/prosody"
 EDIR="$WORK/ejabberd"
+# The ejabberd directory in use (login-sha256 switches to "$EDIR-sha256").
+EJ_DIR="$EDIR"
 
 ###########################################################################
 # Osprey
@@ -187,7 +192,7 @@ target_start() {
 	case $1 in
 	osprey | osprey-bare) osprey_start "$1" ;;
 	prosody) prosody_start "$PDIR" "$SERVER_CPU" "$NACCOUNTS" ;;
-	ejabberd) ejabberd_start "$EDIR" "$SERVER_CPU" "$NACCOUNTS" ;;
+	ejabberd) ejabberd_start "$EJ_DIR" "$SERVER_CPU" "$NACCOUNTS" ;;
 	*) die "unknown target $1" ;;
 	esac
 }
@@ -196,7 +201,7 @@ target_stop() {
 	case $1 in
 	osprey | osprey-bare) osprey_stop ;;
 	prosody) prosody_stop "$PDIR" ;;
-	ejabberd) ejabberd_stop "$EDIR" ;;
+	ejabberd) ejabberd_stop "$EJ_DIR" ;;
 	esac
 }
 
@@ -204,7 +209,7 @@ target_pid() {
 	case $1 in
 	osprey | osprey-bare) _srv_pid_of "$ODIR/run.pid" osprey ;;
 	prosody) prosody_pid "$PDIR" ;;
-	ejabberd) ejabberd_pid "$EDIR" ;;
+	ejabberd) ejabberd_pid "$EJ_DIR" ;;
 	esac
 }
 
@@ -229,7 +234,7 @@ load() {
 	shift 4
 	pid=$(target_pid "$target") || die "$target is not running"
 	out="$RESULTS/$target.$name.$rep"
-	if taskset -c "$LOAD_CPU" "$LOAD" "$scenario" --label "$target" --mech "$MECH" \
+	if taskset -c "$LOAD_CPU" "$LOAD" "$scenario" --label "$target" --mech "${LOAD_MECH:-$MECH}" \
 		--server-pid "$pid" "$@" --json >"$out.json" 2>"$out.txt"; then
 		sed 's/^/    /' "$out.txt" >&2
 	else
@@ -248,6 +253,26 @@ run_scenario() {
 	case $name in
 	login) load "$target" "$name" "$rep" login --port "$plain" \
 		--users "$LOGIN_USERS" --login-for "$LOGIN_FOR" --concurrency "$LOGIN_CONCURRENCY" ;;
+	login-sha256)
+		case $target in
+		prosody)
+			log "prosody: login-sha256 skipped (SHA-1 keys only)"
+			return 0
+			;;
+		ejabberd)
+			target_stop ejabberd
+			EJ_DIR="$EDIR-sha256"
+			EJABBERD_SCRAM_HASH=sha256 target_start ejabberd
+			;;
+		esac
+		LOAD_MECH=scram-sha-256 load "$target" "$name" "$rep" login --port "$plain" \
+			--users "$LOGIN_USERS" --login-for "$LOGIN_FOR" --concurrency "$LOGIN_CONCURRENCY"
+		if [ "$target" = ejabberd ]; then
+			target_stop ejabberd
+			EJ_DIR="$EDIR"
+			target_start ejabberd
+		fi
+		;;
 	idle) load "$target" "$name" "$rep" idle --port "$plain" \
 		--users "$IDLE_USERS" --concurrency "$IDLE_CONCURRENCY" --duration "$IDLE_HOLD" ;;
 	idle-tls) load "$target" "$name" "$rep" idle --port "$tls" --tls starttls \
@@ -298,6 +323,7 @@ build() {
 cleanup() {
 	local t
 	for t in osprey prosody ejabberd; do target_stop "$t" >/dev/null 2>&1 || true; done
+	ejabberd_stop "$EDIR-sha256" >/dev/null 2>&1 || true
 }
 
 ###########################################################################

@@ -31,6 +31,9 @@ BENCH_COMPARE_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # PBKDF2 iterations of the stored SCRAM keys (Osprey's and ejabberd's
 # default; Prosody's default is 10000, changed in the config).
 : "${BENCH_SCRAM_ITERATIONS:=4096}"
+# The one SCRAM hash ejabberd stores (auth_scram_hash): sha (it then offers
+# SCRAM-SHA-1) or sha256 (SCRAM-SHA-256). Accounts are remade on a change.
+: "${EJABBERD_SCRAM_HASH:=sha}"
 # 1: TCP_NODELAY on the servers' client sockets (Osprey sets it); 0: each
 # server's own default (both leave Nagle on).
 : "${BENCH_NODELAY:=1}"
@@ -41,7 +44,7 @@ BENCH_COMPARE_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # What an account stamp file holds: the accounts a run directory has.
 # make_accounts.py gives all accounts one salt (see there); the word
 # "shared-salt" makes directories filled by older versions be refilled.
-_srv_stamp() { echo "$1 $BENCH_SCRAM_ITERATIONS shared-salt"; }
+_srv_stamp() { echo "$1 $BENCH_SCRAM_ITERATIONS shared-salt $EJABBERD_SCRAM_HASH"; }
 
 _srv_err() { echo "servers.sh: ERROR: $*" >&2; return 1; }
 _srv_log() { echo "servers.sh: $*" >&2; }
@@ -316,7 +319,7 @@ ejabberd_accounts() {
 	fi
 	file="$dir/accounts.mnesia.txt"
 	python3 "$BENCH_COMPARE_HOME/make_accounts.py" ejabberd "$file" "$n" \
-		--iterations "$BENCH_SCRAM_ITERATIONS" ||
+		--iterations "$BENCH_SCRAM_ITERATIONS" --hash "$EJABBERD_SCRAM_HASH" ||
 		_srv_err "ejabberd_accounts: make_accounts.py failed" || return 1
 	chown ejabberd:ejabberd "$file"
 	out=$(_ejctl "$dir" load "$file" 2>&1) ||
@@ -342,7 +345,8 @@ ejabberd_start() {
 	fi
 	mkdir -p "$dir/database" "$dir/logs" "$dir/modules.d" "$dir/certs" || return 1
 	_srv_render "$BENCH_COMPARE_HOME/ejabberd.yml.in" "$dir/ejabberd.yml" \
-		DIR="$dir" C2S_PORT="$EJABBERD_C2S_PORT" TLS_PORT="$EJABBERD_TLS_PORT" || return 1
+		DIR="$dir" C2S_PORT="$EJABBERD_C2S_PORT" TLS_PORT="$EJABBERD_TLS_PORT" \
+		SCRAM_HASH="$EJABBERD_SCRAM_HASH" || return 1
 	_srv_render "$BENCH_COMPARE_HOME/ejabberdctl.cfg.in" "$dir/ejabberdctl.cfg" \
 		DIR="$dir" DIST_PORT="$EJABBERD_DIST_PORT" \
 		NODELAY_OPT="$([ "$BENCH_NODELAY" = 1 ] && echo '-kernel inet_default_listen_options [{nodelay,true}]')" || return 1

@@ -45,6 +45,11 @@ METRICS = [
     ("login", "login latency p50 (ms)", res("login", "latency", "p50_ms"), "↓"),
     ("login", "login latency p99 (ms)", res("login", "latency", "p99_ms"), "↓"),
     ("login", "server CPU per login (µs)", scaled(res("login", "cpu_s_per_1k"), 1000), "↓"),
+    ("login-sha256", "SCRAM-SHA-256 logins/s", res("login", "logins_per_s"), "↑"),
+    ("login-sha256", "SCRAM-SHA-256 login latency p99 (ms)",
+     res("login", "latency", "p99_ms"), "↓"),
+    ("login-sha256", "SCRAM-SHA-256 server CPU per login (µs)",
+     scaled(res("login", "cpu_s_per_1k"), 1000), "↓"),
     ("idle", "RSS per idle session, plain (KiB)",
      scaled(res("idle", "rss_per_session_bytes"), 1 / 1024), "↓"),
     ("idle-tls", "RSS per idle session, TLS (KiB)",
@@ -89,7 +94,7 @@ def failed(r):
 def load(d):
     runs = {}
     for path in glob.glob(os.path.join(d, "*.json")):
-        m = re.match(r"(.+)\.([a-z-]+)\.(\d+)\.json$", os.path.basename(path))
+        m = re.match(r"(.+)\.([a-z0-9-]+)\.(\d+)\.json$", os.path.basename(path))
         if not m:
             continue
         with open(path) as f:
