@@ -241,40 +241,8 @@ impl ResolvedHandler for Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Buckets, Level, Metric as M};
+    use crate::fixtures::{CONNECTIONS as UD, ROUTED as EV};
     use crate::Registry;
-
-    static EV: EventSpec = EventSpec {
-        name: "router_routed",
-        help: "",
-        labels: &["kind", "outcome"],
-        metrics: &[
-            M {
-                key: "count",
-                kind: MetricType::Counter,
-                help: "",
-            },
-            M {
-                key: "seconds",
-                kind: MetricType::Histogram(Buckets::Seconds),
-                help: "",
-            },
-        ],
-        level: Level::Debug,
-        probe: false,
-    };
-    static UD: EventSpec = EventSpec {
-        name: "c2s_connections",
-        help: "",
-        labels: &[],
-        metrics: &[M {
-            key: "open",
-            kind: MetricType::UpDownCounter,
-            help: "",
-        }],
-        level: Level::Debug,
-        probe: false,
-    };
 
     #[test]
     fn reads_back_what_was_emitted() {

@@ -207,39 +207,7 @@ async fn push_loop(aggregate: Aggregate, t: GraphiteTarget, dropped: crate::Labe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Buckets;
-
-    static EV: EventSpec = EventSpec {
-        name: "router_routed",
-        help: "",
-        labels: &["kind", "outcome"],
-        metrics: &[
-            Metric {
-                key: "count",
-                kind: MetricType::Counter,
-                help: "",
-            },
-            Metric {
-                key: "seconds",
-                kind: MetricType::Histogram(Buckets::Seconds),
-                help: "",
-            },
-        ],
-        level: Level::Debug,
-        probe: false,
-    };
-    static G: EventSpec = EventSpec {
-        name: "sm_sessions",
-        help: "",
-        labels: &[],
-        metrics: &[Metric {
-            key: "count",
-            kind: MetricType::Gauge,
-            help: "",
-        }],
-        level: Level::Debug,
-        probe: true,
-    };
+    use crate::fixtures::{ROUTED as EV, SESSIONS as G};
 
     #[test]
     fn renders_counters_gauges_and_histograms() {

@@ -44,4 +44,6 @@ pub use registry::{Labelled, Meta, Registry};
 pub use spec::{Buckets, Catalogue, EventSpec, Level, Metric, MetricType};
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -192,36 +192,16 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Buckets, EventSpec, Level, Metric, MetricType};
+    use crate::fixtures::ROUTED as EV;
     use crate::{Meta, Registry};
     use std::time::Duration;
-
-    static EV: EventSpec = EventSpec {
-        name: "router_routed",
-        help: "",
-        labels: &["kind"],
-        metrics: &[
-            Metric {
-                key: "count",
-                kind: MetricType::Counter,
-                help: "",
-            },
-            Metric {
-                key: "seconds",
-                kind: MetricType::Histogram(Buckets::Seconds),
-                help: "",
-            },
-        ],
-        level: Level::Debug,
-        probe: false,
-    };
 
     #[test]
     fn rates_and_quantiles_cover_the_interval_only() {
         static CAT: crate::Catalogue = &[&EV];
         let a = Aggregate::new();
         let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
-        let h = reg.resolve(&EV, &["message"]);
+        let h = reg.resolve(&EV, &["message", "delivered"]);
         // Before the first sample: slow observations.
         for _ in 0..10 {
             h.emit(&[("count", 1.0), ("seconds", 1.0)], &Meta::NONE);
@@ -255,7 +235,10 @@ mod tests {
         assert_eq!(hist.p99, Some(0.0001));
         // The JSON round-trips (the dashboard reads it back).
         let text = serde_json::to_string(&second).unwrap();
-        assert!(text.contains("\"labels\":{\"kind\":\"message\"}"), "{text}");
+        assert!(
+            text.contains("\"labels\":{\"kind\":\"message\",\"outcome\":\"delivered\"}"),
+            "{text}"
+        );
         let back: Snapshot = serde_json::from_str(&text).unwrap();
         assert_eq!(back, second);
     }

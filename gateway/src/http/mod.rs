@@ -114,6 +114,28 @@ pub(crate) fn respond(status: StatusCode, ctype: &str, body: String) -> Response
     r
 }
 
+/// A server-sent event stream (`text/event-stream`, not cached).
+pub(crate) fn event_stream<S>(frames: S) -> Response<Body>
+where
+    S: futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, Infallible>>
+        + Send
+        + Sync
+        + 'static,
+{
+    use http_body_util::BodyExt;
+    let mut r = Response::new(http_body_util::StreamBody::new(frames).boxed());
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
 pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
     respond(status, "text/plain; charset=utf-8", body.to_string())
 }

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
@@ -41,14 +40,5 @@ pub fn stream(ctx: &Ctx) -> Response<Body> {
             Some(rx),
         ))
     });
-    let mut r = Response::new(http_body_util::StreamBody::new(s).boxed());
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-cache"),
-    );
-    r
+    super::event_stream(s)
 }

@@ -259,14 +259,5 @@ fn stream(trace: std::sync::Arc<Trace>) -> Response<Body> {
         };
         Some((Ok(Frame::data(Bytes::from(frame))), (rx, trace, true)))
     });
-    let mut r = Response::new(http_body_util::StreamBody::new(s).boxed());
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-cache"),
-    );
-    r
+    super::event_stream(s)
 }
