@@ -26,6 +26,8 @@
 //! - [`probe`]: periodic measurements, and a ready process probe.
 //! - [`live`]: live tracing of chosen tasks (erlang_doctor's `tr`): bounded
 //!   recorder, queries, dump/load.
+//! - `fixtures.rs`, `tests.rs`: event specs the handler tests share, and the
+//!   registry's tests (test builds only).
 
 pub mod aggregate;
 pub mod graphite;

@@ -113,13 +113,13 @@ impl Api {
         }
     }
 
-    /// A request whose reply is JSON.
-    pub async fn call<T: DeserializeOwned>(
+    /// A request whose reply is text (e.g. a trace dump).
+    pub async fn text(
         &self,
         method: &str,
         path: &str,
         body: Option<String>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<String, ApiError> {
         let resp = self.send(method, path, body).await?;
         let bytes = resp
             .into_body()
@@ -127,7 +127,18 @@ impl Api {
             .await
             .map_err(|e| ApiError::Unreachable(format!("reading the reply: {e}")))?
             .to_bytes();
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed(e.to_string()))
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A request whose reply is JSON.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<T, ApiError> {
+        let text = self.text(method, path, body).await?;
+        serde_json::from_str(&text).map_err(|e| ApiError::Malformed(e.to_string()))
     }
 
     /// A server-sent event stream.

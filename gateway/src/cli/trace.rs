@@ -2,11 +2,10 @@
 //! gateway (`load` works on a dump file, offline).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use http_body_util::BodyExt;
 use osprey_instrument::live::{dump, query, Record};
+use osprey_tui::client::ApiError;
 use serde_json::Value;
 
 use super::Failure;
@@ -124,7 +123,7 @@ pub async fn run(cmd: TraceCommand, target: Target, config: &Config) -> Result<(
     if let TraceCommand::Load { file, sort } = &cmd {
         return load(file, sort);
     }
-    let api = Api::new(&target, config)?;
+    let api = Api::new(&target, config)?.client()?;
     match cmd {
         TraceCommand::Start {
             jid,
@@ -417,98 +416,76 @@ impl Api {
         Ok(Api { addr, token })
     }
 
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, Failure> {
-        let unreachable = |e: &dyn std::fmt::Display| {
-            Failure::new(
+    /// The client for this endpoint (the one `osprey top` uses).
+    fn client(&self) -> Result<Client, Failure> {
+        osprey_tui::client::Api::new(&format!("http://{}", self.addr), &self.token)
+            .map(|api| Client {
+                api,
+                addr: self.addr.clone(),
+            })
+            .map_err(|e| Failure::new(2, e))
+    }
+}
+
+struct Client {
+    api: osprey_tui::client::Api,
+    addr: String,
+}
+
+impl Client {
+    fn failure(&self, e: ApiError) -> Failure {
+        match e {
+            ApiError::Unreachable(m) => Failure::new(
                 1,
-                format!("cannot reach the admin API at {}: {e}", self.addr),
-            )
-        };
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::net::TcpStream::connect(&self.addr),
-        )
-        .await
-        .map_err(|e| unreachable(&e))?
-        .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| unreachable(&e))?;
-        tokio::spawn(conn);
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.addr)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| Failure::new(2, e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| unreachable(&e))
+                format!("cannot reach the admin API at {}: {m}", self.addr),
+            ),
+            ApiError::Unauthorized => Failure::new(1, e.to_string()),
+            ApiError::Status { status, message } => {
+                let code = match status {
+                    400 => 2,
+                    404 => 4,
+                    409 => 3,
+                    _ => 1,
+                };
+                Failure::new(code, format!("{message} (HTTP {status})"))
+            }
+            ApiError::Malformed(m) => Failure::new(1, format!("unexpected reply: {m}")),
+        }
     }
 
     async fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<String, Failure> {
-        let resp = self.send(method, path, body).await?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
+        let body = body.map(|b| b.to_string());
+        self.api
+            .text(method, path, body)
             .await
-            .map_err(|e| Failure::new(1, format!("reading the reply: {e}")))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if status.is_success() {
-            return Ok(text);
-        }
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        let code = match status.as_u16() {
-            400 => 2,
-            404 => 4,
-            409 => 3,
-            _ => 1,
-        };
-        Err(Failure::new(
-            code,
-            format!("{msg} (HTTP {})", status.as_u16()),
-        ))
+            .map_err(|e| self.failure(e))
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
-        let text = self.raw(method, path, body).await?;
-        serde_json::from_str(&text).map_err(|e| Failure::new(1, format!("unexpected reply: {e}")))
+        let body = body.map(|b| b.to_string());
+        self.api
+            .call(method, path, body)
+            .await
+            .map_err(|e| self.failure(e))
     }
 
     async fn follow(&self, id: u64) -> Result<(), Failure> {
-        let resp = self
-            .send("GET", &format!("/api/trace/{id}/stream"), None)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Failure::new(4, format!("no trace {id}")));
-        }
-        let mut body = resp.into_body();
-        let mut buf = String::new();
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { break };
-            if let Some(data) = frame.data_ref() {
-                buf.push_str(&String::from_utf8_lossy(data));
-                while let Some(end) = buf.find("\n\n") {
-                    let event: String = buf.drain(..end + 2).collect();
-                    if let Some(json) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        match serde_json::from_str::<Record>(json) {
-                            Ok(r) => print_record(&r),
-                            Err(_) => println!("stopped: {json}"),
-                        }
-                    }
-                }
+        let mut stream = self
+            .api
+            .events(&format!("/api/trace/{id}/stream"))
+            .await
+            .map_err(|e| match e {
+                ApiError::Status { status: 404, .. } => Failure::new(4, format!("no trace {id}")),
+                e => self.failure(e),
+            })?;
+        while let Some(Ok(event)) = stream.next().await {
+            match event.name.as_str() {
+                "record" => match serde_json::from_str::<Record>(&event.data) {
+                    Ok(r) => print_record(&r),
+                    Err(_) => println!("unreadable record: {}", event.data),
+                },
+                "stopped" => println!("stopped: {}", event.data),
+                _ => {}
             }
         }
         Ok(())
