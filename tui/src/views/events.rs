@@ -35,13 +35,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             .style(style)
         })
         .collect();
-    let filter = if app.editing == Some(Editing::EventsFilter) {
-        format!(" filter: {}▏ ", app.events_filter)
-    } else if app.events_filter.is_empty() {
-        String::new()
-    } else {
-        format!(" filter: {} ", app.events_filter)
-    };
+    let filter = super::filter_label(
+        &app.events_filter,
+        app.editing == Some(Editing::EventsFilter),
+    )
+    .map(|f| format!(" {f} "))
+    .unwrap_or_default();
     let title = format!(
         " Events: {} of {}{} ",
         events.len(),

@@ -67,13 +67,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             .as_ref()
             .and_then(|s| rows.iter().position(|r| &r.jid == s)),
     );
-    let filter = if app.editing == Some(Editing::SessionsFilter) {
-        format!(" filter: {}▏ ", v.filter)
-    } else if v.filter.is_empty() {
-        String::new()
-    } else {
-        format!(" filter: {} ", v.filter)
-    };
+    let filter = super::filter_label(&v.filter, app.editing == Some(Editing::SessionsFilter))
+        .map(|f| format!(" {f} "))
+        .unwrap_or_default();
     let title = format!(
         " Sessions: {} shown of {} · sort {}{} ",
         rows.len(),

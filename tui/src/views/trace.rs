@@ -42,13 +42,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         (None, true) => "PAUSED".into(),
         (None, false) => "running".into(),
     };
-    let filter = if app.editing == Some(Editing::TraceFilter) {
-        format!(" · filter: {}▏", t.filter)
-    } else if t.filter.is_empty() {
-        String::new()
-    } else {
-        format!(" · filter: {}", t.filter)
-    };
+    let filter = super::filter_label(&t.filter, app.editing == Some(Editing::TraceFilter))
+        .map(|f| format!(" · {f}"))
+        .unwrap_or_default();
     let title = format!(
         " Trace {} of {} · {} · {} records{} ",
         t.id,
