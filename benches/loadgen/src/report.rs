@@ -130,6 +130,9 @@ pub struct MixedResult {
     pub online: u64,
     pub login_failed: u64,
     pub login_latency: Latency,
+    /// The roster get's round trip (grows with the roster).
+    #[serde(default)]
+    pub roster_latency: Latency,
     pub roster_items_added: u64,
     pub sent: u64,
     pub delivered: u64,
@@ -286,6 +289,7 @@ impl fmt::Display for Report {
                     r.online, r.users, r.login_failed, r.dropped, r.roster_items_added
                 )?;
                 lat(f, "login latency", &r.login_latency)?;
+                lat(f, "roster get latency", &r.roster_latency)?;
                 writeln!(
                     f,
                     "  messages: sent {}, delivered {}, lost {}, errors {}",

@@ -48,6 +48,8 @@ struct Shared {
     dropped: AtomicU64,
     roster_added: AtomicU64,
     login_latency: Histogram,
+    /// The roster get's round trip, as the roster grows.
+    roster_latency: Histogram,
 }
 
 type Held = (Writer, JoinHandle<Option<Reader>>);
@@ -103,6 +105,7 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
         online,
         login_failed: shared.login_failed.load(Relaxed),
         login_latency: shared.login_latency.summary(),
+        roster_latency: shared.roster_latency.summary(),
         roster_items_added: shared.roster_added.load(Relaxed),
         sent,
         delivered,
@@ -152,7 +155,9 @@ impl User {
             .record(t.elapsed().as_nanos() as u64);
         let setup = async {
             if cfg.roster {
-                let added = ensure_roster(&mut client, &self.ctx, &mine).await?;
+                let added =
+                    ensure_roster(&mut client, &self.ctx, &mine, &self.shared.roster_latency)
+                        .await?;
                 self.shared.roster_added.fetch_add(added, Relaxed);
             }
             client.send(b"<presence/>").await
@@ -220,11 +225,18 @@ impl User {
 
 /// Adds to the roster whichever of `contacts` it lacks (pipelined roster
 /// sets); returns how many were added.
-async fn ensure_roster(client: &mut Client, ctx: &Ctx, contacts: &[usize]) -> Result<u64, Error> {
+async fn ensure_roster(
+    client: &mut Client,
+    ctx: &Ctx,
+    contacts: &[usize],
+    latency: &Histogram,
+) -> Result<u64, Error> {
+    let t = Instant::now();
     client
         .send(b"<iq type='get' id='roster0'><query xmlns='jabber:iq:roster'/></iq>")
         .await?;
     let roster = client.reply_to("roster0").await?;
+    latency.record(t.elapsed().as_nanos() as u64);
     let have: HashSet<&[u8]> = scan::child_attrs(&roster, "item", "jid")
         .into_iter()
         .collect();
