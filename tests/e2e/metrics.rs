@@ -408,3 +408,38 @@ async fn snapshot_has_the_series_with_rates_and_needs_the_token() {
     assert!(got.contains("text/event-stream"), "{got}");
     assert!(got.contains("event: snapshot\ndata: {"), "{got}");
 }
+
+/// `/api/sessions?limit=&filter=`: one page of a big node, as `osprey top`
+/// asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_list_pages_and_filters() {
+    let s = server();
+    let _alice = Raw::login(s.c2s, "alice", "pw", "a").await;
+    let _bob = Raw::login(s.c2s, "bob", "pw", "b").await;
+    let list = |path: &'static str| {
+        let http = s.http;
+        async move {
+            let r = get(http, path, Some(TOKEN)).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["jid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list("/api/sessions").await,
+        ["alice@localhost/a", "bob@localhost/b"]
+    );
+    assert_eq!(list("/api/sessions?limit=1").await, ["alice@localhost/a"]);
+    assert_eq!(list("/api/sessions?filter=BOB").await, ["bob@localhost/b"]);
+    assert_eq!(
+        list("/api/sessions?filter=127.0.0.1&limit=5").await.len(),
+        2
+    );
+    assert!(list("/api/sessions?filter=carol").await.is_empty());
+    let bad = get(s.http, "/api/sessions?limit=many", Some(TOKEN)).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}

@@ -192,7 +192,6 @@ async fn top_shows_a_live_gateway_lists_and_kicks_sessions() {
     let list = crate::http::get(server.http, "/api/sessions", Some(TOKEN)).await;
     assert!(!list.body.contains("alice@localhost"), "{}", list.body);
     assert!(list.body.contains("bob@localhost"), "{}", list.body);
-    drop(bob);
 
     tokio::task::block_in_place(|| {
         // The Sessions view follows: alice is gone from the table.
@@ -201,6 +200,8 @@ async fn top_shows_a_live_gateway_lists_and_kicks_sessions() {
         tmux.wait_text("Sessions: 1 shown of 1");
         tmux.assert_quits_cleanly(&["q"]);
     });
+    // bob stays connected until here: the last view lists him alone.
+    drop(bob);
 }
 
 #[test]

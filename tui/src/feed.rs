@@ -4,9 +4,10 @@
 //!
 //! What the dashboard costs the gateway: one snapshot stream (one event a
 //! second, from a sampler every viewer shares), the event catalogue once
-//! per connection, `/api/sessions` every 2 s while the Sessions view is
-//! shown, and a trace stream while a trace runs. About 0.5 requests/s in
-//! all, plus one long-lived connection.
+//! per connection, `/api/sessions` (at most 2000 rows, filtered by the
+//! gateway) every 2 s while the Sessions view is shown, and a trace stream
+//! while a trace runs. About 0.5 requests/s in all, plus one long-lived
+//! connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use crate::state::{EventInfo, Link, SessionRow, Tab};
 
 /// How often the session list is fetched while shown.
 pub const SESSIONS_EVERY: Duration = Duration::from_secs(2);
+/// At most this many sessions are fetched (the first by JID that match the
+/// view's filter): a node with many thousands costs one page a poll.
+pub const SESSIONS_PAGE: usize = 2000;
 /// Snapshots come every second; this long without one means the link is gone.
 const STALL: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -48,11 +52,22 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn start(api: Api, tx: mpsc::Sender<Update>, tab: watch::Receiver<Tab>) -> Feed {
+    pub fn start(
+        api: Api,
+        tx: mpsc::Sender<Update>,
+        tab: watch::Receiver<Tab>,
+        filter: watch::Receiver<String>,
+    ) -> Feed {
         let refresh = Arc::new(Notify::new());
         let tasks = vec![
             tokio::spawn(snapshots(api.clone(), tx.clone())),
-            tokio::spawn(sessions(api.clone(), tx.clone(), tab, refresh.clone())),
+            tokio::spawn(sessions(
+                api.clone(),
+                tx.clone(),
+                tab,
+                filter,
+                refresh.clone(),
+            )),
         ];
         Feed {
             api,
@@ -169,17 +184,19 @@ async fn sessions(
     api: Api,
     tx: mpsc::Sender<Update>,
     mut tab: watch::Receiver<Tab>,
+    mut filter: watch::Receiver<String>,
     refresh: Arc<Notify>,
 ) {
     loop {
         if tab.wait_for(|t| *t == Tab::Sessions).await.is_err() {
             return;
         }
+        let path = format!(
+            "/api/sessions?limit={SESSIONS_PAGE}&filter={}",
+            encode_segment(&filter.borrow_and_update())
+        );
         // On failure the snapshot stream reports the link; nothing to add.
-        if let Ok(rows) = api
-            .call::<Vec<SessionRow>>("GET", "/api/sessions", None)
-            .await
-        {
+        if let Ok(rows) = api.call::<Vec<SessionRow>>("GET", &path, None).await {
             if tx.send(Update::Sessions(rows)).await.is_err() {
                 return;
             }
@@ -188,6 +205,7 @@ async fn sessions(
             _ = tokio::time::sleep(SESSIONS_EVERY) => {}
             _ = refresh.notified() => {}
             _ = tab.changed() => {}
+            _ = filter.changed() => {}
         }
     }
 }

@@ -82,7 +82,8 @@ async fn main_loop(api: client::Api, url: String) -> Result<(), String> {
     let (tx, mut updates) = tokio::sync::mpsc::channel(1024);
     let mut app = App::new(&url);
     let (tab_tx, tab_rx) = tokio::sync::watch::channel(app.tab);
-    let mut feed = Feed::start(api, tx, tab_rx);
+    let (filter_tx, filter_rx) = tokio::sync::watch::channel(String::new());
+    let mut feed = Feed::start(api, tx, tab_rx, filter_rx);
     let mut signals = term::Signals::new().map_err(|e| format!("signals: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / MAX_FPS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -96,6 +97,15 @@ async fn main_loop(api: client::Api, url: String) -> Result<(), String> {
                         feed.act(action);
                     }
                     tab_tx.send_if_modified(|t| std::mem::replace(t, app.tab) != app.tab);
+                    // The gateway filters too, so a big node sends one page.
+                    let f = &app.sessions_view.filter;
+                    filter_tx.send_if_modified(|old| {
+                        let changed = old != f;
+                        if changed {
+                            old.clone_from(f);
+                        }
+                        changed
+                    });
                     dirty = true;
                 }
                 Some(term::Input::Resize) => dirty = true,

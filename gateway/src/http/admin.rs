@@ -27,7 +27,7 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/api/status") => status(ctx),
-        (&Method::GET, "/api/sessions") => sessions(ctx),
+        (&Method::GET, "/api/sessions") => sessions(ctx, req.uri().query()),
         (&Method::GET, "/api/events") => events(ctx),
         (&Method::GET, "/api/snapshot") => super::snapshot::latest(ctx),
         (&Method::GET, "/api/snapshot/stream") => super::snapshot::stream(ctx),
@@ -83,12 +83,38 @@ fn status(ctx: &Ctx) -> Response<Body> {
     )
 }
 
-fn sessions(ctx: &Ctx) -> Response<Body> {
+/// `?filter=TEXT` keeps the sessions whose full JID (case insensitive) or
+/// address contains it; `?limit=N` returns the first N by JID, so a dashboard on
+/// a node with many thousands of sessions asks for one page, not all.
+fn sessions(ctx: &Ctx, query: Option<&str>) -> Response<Body> {
     use std::sync::atomic::Ordering::Relaxed;
+    let params = super::query_pairs(query);
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let limit = match param("limit").map(str::parse::<usize>) {
+        None => usize::MAX,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "limit must be a number"}),
+            )
+        }
+    };
+    let needle = param("filter").unwrap_or("").to_lowercase();
     let now = SystemTime::now();
-    let mut list: Vec<_> = ctx
+    let mut handles: Vec<_> = ctx
         .sessions
         .all()
+        .into_iter()
+        .filter(|s| {
+            needle.is_empty()
+                || s.full().to_lowercase().contains(&needle)
+                || s.info().peer.to_string().contains(&needle)
+        })
+        .collect();
+    handles.sort_by(|a, b| a.full().cmp(b.full()));
+    handles.truncate(limit);
+    let list: Vec<_> = handles
         .iter()
         .map(|s| {
             let info = s.info();
@@ -112,7 +138,6 @@ fn sessions(ctx: &Ctx) -> Response<Body> {
             })
         })
         .collect();
-    list.sort_by(|a, b| a["jid"].as_str().cmp(&b["jid"].as_str()));
     json(StatusCode::OK, &json!(list))
 }
 

@@ -70,10 +70,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let filter = super::filter_label(&v.filter, app.editing == Some(Editing::SessionsFilter))
         .map(|f| format!(" {f} "))
         .unwrap_or_default();
+    // The gateway sends at most a page: the node's count comes from the
+    // snapshot.
+    let total = app
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.live.get("sessions"))
+        .map(|n| *n as usize)
+        .unwrap_or(0)
+        .max(app.sessions.len());
     let title = format!(
         " Sessions: {} shown of {} · sort {}{} ",
         rows.len(),
-        app.sessions.len(),
+        total,
         v.sort.title(),
         filter
     );
