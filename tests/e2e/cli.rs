@@ -121,3 +121,26 @@ fn bad_config_names_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/osprey.toml"));
 }
+
+/// `account populate` (benchmarks): bad input is refused whole, with the
+/// reason, and nothing is created.
+#[test]
+fn populate_refuses_bad_input() {
+    let s = Server::start(Options::plaintext(Backend::Sqlite));
+    let run = |args: &[&str]| {
+        let mut all = vec!["account", "populate", "--password", "pw"];
+        all.extend_from_slice(args);
+        s.cli(&all)
+    };
+    let out = run(&["--count", "2", "--prefix", "bad user"]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("malformed JID"));
+    let out = run(&["--count", "2", "--host", "nothere"]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown host \"nothere\""));
+    let out = run(&["--count", "0"]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--count 0"));
+    let list = String::from_utf8_lossy(&s.cli(&["account", "list"]).stdout).to_string();
+    assert!(!list.contains("user1@"), "{list}");
+}

@@ -151,7 +151,8 @@ impl Api {
     }
 }
 
-/// Percent-encodes a path segment (JIDs carry `@` and `/`).
+/// Percent-encodes a path segment or query value (JIDs carry `@` and
+/// `/`): everything but RFC 3986's unreserved characters and `@`.
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -262,5 +263,6 @@ mod tests {
             encode_segment("alice@localhost/phone 1"),
             "alice@localhost%2Fphone%201"
         );
+        assert_eq!(encode_segment("a_b&c=d"), "a_b%26c%3Dd");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use osprey_instrument::live::{dump, query, Record};
-use osprey_tui::client::ApiError;
+use osprey_tui::client::{encode_segment, ApiError};
 use serde_json::Value;
 
 use super::Failure;
@@ -190,7 +190,7 @@ pub async fn run(cmd: TraceCommand, target: Target, config: &Config) -> Result<(
             let mut q = format!("offset={offset}&limit={limit}");
             for (k, v) in [("kind", kind), ("task", task), ("contains", contains)] {
                 if let Some(v) = v {
-                    q.push_str(&format!("&{k}={}", encode(&v)));
+                    q.push_str(&format!("&{k}={}", encode_segment(&v)));
                 }
             }
             let v = api
@@ -243,7 +243,7 @@ pub async fn run(cmd: TraceCommand, target: Target, config: &Config) -> Result<(
                     "GET",
                     &format!(
                         "/api/trace/{id}/ranges?call={}&incomplete={incomplete}",
-                        encode(&call)
+                        encode_segment(&call)
                     ),
                     None,
                 )
@@ -345,17 +345,6 @@ fn parse_duration(s: &str) -> Option<f64> {
     };
     let v: f64 = num.trim().parse().ok()?;
     (v > 0.0).then_some(v * mult)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 struct Api {
@@ -474,10 +463,7 @@ impl Client {
             .api
             .events(&format!("/api/trace/{id}/stream"))
             .await
-            .map_err(|e| match e {
-                ApiError::Status { status: 404, .. } => Failure::new(4, format!("no trace {id}")),
-                e => self.failure(e),
-            })?;
+            .map_err(|e| self.failure(e))?;
         while let Some(Ok(event)) = stream.next().await {
             match event.name.as_str() {
                 "record" => match serde_json::from_str::<Record>(&event.data) {
