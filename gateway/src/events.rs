@@ -81,7 +81,7 @@ event!(
     Info,
     ["listener", "reason"],
     [COUNT],
-    "A connection was dropped before a stream began (e.g. tls_handshake)."
+    "A connection was dropped before a stream began: tls_handshake, tls_timeout, too_many_from_address, too_many_connections, accept_error."
 );
 event!(
     CONNECTIONS_OPEN,
@@ -243,7 +243,7 @@ event!(
     Warn,
     ["limit"],
     [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts."
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts, http_connections."
 );
 
 // --- probes ------------------------------------------------------------------------

@@ -105,6 +105,7 @@ impl Instr {
             "slow_consumer",
             "offline_full",
             "auth_attempts",
+            "http_connections",
         ]
         .iter()
         .map(|l| registry.resolve(&ev::LIMIT_HIT, &[l]))

@@ -37,6 +37,24 @@ impl Conn {
         matches!(self, Conn::Tls(_))
     }
 
+    /// Bytes the kernel holds for us, not yet read (TLS: still encrypted).
+    pub fn pending_bytes(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Conn::Plain(s) => s.as_raw_fd(),
+            Conn::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Conn::Upgrading => return 0,
+        };
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `n`; the fd is open (we own it).
+        let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+        if r == 0 {
+            n.max(0) as usize
+        } else {
+            0
+        }
+    }
+
     /// Reads what is available into `framer`: the byte count, 0 at the end
     /// of the stream. Cancel-safe (bytes are handed over without an await
     /// in between). TLS reads go through `tls_buf`, sized on first use.

@@ -28,6 +28,8 @@ enum Wake {
     Mail(Option<Outbound>),
     Overflow,
     Shutdown,
+    /// A shaper's pause is over: reading resumes.
+    Resume,
 }
 
 impl Connection {
@@ -37,16 +39,28 @@ impl Connection {
         let mut wbuf: Vec<u8> = Vec::new();
         let shutdown = self.ctx.shutdown.clone();
         let mut close_reason = "";
+        let mut shaping = super::shaper::Shaping::for_session(
+            &self.ctx.config,
+            &self.lst.config,
+            handle.jid().domain(),
+        );
+        // While set, the socket is not read (the shapers' debt).
+        let mut paused: Option<tokio::time::Instant> = None;
         let end = loop {
+            let resume = paused.unwrap_or_else(tokio::time::Instant::now);
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
                 _ = handle.overflowed() => Wake::Overflow,
                 m = rx.recv() => Wake::Mail(m),
-                r = self.conn.read_into(&mut self.framer, &mut self.tls_buf) => Wake::Read(r),
+                _ = tokio::time::sleep_until(resume), if paused.is_some() => Wake::Resume,
+                r = self.conn.read_into(&mut self.framer, &mut self.tls_buf), if paused.is_none() => Wake::Read(r),
             };
             match wake {
-                Wake::Shutdown => break StreamError::new(StreamCondition::SystemShutdown).into(),
+                Wake::Shutdown => {
+                    break Box::pin(self.read_what_arrived(&handle, &mut local)).await
+                }
+                Wake::Resume => paused = None,
                 Wake::Overflow => break self.overflow_error(&handle),
                 Wake::Mail(None) => break SessionEnd::PeerClosed,
                 Wake::Mail(Some(Outbound::Close(e))) => {
@@ -69,6 +83,7 @@ impl Connection {
                 Wake::Read(Err(e)) => break SessionEnd::Io(e),
                 Wake::Read(Ok(n)) => {
                     self.bytes_in(n);
+                    let before = handle.stanzas_in.load(std::sync::atomic::Ordering::Relaxed);
                     // Boxed (one allocation per read, not per stanza): held
                     // inline, its stanza handling would size every idle
                     // session's task.
@@ -84,6 +99,9 @@ impl Connection {
                             break end;
                         }
                     }
+                    let stanzas =
+                        handle.stanzas_in.load(std::sync::atomic::Ordering::Relaxed) - before;
+                    paused = self.shape(&mut shaping, n, stanzas);
                 }
             }
         };
@@ -111,6 +129,69 @@ impl Connection {
         );
         Box::pin(self.leave(&handle, &mut local, rx)).await;
         end
+    }
+
+    /// Charges what one read brought to the session's shapers: the pause
+    /// before the next read, if one of them is in debt.
+    fn shape(
+        &self,
+        shaping: &mut super::shaper::Shaping,
+        bytes: usize,
+        stanzas: u64,
+    ) -> Option<tokio::time::Instant> {
+        let now = std::time::Instant::now();
+        let mut pause = None;
+        if let Some(wait) = shaping
+            .bytes
+            .as_mut()
+            .and_then(|b| b.take(bytes as f64, now))
+        {
+            self.ctx.instr.limit("shaper");
+            pause = Some(wait);
+        }
+        if let Some(wait) = shaping
+            .stanzas
+            .as_mut()
+            .and_then(|b| b.take(stanzas as f64, now))
+        {
+            self.ctx.instr.limit("stanza_rate");
+            pause = Some(pause.map_or(wait, |p: std::time::Duration| p.max(wait)));
+        }
+        pause.map(|p| tokio::time::Instant::now() + p)
+    }
+
+    /// Shutdown: handles what the framer holds and what the socket has
+    /// already delivered (even past a shaper's pause), then stops reading.
+    /// Messages for users who are gone by then go to offline storage.
+    async fn read_what_arrived(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        local: &mut Local,
+    ) -> SessionEnd {
+        let grace = std::time::Duration::from_secs(self.ctx.config.general.shutdown_timeout);
+        let budget = std::time::Instant::now() + grace.saturating_sub(grace / 4);
+        loop {
+            if let Err(end) = Box::pin(self.drain_frames(handle, local)).await {
+                return end;
+            }
+            if std::time::Instant::now() >= budget {
+                break;
+            }
+            // What the kernel holds now; TLS may also hold decrypted bytes,
+            // which a read that does not wait gives back.
+            let waiting = self.conn.pending_bytes() > 0;
+            let read = self.conn.read_into(&mut self.framer, &mut self.tls_buf);
+            let wait = if waiting {
+                std::time::Duration::from_secs(1)
+            } else {
+                std::time::Duration::from_millis(1)
+            };
+            match tokio::time::timeout(wait, read).await {
+                Ok(Ok(n)) if n > 0 => self.bytes_in(n),
+                _ => break,
+            }
+        }
+        StreamError::new(StreamCondition::SystemShutdown).into()
     }
 
     /// Processes every complete stanza buffered so far.

@@ -11,6 +11,7 @@ mod dispatch;
 mod established;
 mod negotiate;
 mod sasl_flow;
+mod shaper;
 pub mod throttle;
 
 use std::net::SocketAddr;
@@ -32,11 +33,14 @@ use crate::server::Ctx;
 use crate::tls::TlsIdentity;
 use crate::xml::{Frame, Framer};
 
-/// How long a client may stay silent during negotiation.
+/// How long an authenticated client may stay silent during negotiation
+/// (resource binding); the whole negotiation has its own deadline.
 const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Bytes read from the socket at once.
+/// Before authentication, an element may arrive slower than
+/// `min_read_rate_pre_auth` for this long before the rate is enforced.
+const SLOW_GRACE: Duration = Duration::from_secs(2);
 /// After a stream error: how long to keep draining the peer's input so that
 /// the error is not lost to a TCP reset (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
@@ -103,14 +107,24 @@ pub(crate) struct Connection {
     /// Negotiation steps taken before the user is known (kept only while
     /// some trace runs; recorded if the login turns out to be traced).
     pending: Vec<(&'static str, String, Duration)>,
+    /// Since when the framer holds part of an element (pre-auth read rate).
+    partial_since: Option<std::time::Instant>,
+    /// This connection's place under the connection caps.
+    _ticket: crate::server::Admitted,
 }
 
 /// Serves one accepted TCP connection to its end.
-pub async fn serve(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    lst: Arc<ListenerCtx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ticket: crate::server::Admitted,
+) {
     let _ = tcp.set_nodelay(true);
     lst.events.accepted.count();
     lst.events.open.emit(&[("open", 1.0)], &Meta::NONE);
-    let reason = serve_inner(ctx.clone(), lst.clone(), tcp, peer).await;
+    let reason = serve_inner(ctx.clone(), lst.clone(), tcp, peer, ticket).await;
     lst.events.open.emit(&[("open", -1.0)], &Meta::NONE);
     ctx.instr
         .count(&ev::CONNECTION_CLOSED, &[&lst.name, reason]);
@@ -122,12 +136,19 @@ async fn serve_inner(
     lst: Arc<ListenerCtx>,
     tcp: TcpStream,
     peer: SocketAddr,
+    ticket: crate::server::Admitted,
 ) -> &'static str {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(lst.config.negotiation_timeout);
     let conn = if lst.config.tls.mode == TlsMode::Direct {
         let Some(tls) = lst.tls.as_ref() else {
             return "no_certificate";
         };
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+        let handshake = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT),
+            tls.acceptor.accept(tcp),
+        );
+        match handshake.await {
             Ok(Ok(s)) => {
                 ctx.instr
                     .count(&ev::TLS_ESTABLISHED, &[&lst.name, "direct"]);
@@ -150,6 +171,7 @@ async fn serve_inner(
         Conn::Plain(tcp)
     };
     let max_pre_auth = lst.config.max_stanza_size_pre_auth;
+    let xml_limits = lst.config.xml;
     let id = ctx.sessions.next_id();
     let session_span = crate::otel::session_span(&lst.name, lst.config.tls.mode == TlsMode::Direct);
     let mut c = Connection {
@@ -157,7 +179,7 @@ async fn serve_inner(
         lst,
         conn,
         peer,
-        framer: Framer::new(max_pre_auth),
+        framer: Framer::with_limits(max_pre_auth, xml_limits),
         tls_buf: Vec::new(),
         phase: Phase::WaitStream,
         stream_id: new_stream_id(),
@@ -170,6 +192,8 @@ async fn serve_inner(
         id,
         traces: Default::default(),
         pending: Vec::new(),
+        partial_since: None,
+        _ticket: ticket,
     };
     let shutdown = c.ctx.shutdown.clone();
     // Negotiation, the session loop and closing are boxed one by one: the
@@ -178,6 +202,7 @@ async fn serve_inner(
     let negotiated = tokio::select! {
         r = Box::pin(c.negotiate()) => r,
         _ = shutdown.cancelled() => Err(StreamError::new(StreamCondition::SystemShutdown).into()),
+        _ = tokio::time::sleep_until(deadline) => Err(c.negotiation_overdue()),
     };
     let end = match negotiated {
         Ok(bound) => Box::pin(c.established(bound)).await,
@@ -186,6 +211,59 @@ async fn serve_inner(
     let reason = end.reason();
     Box::pin(c.close(end)).await;
     reason
+}
+
+/// A connection over a cap: a stream error (when the listener speaks
+/// plaintext first) and the socket closed, counted, without a session task.
+pub fn refuse(
+    ctx: &Arc<Ctx>,
+    lst: &Arc<ListenerCtx>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    why: crate::server::Refused,
+) {
+    ctx.instr
+        .count(&ev::CONNECTION_REJECTED, &[&lst.name, why.reason()]);
+    ctx.instr.limit(why.reason());
+    tracing::debug!(%peer, reason = why.reason(), "connection refused");
+    if lst.config.tls.mode == TlsMode::Direct {
+        return;
+    }
+    let condition = match why {
+        crate::server::Refused::PerAddress => StreamCondition::PolicyViolation,
+        crate::server::Refused::Total => StreamCondition::ResourceConstraint,
+    };
+    let xml = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' id='{}' version='1.0'>{}</stream:stream>",
+        new_stream_id(),
+        StreamError::with_text(condition, why.text()).to_xml()
+    );
+    // One small packet into an empty socket buffer: it does not wait on
+    // the peer. A short lingering close keeps the error from being lost
+    // to a reset, for a bounded number of refused connections at a time.
+    let _ = tcp.try_write(xml.as_bytes());
+    static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    use std::sync::atomic::Ordering::Relaxed;
+    if LINGERING.fetch_add(1, Relaxed) >= 64 {
+        LINGERING.fetch_sub(1, Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = tcp.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 512];
+            let mut total = 0usize;
+            while total < 16 * 1024 {
+                match tcp.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+        LINGERING.fetch_sub(1, Relaxed);
+    });
 }
 
 fn new_stream_id() -> String {
@@ -200,16 +278,73 @@ impl Connection {
             if let Some(frame) = self.framer.next_frame().map_err(|e| self.xml_error(e))? {
                 return Ok(frame);
             }
+            let pre_auth = self.user.is_none();
+            let idle = if pre_auth {
+                Duration::from_secs(self.lst.config.pre_auth_idle_timeout)
+            } else {
+                NEGOTIATION_TIMEOUT
+            };
             let read = self.conn.read_into(&mut self.framer, &mut self.tls_buf);
-            let n = match tokio::time::timeout(NEGOTIATION_TIMEOUT, read).await {
+            let n = match tokio::time::timeout(idle, read).await {
                 Ok(r) => r?,
-                Err(_) => return Err(StreamError::new(StreamCondition::ConnectionTimeout).into()),
+                Err(_) => {
+                    return Err(StreamError::with_text(
+                        StreamCondition::ConnectionTimeout,
+                        format!("nothing received for {} s", idle.as_secs()),
+                    )
+                    .into())
+                }
             };
             if n == 0 {
                 return Err(SessionEnd::PeerClosed);
             }
             self.bytes_in(n);
+            if pre_auth {
+                self.check_read_rate()?;
+            }
         }
+    }
+
+    /// Before authentication an element must keep arriving at the
+    /// listener's minimum rate: one byte every few seconds is a way to hold
+    /// a connection open for free (slowloris).
+    fn check_read_rate(&mut self) -> Result<(), SessionEnd> {
+        let held = self.framer.buffered();
+        if held == 0 {
+            self.partial_since = None;
+            return Ok(());
+        }
+        let since = *self
+            .partial_since
+            .get_or_insert_with(std::time::Instant::now);
+        let took = since.elapsed();
+        let min = self.lst.config.min_read_rate_pre_auth as f64;
+        if took > SLOW_GRACE && (held as f64) < min * took.as_secs_f64() {
+            self.ctx.instr.limit("slow_sender");
+            return Err(StreamError::with_text(
+                StreamCondition::ConnectionTimeout,
+                format!(
+                    "too slow: {held} bytes in {:.1} s, under {} bytes/s before authentication",
+                    took.as_secs_f64(),
+                    self.lst.config.min_read_rate_pre_auth
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The negotiation deadline passed before a resource was bound.
+    fn negotiation_overdue(&self) -> SessionEnd {
+        self.ctx.instr.limit("negotiation_timeout");
+        StreamError::with_text(
+            StreamCondition::ConnectionTimeout,
+            format!(
+                "no session bound within {} s",
+                self.lst.config.negotiation_timeout
+            ),
+        )
+        .into()
     }
 
     fn transport(&self) -> usize {
@@ -350,8 +485,8 @@ impl Connection {
 
     /// A framer error becomes the stream error of the same name.
     fn xml_error(&self, e: crate::xml::XmlError) -> SessionEnd {
-        if let crate::xml::XmlError::TooLarge { .. } = e {
-            self.ctx.instr.limit("stanza_too_large");
+        if let Some(limit) = e.limit_label() {
+            self.ctx.instr.limit(limit);
         }
         let condition = StreamCondition::from_wire(e.condition());
         SessionEnd::Stream(StreamError::with_text(condition, e.to_string()))

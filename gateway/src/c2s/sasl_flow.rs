@@ -144,11 +144,16 @@ impl Connection {
             failure: SaslFailure::NotAuthorized,
             account: Some(account.clone()),
         };
-        let creds = self
-            .credentials(&user, ScramHash::Sha256)
-            .await?
-            .ok_or_else(fail)?;
-        if creds.verify_password(&req.password) {
+        // An unknown user is checked against fake keys, with the same work
+        // as a wrong password, so the time taken does not tell them apart.
+        let stored = self.credentials(&user, ScramHash::Sha256).await?;
+        if sasl::verify_plain(
+            stored.as_ref(),
+            &user,
+            &req.password,
+            &self.ctx.secret,
+            self.ctx.config.auth.scram_iterations,
+        ) {
             Ok((user, None))
         } else {
             Err(fail())
@@ -177,7 +182,12 @@ impl Connection {
         // does not tell whether the account exists.
         let creds = match self.credentials(&user, hash).await {
             Ok(Some(c)) => c,
-            Ok(None) => sasl::fake_credentials(hash, &user, &self.ctx.secret),
+            Ok(None) => sasl::fake_credentials(
+                hash,
+                &user,
+                &self.ctx.secret,
+                self.ctx.config.auth.scram_iterations,
+            ),
             Err(f) => return Ok(Err(f)),
         };
         let (server, server_first) = ScramServer::new(first, creds);

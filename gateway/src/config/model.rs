@@ -15,6 +15,9 @@ pub struct Config {
     pub admin: Admin,
     pub storage: Storage,
     pub instrumentation: Instrumentation,
+    /// Named input shapers (`normal` and `fast` are built in).
+    pub shaper: BTreeMap<String, Shaper>,
+    pub host_config: Vec<HostConfig>,
     /// The file it came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
 }
@@ -100,6 +103,25 @@ pub struct C2sListener {
     pub max_stanza_size_pre_auth: usize,
     /// Bound on one session's outgoing queue (slow readers).
     pub max_queue_bytes: usize,
+    /// Caps on each element's shape, checked before parsing.
+    pub xml: crate::xml::XmlLimits,
+    /// Seconds from accept to a bound resource.
+    pub negotiation_timeout: u64,
+    /// Seconds an unauthenticated stream may send nothing.
+    pub pre_auth_idle_timeout: u64,
+    /// Bytes/s an element must at least arrive at before authentication
+    /// (after a 2 s grace): a trickle is dropped early.
+    pub min_read_rate_pre_auth: u64,
+    /// Open connections on this listener; 0: as many as the process's
+    /// file descriptor limit allows, less a reserve for everything else.
+    pub max_connections: usize,
+    /// Open connections from one IP address (all c2s listeners together).
+    pub max_connections_per_address: usize,
+    /// The `[shaper.NAME]` applied to each session's input ("none": off).
+    pub shaper: String,
+    /// Stanzas per second a session may send (a burst of twice that
+    /// passes); beyond it reading pauses. 0: off.
+    pub max_stanza_rate: u32,
 }
 
 impl Default for C2sListener {
@@ -112,8 +134,65 @@ impl Default for C2sListener {
             max_stanza_size: 262_144,
             max_stanza_size_pre_auth: 16_384,
             max_queue_bytes: 1_048_576,
+            xml: crate::xml::XmlLimits::default(),
+            negotiation_timeout: 30,
+            pre_auth_idle_timeout: 10,
+            min_read_rate_pre_auth: 128,
+            max_connections: 0,
+            max_connections_per_address: 256,
+            shaper: "normal".into(),
+            max_stanza_rate: 500,
         }
     }
+}
+
+/// `[shaper.NAME]`: a token bucket on a session's input (ejabberd's and
+/// MongooseIM's `shaper`). Reading pauses while it is empty; nothing is
+/// dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shaper {
+    /// Bytes per second.
+    pub max_rate: u64,
+    /// Bytes that may arrive at once (default: 4 seconds' worth, and at
+    /// least one stanza of the largest size).
+    #[serde(default)]
+    pub burst: Option<u64>,
+}
+
+/// `[[host_config]]`: what differs for one of `general.hosts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub host: String,
+    /// Overrides the listener's `shaper` for this host's sessions.
+    #[serde(default)]
+    pub shaper: Option<String>,
+    /// Overrides the listener's `max_stanza_rate`.
+    #[serde(default)]
+    pub max_stanza_rate: Option<u32>,
+}
+
+/// The shapers every configuration has (a file may redefine them).
+pub fn builtin_shapers() -> BTreeMap<String, Shaper> {
+    BTreeMap::from([
+        // 64 kB/s sustained: 20× ejabberd's c2s default, far beyond what
+        // a person types or a client syncs upstream; bursts of 256 kB.
+        (
+            "normal".to_string(),
+            Shaper {
+                max_rate: 65_536,
+                burst: Some(262_144),
+            },
+        ),
+        (
+            "fast".to_string(),
+            Shaper {
+                max_rate: 1_048_576,
+                burst: None,
+            },
+        ),
+    ])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -131,6 +210,14 @@ pub struct HttpListener {
     pub address: IpAddr,
     pub port: u16,
     pub handlers: Vec<HttpHandler>,
+    /// Connections served at once; beyond it new ones are closed at once.
+    pub max_connections: usize,
+    /// Seconds to receive a request's headers (also the longest wait for the
+    /// next request on a kept-alive connection).
+    pub header_read_timeout: u64,
+    /// Seconds with nothing read or written (no response streaming), or a
+    /// response the client does not read, before the connection is closed.
+    pub idle_timeout: u64,
 }
 
 impl Default for HttpListener {
@@ -139,6 +226,9 @@ impl Default for HttpListener {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 9091,
             handlers: vec![HttpHandler::Metrics, HttpHandler::Admin],
+            max_connections: 256,
+            header_read_timeout: 10,
+            idle_timeout: 60,
         }
     }
 }
@@ -319,6 +409,10 @@ pub(super) struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     instrumentation: Instrumentation,
+    #[serde(default)]
+    shaper: BTreeMap<String, Shaper>,
+    #[serde(default)]
+    host_config: Vec<HostConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,6 +468,12 @@ impl RawConfig {
                 migration_locking: self.storage.migration_locking,
             },
             instrumentation: self.instrumentation,
+            shaper: {
+                let mut all = builtin_shapers();
+                all.extend(self.shaper);
+                all
+            },
+            host_config: self.host_config,
             source: None,
         }
     }

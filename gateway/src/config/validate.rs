@@ -136,6 +136,64 @@ pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
                 format!("{}:{} is used twice", l.address, l.port),
             );
         }
+        if l.shaper != "none" && !c.shaper.contains_key(&l.shaper) {
+            return err(
+                &format!("{key}.shaper"),
+                format!("no [shaper.{}] is defined", l.shaper),
+            );
+        }
+        for (k, v) in [
+            ("negotiation_timeout", l.negotiation_timeout),
+            ("pre_auth_idle_timeout", l.pre_auth_idle_timeout),
+        ] {
+            if v == 0 {
+                return err(&format!("{key}.{k}"), "must be at least 1 second".into());
+            }
+        }
+        if l.max_connections_per_address == 0 {
+            return err(
+                &format!("{key}.max_connections_per_address"),
+                "must be at least 1".into(),
+            );
+        }
+        let x = &l.xml;
+        for (k, v, min) in [
+            ("max_depth", x.max_depth, 2),
+            ("max_attributes", x.max_attributes, 8),
+            ("max_namespaces", x.max_namespaces, 2),
+            ("max_namespaces_per_stanza", x.max_namespaces_per_stanza, 2),
+            ("max_name_length", x.max_name_length, 32),
+            ("max_attribute_length", x.max_attribute_length, 1024),
+        ] {
+            if v < min {
+                return err(&format!("{key}.xml.{k}"), format!("must be at least {min}"));
+            }
+        }
+    }
+    for (name, s) in &c.shaper {
+        if s.max_rate == 0 {
+            return err(
+                &format!("shaper.{name}.max_rate"),
+                "must be at least 1 byte per second".into(),
+            );
+        }
+    }
+    for (i, h) in c.host_config.iter().enumerate() {
+        let key = format!("host_config[{i}]");
+        if !c.general.hosts.contains(&h.host.to_lowercase()) {
+            return err(
+                &format!("{key}.host"),
+                format!("{:?} is not one of general.hosts", h.host),
+            );
+        }
+        if let Some(s) = &h.shaper {
+            if s != "none" && !c.shaper.contains_key(s) {
+                return err(
+                    &format!("{key}.shaper"),
+                    format!("no [shaper.{s}] is defined"),
+                );
+            }
+        }
     }
     for (i, l) in c.listen.http.iter().enumerate() {
         let key = format!("listen.http[{i}]");
@@ -144,6 +202,20 @@ pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
                 &format!("{key}.handlers"),
                 "a listener needs at least one handler".into(),
             );
+        }
+        if l.max_connections == 0 {
+            return err(
+                &format!("{key}.max_connections"),
+                "must be at least 1".into(),
+            );
+        }
+        for (name, secs) in [
+            ("header_read_timeout", l.header_read_timeout),
+            ("idle_timeout", l.idle_timeout),
+        ] {
+            if secs == 0 {
+                return err(&format!("{key}.{name}"), "must be at least 1 second".into());
+            }
         }
         if l.port != 0 && !bound.insert((l.address, l.port)) {
             return err(

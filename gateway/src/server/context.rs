@@ -30,6 +30,8 @@ pub struct Ctx {
     pub live: Arc<crate::live::Live>,
     /// The latest snapshot of every series (`osprey top`).
     pub snapshots: crate::snapshots::Snapshots,
+    /// Caps on open client connections.
+    pub admission: Arc<super::admission::Admission>,
 }
 
 impl Ctx {
@@ -38,6 +40,7 @@ impl Ctx {
         storage: Storage,
         instr: Instr,
         live: Arc<crate::live::Live>,
+        admission: Arc<super::admission::Admission>,
     ) -> Ctx {
         let throttle = Throttle::new(
             config.auth.throttle_after_failures,
@@ -55,6 +58,7 @@ impl Ctx {
             instr,
             live,
             snapshots: crate::snapshots::channel(),
+            admission,
         }
     }
 

@@ -1,10 +1,12 @@
 //! `osprey serve`: storage, certificates, listeners, accept loops, and a
 //! graceful shutdown on SIGINT/SIGTERM.
 
+mod admission;
 mod context;
 mod listeners;
 mod probes;
 
+pub use admission::{Admission, Admitted, Refused};
 pub use context::Ctx;
 pub use listeners::ListenerFile;
 
@@ -164,7 +166,14 @@ pub async fn start(
                 .storage_query(ctx.storage.backend(), op, took, failed);
         }
     }));
-    let ctx = Arc::new(Ctx::new(config.clone(), storage, instr, live));
+    let fd_limit = admission::raise_fd_limit();
+    let admission = Admission::new(Admission::max_total_for(&config, fd_limit));
+    tracing::info!(
+        fd_limit,
+        max_client_connections = admission.max_total(),
+        "connection limits"
+    );
+    let ctx = Arc::new(Ctx::new(config.clone(), storage, instr, live, admission));
     let _ = slot.set(Arc::downgrade(&ctx));
 
     let mut bound = ListenerFile::default();
@@ -235,6 +244,7 @@ async fn bind(
 }
 
 async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net::TcpListener) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -242,15 +252,59 @@ async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net:
         };
         match accepted {
             Ok((tcp, peer)) => {
-                ctx.tasks
-                    .spawn(c2s::serve(ctx.clone(), lst.clone(), tcp, peer));
+                backoff.reset();
+                let cap = lst.config.max_connections_per_address;
+                match ctx.admission.admit(peer.ip(), cap) {
+                    Ok(ticket) => {
+                        ctx.tasks
+                            .spawn(c2s::serve(ctx.clone(), lst.clone(), tcp, peer, ticket));
+                    }
+                    Err(refused) => c2s::refuse(&ctx, &lst, tcp, peer, refused),
+                }
             }
             Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(listener = %lst.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors and the like: back off (10 ms,
+                // doubling to 1 s), keep serving, and log once per stretch
+                // of failures rather than once per attempt.
+                let (pause, log) = backoff.failed();
+                if log {
+                    tracing::warn!(listener = %lst.name, error = %e, "accept failed; backing off");
+                }
+                ctx.instr.count(
+                    &crate::events::CONNECTION_REJECTED,
+                    &[&lst.name, "accept_error"],
+                );
+                tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Accept failures: an exponential pause and a rate-limited warning.
+#[derive(Default)]
+pub(crate) struct AcceptBackoff {
+    failures: u32,
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptBackoff {
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The pause before the next accept, and whether to log this failure.
+    pub(crate) fn failed(&mut self) -> (Duration, bool) {
+        self.failures = self.failures.saturating_add(1);
+        let pause = Duration::from_millis(10u64 << self.failures.min(7).saturating_sub(1))
+            .min(Duration::from_secs(1));
+        let now = std::time::Instant::now();
+        let log = self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+        if log {
+            self.last_log = Some(now);
+        }
+        (pause, log)
     }
 }
 

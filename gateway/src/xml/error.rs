@@ -1,5 +1,7 @@
 //! XML-layer failures, each with the stream error condition it becomes.
 
+use super::XmlLimit;
+
 /// Why the stream's XML was refused. All are fatal to the stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
@@ -13,15 +15,26 @@ pub enum XmlError {
     UnsupportedEncoding,
     #[error("unknown namespace prefix: {0}")]
     BadNamespacePrefix(String),
+    #[error("{} {max}", limit.describe())]
+    Limit { limit: XmlLimit, max: usize },
 }
 
 impl XmlError {
+    /// The `limit_hit` label of a protective limit, if this is one.
+    pub fn limit_label(&self) -> Option<&'static str> {
+        match self {
+            XmlError::TooLarge { .. } => Some("stanza_too_large"),
+            XmlError::Limit { limit, .. } => Some(limit.label()),
+            _ => None,
+        }
+    }
+
     /// The RFC 6120 §4.9.3 stream error condition.
     pub fn condition(&self) -> &'static str {
         match self {
             XmlError::NotWellFormed(_) => "not-well-formed",
             XmlError::RestrictedXml(_) => "restricted-xml",
-            XmlError::TooLarge { .. } => "policy-violation",
+            XmlError::TooLarge { .. } | XmlError::Limit { .. } => "policy-violation",
             XmlError::UnsupportedEncoding => "unsupported-encoding",
             XmlError::BadNamespacePrefix(_) => "bad-namespace-prefix",
         }

@@ -6,7 +6,7 @@
 //! checks end-tag names, refuses restricted XML on sight, and enforces the
 //! size limit while an element is still arriving.
 
-use super::{Element, StreamHeader, XmlError};
+use super::{Element, StreamHeader, XmlError, XmlLimit, XmlLimits};
 
 /// Largest stream header accepted.
 const MAX_HEADER: usize = 4096;
@@ -31,11 +31,45 @@ enum Scan {
     CData(u8),
     /// Inside `<?xml … ?>`; whether the last byte was `?`.
     Decl(bool),
-    /// Inside a start tag; the open quote if in a value; whether the last
-    /// significant byte was `/`.
-    Start { quote: u8, slash: bool },
+    /// Inside a start tag.
+    Start(Tag),
     /// Inside an end tag.
     End,
+}
+
+/// Where a start tag is: enough to count attributes and namespace
+/// declarations and to measure names and values as they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    /// The element's name.
+    Name,
+    /// Between attributes; whether the last byte was `/`.
+    Between { slash: bool },
+    /// An attribute's name (it began at `word`).
+    AttrName,
+    /// After an attribute's name, before `=`.
+    Eq,
+    /// After `=`, before the opening quote.
+    AfterEq,
+    /// Inside a value quoted with this byte (it began at `word`).
+    Value(u8),
+}
+
+/// A reference (`&…;`) being read, in text or in an attribute value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ref {
+    /// Just after `&`.
+    Amp,
+    /// After `&#`.
+    Hash,
+    /// `&#…` or `&#x…`: the radix, the value so far, whether a digit came.
+    Num {
+        radix: u32,
+        value: u32,
+        digits: bool,
+    },
+    /// `&name`: the first bytes of the name and how many.
+    Named([u8; 4], u8),
 }
 
 pub struct Framer {
@@ -50,14 +84,27 @@ pub struct Framer {
     tok: usize,
     /// Where the current tag's name begins.
     name: usize,
+    /// Where the current attribute name or value begins.
+    word: usize,
     /// Where the current top-level element began.
     elem: usize,
     /// 0: before the header; 1: in the stream; 2+: inside a stanza.
     depth: usize,
-    /// Qualified names of the open elements; [0] is the stream's.
-    open: Vec<Vec<u8>>,
+    /// The stream element's qualified name.
+    stream_name: Vec<u8>,
+    /// The open elements inside the stanza: where each name starts (from
+    /// `elem`) and its length. The names stay in `buf` until the stanza is
+    /// complete, so nesting costs 8 bytes a level, never an allocation.
+    open: Vec<(u32, u32)>,
     scan: Scan,
+    reference: Option<Ref>,
+    /// Attributes and namespace declarations on the current start tag.
+    attrs: usize,
+    namespaces: usize,
+    /// Namespace declarations in the current stanza.
+    stanza_namespaces: usize,
     max: usize,
+    limits: XmlLimits,
     /// Markup was seen since the (re)start: an XML declaration is only
     /// allowed before anything else.
     started: bool,
@@ -65,18 +112,30 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// A framer with the default shape limits.
     pub fn new(max_element_bytes: usize) -> Self {
+        Framer::with_limits(max_element_bytes, XmlLimits::default())
+    }
+
+    pub fn with_limits(max_element_bytes: usize, limits: XmlLimits) -> Self {
         Framer {
             buf: Vec::new(),
             base: 0,
             pos: 0,
             tok: 0,
             name: 0,
+            word: 0,
             elem: 0,
             depth: 0,
+            stream_name: Vec::new(),
             open: Vec::new(),
             scan: Scan::Text,
+            reference: None,
+            attrs: 0,
+            namespaces: 0,
+            stanza_namespaces: 0,
             max: max_element_bytes,
+            limits,
             started: false,
             closed: false,
         }
@@ -100,6 +159,7 @@ impl Framer {
             self.pos -= base;
             self.tok = self.tok.saturating_sub(base);
             self.name = self.name.saturating_sub(base);
+            self.word = self.word.saturating_sub(base);
             self.elem = self.elem.saturating_sub(base);
         }
         self.buf.extend_from_slice(data);
@@ -107,12 +167,16 @@ impl Framer {
 
     /// Stream restart: everything buffered is discarded, never parsed.
     pub fn reset(&mut self) {
-        let max = self.max;
-        *self = Framer::new(max);
+        *self = Framer::with_limits(self.max, self.limits);
     }
 
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.base
+    }
+
+    /// Bytes of memory this framer holds (its buffers' capacity).
+    pub fn held(&self) -> usize {
+        self.buf.capacity() + self.stream_name.capacity() + self.open.capacity() * 8
     }
 
     /// The next complete frame, `None` when more bytes are needed.
@@ -143,6 +207,15 @@ impl Framer {
     }
 
     fn step(&mut self, b: u8) -> Result<Option<Frame>, XmlError> {
+        // XML 1.0 allows no control characters but these three, raw or
+        // escaped (RFC 6120 §11: not-well-formed).
+        if b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r') {
+            return Err(not_well_formed("a control character"));
+        }
+        if let Some(r) = self.reference {
+            self.reference = self.reference_step(r, b)?;
+            return Ok(None);
+        }
         let at = self.pos - 1;
         match self.scan {
             Scan::Text => {
@@ -151,6 +224,8 @@ impl Framer {
                     self.scan = Scan::Lt;
                 } else if self.depth <= 1 && !b.is_ascii_whitespace() {
                     return Err(not_well_formed("text outside of a stanza"));
+                } else if b == b'&' {
+                    self.reference = Some(Ref::Amp);
                 }
             }
             Scan::Lt => match b {
@@ -162,15 +237,20 @@ impl Framer {
                 b'?' if self.depth == 0 && !self.started => self.scan = Scan::Decl(false),
                 b'?' => return Err(XmlError::RestrictedXml("a processing instruction")),
                 _ if is_name_start(b) => {
+                    // Checked before the tag is read: the element's level
+                    // in its stanza is the current depth.
+                    if self.depth > self.limits.max_depth {
+                        return Err(self.limit(XmlLimit::Depth));
+                    }
                     self.name = at;
                     self.started = true;
                     if self.depth == 1 {
                         self.elem = self.tok;
+                        self.stanza_namespaces = 0;
                     }
-                    self.scan = Scan::Start {
-                        quote: 0,
-                        slash: false,
-                    };
+                    self.attrs = 0;
+                    self.namespaces = 0;
+                    self.scan = Scan::Start(Tag::Name);
                 }
                 _ => return Err(not_well_formed("bad markup after '<'")),
             },
@@ -208,59 +288,155 @@ impl Framer {
                     self.scan = Scan::Decl(b == b'?');
                 }
             }
-            Scan::Start { quote, slash } => {
-                if quote != 0 {
-                    if b == quote {
-                        self.scan = Scan::Start {
-                            quote: 0,
-                            slash: false,
-                        };
-                    }
-                    return Ok(None);
-                }
-                match b {
-                    b'\'' | b'"' => {
-                        self.scan = Scan::Start {
-                            quote: b,
-                            slash: false,
-                        }
-                    }
-                    b'/' => {
-                        self.scan = Scan::Start {
-                            quote: 0,
-                            slash: true,
-                        }
-                    }
-                    b'>' => return self.start_tag_end(slash),
-                    b'<' => return Err(not_well_formed("'<' inside a tag")),
-                    _ => {
-                        self.scan = Scan::Start {
-                            quote: 0,
-                            slash: false,
-                        }
-                    }
-                }
-            }
+            Scan::Start(tag) => return self.tag_step(tag, b, at),
             Scan::End => match b {
                 b'>' => return self.end_tag_end(),
                 b'<' => return Err(not_well_formed("'<' inside an end tag")),
-                _ => {}
+                _ => {
+                    if self.pos - self.name > self.limits.max_name_length {
+                        return Err(self.limit(XmlLimit::NameLength));
+                    }
+                }
             },
         }
         Ok(None)
     }
 
-    fn tag_name(&self) -> Vec<u8> {
-        self.buf[self.name..]
-            .iter()
-            .take_while(|c| !c.is_ascii_whitespace() && **c != b'/' && **c != b'>')
-            .copied()
-            .collect()
+    /// One byte of a start tag.
+    fn tag_step(&mut self, tag: Tag, b: u8, at: usize) -> Result<Option<Frame>, XmlError> {
+        let space = b.is_ascii_whitespace();
+        let next = match tag {
+            Tag::Value(quote) => {
+                if b == quote {
+                    if at - self.word > self.limits.max_attribute_length {
+                        return Err(self.limit(XmlLimit::AttributeLength));
+                    }
+                    Tag::Between { slash: false }
+                } else if b == b'<' {
+                    return Err(not_well_formed("'<' in an attribute value"));
+                } else {
+                    if b == b'&' {
+                        self.reference = Some(Ref::Amp);
+                    }
+                    tag
+                }
+            }
+            Tag::Name | Tag::AttrName if is_name_byte(b) => {
+                let start = if tag == Tag::Name {
+                    self.name
+                } else {
+                    self.word
+                };
+                if self.pos - start > self.limits.max_name_length {
+                    return Err(self.limit(XmlLimit::NameLength));
+                }
+                tag
+            }
+            Tag::AttrName if space => {
+                self.attribute_named(at)?;
+                Tag::Eq
+            }
+            Tag::AttrName | Tag::Eq if b == b'=' => {
+                if tag == Tag::AttrName {
+                    self.attribute_named(at)?;
+                }
+                Tag::AfterEq
+            }
+            Tag::AfterEq if b == b'\'' || b == b'"' => {
+                self.word = self.pos;
+                Tag::Value(b)
+            }
+            Tag::Eq | Tag::AfterEq if space => tag,
+            Tag::Name | Tag::Between { .. } if space => Tag::Between { slash: false },
+            Tag::Name | Tag::Between { .. } if b == b'/' => Tag::Between { slash: true },
+            Tag::Name if b == b'>' => return self.start_tag_end(false),
+            Tag::Between { slash } if b == b'>' => return self.start_tag_end(slash),
+            Tag::Between { .. } if is_name_byte(b) => {
+                self.attrs += 1;
+                if self.attrs > self.limits.max_attributes {
+                    return Err(self.limit(XmlLimit::Attributes));
+                }
+                self.word = at;
+                Tag::AttrName
+            }
+            _ if b == b'<' => return Err(not_well_formed("'<' inside a tag")),
+            _ => return Err(not_well_formed("a malformed attribute")),
+        };
+        self.scan = Scan::Start(next);
+        Ok(None)
+    }
+
+    /// The attribute name from `word` to `end` is complete: namespace
+    /// declarations are counted (roxmltree copies the in-scope ones for
+    /// every element that declares one).
+    fn attribute_named(&mut self, end: usize) -> Result<(), XmlError> {
+        let name = &self.buf[self.word..end];
+        if name == b"xmlns" || name.starts_with(b"xmlns:") {
+            self.namespaces += 1;
+            self.stanza_namespaces += 1;
+            if self.namespaces > self.limits.max_namespaces {
+                return Err(self.limit(XmlLimit::Namespaces));
+            }
+            if self.depth >= 1 && self.stanza_namespaces > self.limits.max_namespaces_per_stanza {
+                return Err(self.limit(XmlLimit::NamespacesPerStanza));
+            }
+        }
+        Ok(())
+    }
+
+    /// One byte of a reference; `None` once it is complete and valid.
+    /// Character references must name a character XML 1.0 allows (a parser
+    /// that maps the others to U+FFFD would relay what the sender wrote).
+    fn reference_step(&self, r: Ref, b: u8) -> Result<Option<Ref>, XmlError> {
+        let bad = || not_well_formed("a malformed or forbidden reference");
+        Ok(Some(match (r, b) {
+            (Ref::Amp, b'#') => Ref::Hash,
+            (Ref::Amp, b) if b.is_ascii_alphabetic() => Ref::Named([b, 0, 0, 0], 1),
+            (Ref::Hash, b'x') => Ref::Num {
+                radix: 16,
+                value: 0,
+                digits: false,
+            },
+            (Ref::Hash, b) if b.is_ascii_digit() => Ref::Num {
+                radix: 10,
+                value: u32::from(b - b'0'),
+                digits: true,
+            },
+            (Ref::Num { radix, value, .. }, b) if b != b';' => {
+                let d = (b as char).to_digit(radix).ok_or_else(bad)?;
+                let value = value * radix + d;
+                if value > 0x10_FFFF {
+                    return Err(bad());
+                }
+                Ref::Num {
+                    radix,
+                    value,
+                    digits: true,
+                }
+            }
+            (Ref::Num { value, digits, .. }, _) => {
+                if digits && is_xml_char(value) {
+                    return Ok(None);
+                }
+                return Err(bad());
+            }
+            (Ref::Named(name, n), b';') => {
+                return match &name[..usize::from(n)] {
+                    b"amp" | b"lt" | b"gt" | b"apos" | b"quot" => Ok(None),
+                    _ => Err(not_well_formed("an undefined entity")),
+                };
+            }
+            (Ref::Named(mut name, n), b) if b.is_ascii_alphabetic() && n < 4 => {
+                name[usize::from(n)] = b;
+                Ref::Named(name, n + 1)
+            }
+            _ => return Err(bad()),
+        }))
     }
 
     fn start_tag_end(&mut self, self_closing: bool) -> Result<Option<Frame>, XmlError> {
         self.scan = Scan::Text;
-        let name = self.tag_name();
+        let name_len = self.name_len(self.name);
         match self.depth {
             0 => {
                 if self_closing {
@@ -268,15 +444,21 @@ impl Framer {
                 }
                 let text = utf8(&self.buf[self.tok..self.pos])?;
                 let header = StreamHeader::parse(text)?;
-                self.open.push(name);
+                self.stream_name = self.buf[self.name..self.name + name_len].to_vec();
                 self.depth = 1;
                 self.consume();
                 Ok(Some(Frame::StreamOpen(Box::new(header))))
             }
+            1 if self.buf[self.name..self.name + name_len] == self.stream_name[..] => {
+                // A restart is only legal where the protocol asks for one,
+                // and then the framer is reset: here it is a second header.
+                Err(not_well_formed("a stream header inside the stream"))
+            }
             1 if self_closing => self.emit(),
             _ => {
                 if !self_closing {
-                    self.open.push(name);
+                    self.open
+                        .push(((self.name - self.elem) as u32, name_len as u32));
                     self.depth += 1;
                 }
                 Ok(None)
@@ -284,17 +466,44 @@ impl Framer {
         }
     }
 
+    /// Length of the name starting at `at` (names are capped as they
+    /// arrive, so this scan is short).
+    fn name_len(&self, at: usize) -> usize {
+        self.buf[at..]
+            .iter()
+            .take_while(|c| is_name_byte(**c))
+            .count()
+    }
+
     fn end_tag_end(&mut self) -> Result<Option<Frame>, XmlError> {
         self.scan = Scan::Text;
-        let name = self.tag_name();
-        if self.open.pop().as_deref() != Some(name.as_slice()) {
+        let len = self.name_len(self.name);
+        if !self.buf[self.name + len..self.pos - 1]
+            .iter()
+            .all(u8::is_ascii_whitespace)
+        {
+            return Err(not_well_formed("a malformed end tag"));
+        }
+        let name = &self.buf[self.name..self.name + len];
+        let expected = match self.depth {
+            0 => None,
+            1 => Some(&self.stream_name[..]),
+            _ => self.open.last().map(|&(at, n)| {
+                let at = self.elem + at as usize;
+                &self.buf[at..at + n as usize]
+            }),
+        };
+        if expected != Some(name) {
             return Err(not_well_formed("mismatched end tag"));
+        }
+        if self.depth >= 2 {
+            self.open.pop();
         }
         self.depth -= 1;
         match self.depth {
             0 => {
                 self.closed = true;
-                self.buf.clear();
+                self.buf = Vec::new();
                 self.base = 0;
                 self.pos = 0;
                 Ok(Some(Frame::StreamClose))
@@ -315,6 +524,19 @@ impl Framer {
     /// Drops everything scanned so far.
     fn consume(&mut self) {
         self.base = self.pos;
+    }
+
+    fn limit(&self, limit: XmlLimit) -> XmlError {
+        let l = &self.limits;
+        let max = match limit {
+            XmlLimit::Depth => l.max_depth,
+            XmlLimit::Attributes => l.max_attributes,
+            XmlLimit::Namespaces => l.max_namespaces,
+            XmlLimit::NamespacesPerStanza => l.max_namespaces_per_stanza,
+            XmlLimit::NameLength => l.max_name_length,
+            XmlLimit::AttributeLength => l.max_attribute_length,
+        };
+        XmlError::Limit { limit, max }
     }
 
     fn check_size(&self) -> Result<(), XmlError> {
@@ -357,6 +579,16 @@ impl Framer {
 
 fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
+}
+
+/// A byte that can be part of a name (roxmltree checks the finer rules).
+fn is_name_byte(b: u8) -> bool {
+    !b.is_ascii_whitespace() && !matches!(b, b'/' | b'>' | b'<' | b'=' | b'\'' | b'"' | b'&')
+}
+
+/// XML 1.0 `Char`.
+fn is_xml_char(c: u32) -> bool {
+    matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x1_0000..=0x10_FFFF)
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, XmlError> {
@@ -520,6 +752,152 @@ mod tests {
         assert_eq!(
             frames(s.as_bytes(), 1 << 10).unwrap(),
             ["open:localhost", "<a/>", "<b>x</b>", "<c/>"]
+        );
+    }
+
+    fn first_error(input: &str) -> XmlError {
+        frames(input.as_bytes(), 7).unwrap_err()
+    }
+
+    #[test]
+    fn nesting_is_capped_before_the_parser_sees_it() {
+        let nest = |n: usize| {
+            format!(
+                "{HEADER}<message>{}{}</message>",
+                "<a>".repeat(n - 1),
+                "</a>".repeat(n - 1)
+            )
+        };
+        assert_eq!(frames(nest(64).as_bytes(), 64).unwrap().len(), 2);
+        let e = first_error(&nest(65));
+        assert_eq!(e.condition(), "policy-violation");
+        assert_eq!(e.limit_label(), Some("xml_depth"));
+        assert_eq!(e.to_string(), "elements nested deeper than 64");
+        // The issue's 27 KB stanza: refused at the 65th level, long before its end.
+        let attack = format!(
+            "{HEADER}<message to='bob@localhost/x' type='headline'>{}",
+            "<a>".repeat(4000)
+        );
+        assert_eq!(first_error(&attack).limit_label(), Some("xml_depth"));
+    }
+
+    #[test]
+    fn attributes_and_namespaces_are_counted() {
+        let attrs = |n: usize| {
+            let a: String = (0..n).map(|i| format!(" a{i}='v'")).collect();
+            format!("{HEADER}<message{a}/>")
+        };
+        assert!(frames(attrs(64).as_bytes(), 5).is_ok());
+        assert_eq!(
+            first_error(&attrs(65)).limit_label(),
+            Some("xml_attributes")
+        );
+        let ns = |n: usize| {
+            let a: String = (0..n).map(|i| format!(" xmlns:p{i} = \"u\"")).collect();
+            format!("{HEADER}<message{a}/>")
+        };
+        assert!(frames(ns(16).as_bytes(), 3).is_ok());
+        assert_eq!(first_error(&ns(17)).limit_label(), Some("xml_namespaces"));
+        // Many children, each declaring one: capped per stanza.
+        let per_stanza =
+            |n: usize| format!("{HEADER}<message>{}</message>", "<x xmlns='u'/>".repeat(n));
+        assert!(frames(per_stanza(128).as_bytes(), 11).is_ok());
+        assert_eq!(
+            first_error(&per_stanza(129)).limit_label(),
+            Some("xml_namespaces_per_stanza")
+        );
+        // The count starts again with each stanza.
+        let two = format!(
+            "{}{}",
+            per_stanza(100),
+            "<iq>".to_string() + &"<x xmlns='u'/>".repeat(100) + "</iq>"
+        );
+        assert_eq!(frames(two.as_bytes(), 13).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn names_and_values_are_capped() {
+        let long = "n".repeat(257);
+        assert_eq!(
+            first_error(&format!("{HEADER}<{long}/>")).limit_label(),
+            Some("xml_name_length")
+        );
+        assert_eq!(
+            first_error(&format!("{HEADER}<a {long}='1'/>")).limit_label(),
+            Some("xml_name_length")
+        );
+        assert_eq!(
+            first_error(&format!("{HEADER}<a><b></{long}></a>")).limit_label(),
+            Some("xml_name_length")
+        );
+        let value = "v".repeat(65_537);
+        assert_eq!(
+            first_error(&format!("{HEADER}<a b='{value}'/>")).limit_label(),
+            Some("xml_attribute_length")
+        );
+        assert!(frames(
+            format!("{HEADER}<a b='{}'/>", "v".repeat(65_536)).as_bytes(),
+            4096
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn forbidden_characters_are_not_well_formed() {
+        for bad in [
+            "<body>x&#xD800;y</body>",
+            "<body>&#x110000;</body>",
+            "<body>&#1114112;</body>",
+            "<body>&#0;</body>",
+            "<body>&#x1;</body>",
+            "<body>&#xFFFE;</body>",
+            "<body>&#;</body>",
+            "<body>&#x;</body>",
+            "<body>&#12a;</body>",
+            "<body>&#x00000000000000000000000000D800;</body>",
+            "<body>&ampx;</body>",
+            "<body>&foo;</body>",
+            "<body>&;</body>",
+            "<a b='&#xD800;'/>",
+            "<body>\u{1}</body>",
+            "<a b='x<y'/>",
+        ] {
+            let e = first_error(&format!("{HEADER}{bad}"));
+            assert_eq!(e.condition(), "not-well-formed", "{bad}: {e}");
+        }
+        let good = format!(
+            "{HEADER}<body a='&quot;&#9;'>&#x1F600;&#65;&amp;&lt;&gt;&apos;&#x0041;&#xE000;&#x10FFFF;\t\r\n</body>"
+        );
+        assert_eq!(frames(good.as_bytes(), 1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_second_stream_header_is_an_error() {
+        let e = first_error(&format!(
+            "{HEADER}<message/><stream:stream to='localhost' xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+        ));
+        assert_eq!(e.condition(), "not-well-formed");
+        assert!(e.to_string().contains("stream header"), "{e}");
+    }
+
+    #[test]
+    fn open_tags_cost_no_allocation_each() {
+        let mut f = Framer::new(1 << 20);
+        f.push(HEADER.as_bytes());
+        assert!(matches!(f.next_frame(), Ok(Some(Frame::StreamOpen(_)))));
+        let input = format!("<message>{}", "<a>".repeat(63));
+        let mut body = input.into_bytes();
+        body.extend(std::iter::repeat_n(b'x', 16_000));
+        f.push(&body);
+        assert!(f.next_frame().unwrap().is_none());
+        // What it holds is the bytes themselves (Vec growth at most
+        // doubles them), plus 8 bytes per open level.
+        assert!(
+            f.held() <= 2 * body.len() + 64 * 8 + 64,
+            "{} for {}",
+            f.held(),
+            body.len()
         );
     }
 }

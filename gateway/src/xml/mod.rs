@@ -9,12 +9,14 @@ mod element;
 mod error;
 mod framer;
 mod header;
+mod limits;
 mod write;
 
 pub use element::Element;
 pub use error::XmlError;
 pub use framer::{Frame, Framer};
 pub use header::StreamHeader;
+pub use limits::{XmlLimit, XmlLimits};
 pub use write::{append_child, escape_attr, escape_text, rewrite_from_to, El};
 
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
