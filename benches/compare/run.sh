@@ -105,6 +105,11 @@ address = "127.0.0.1"
 port = $OSPREY_C2S_PORT
 tls.mode = "none"
 allow_plain_auth_without_tls = true
+# Every benchmark session comes from 127.0.0.1 and sends at full speed:
+# the per-address cap and the input shapers would measure themselves.
+max_connections_per_address = 100000
+shaper = "none"
+max_stanza_rate = 0
 
 [[listen.c2s]]
 address = "127.0.0.1"
@@ -113,6 +118,9 @@ tls.mode = "starttls"
 # The same RSA-2048 self-signed certificate kind as Prosody's and ejabberd's.
 tls.certfile = "$ODIR/certs/localhost.crt"
 tls.keyfile = "$ODIR/certs/localhost.key"
+max_connections_per_address = 100000
+shaper = "none"
+max_stanza_rate = 0
 
 EOF
 		if [ "$variant" = osprey ]; then

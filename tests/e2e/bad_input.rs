@@ -248,7 +248,7 @@ both_backends!(starttls_discards_injected_bytes, starttls_injection);
 
 async fn slow_reader(b: Backend) {
     let s = Server::start(Options {
-        c2s_extra: "max_queue_bytes = 65536\nmax_stanza_size = 16384".into(),
+        c2s_extra: "max_queue_bytes = 65536\nmax_stanza_size = 16384\nshaper = \"none\"\nmax_stanza_rate = 0".into(),
         general_extra: "max_offline_messages = 5000".into(),
         ..Options::plaintext(b)
     });

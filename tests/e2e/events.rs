@@ -26,6 +26,7 @@ allow_plain_auth_without_tls = true
 max_stanza_size = 4096
 max_stanza_size_pre_auth = 1024
 max_queue_bytes = 8192
+shaper = "none"
 [[listen.c2s]]
 address = "127.0.0.1"
 port = 0

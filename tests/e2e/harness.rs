@@ -24,6 +24,8 @@ pub struct Options {
     pub general_extra: String,
     /// Extra keys for the `[[listen.c2s]]` table (TOML lines).
     pub c2s_extra: String,
+    /// Extra keys for the `[[listen.http]]` table (TOML lines).
+    pub http_extra: String,
     /// Extra TOML appended to the file (other sections).
     pub extra: String,
     /// Environment of the server process.
@@ -38,6 +40,7 @@ impl Options {
             allow_plain_auth_without_tls: false,
             general_extra: String::new(),
             c2s_extra: String::new(),
+            http_extra: String::new(),
             extra: String::new(),
             env: Vec::new(),
         }
@@ -64,12 +67,15 @@ pub struct Server {
     /// The metrics/admin HTTP listener.
     pub http: SocketAddr,
     pg_db: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-pub fn osprey_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_osprey")
+/// The binary under test: this build's, or `OSPREY_BIN` (to run the suite
+/// against another build, e.g. an older one to see a test fail there).
+pub fn osprey_bin() -> String {
+    std::env::var("OSPREY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_osprey").to_string())
 }
 
 impl Server {
@@ -95,8 +101,7 @@ impl Server {
             r#"[general]
 hosts = ["localhost"]
 data_dir = "{data}"
-shutdown_timeout = 5
-{general_extra}
+{shutdown}{general_extra}
 
 [[listen.c2s]]
 address = "127.0.0.1"
@@ -109,6 +114,7 @@ allow_plain_auth_without_tls = {plain}
 address = "127.0.0.1"
 port = 0
 handlers = ["metrics", "admin"]
+{http_extra}
 
 [admin]
 token = "{token}"
@@ -127,33 +133,57 @@ level = "info"
             data = dir.path().display(),
             tls = opts.tls_mode,
             plain = opts.allow_plain_auth_without_tls,
+            // Tests that need a longer grace set their own.
+            shutdown = if opts.general_extra.contains("shutdown_timeout") {
+                ""
+            } else {
+                "shutdown_timeout = 5\n"
+            },
             general_extra = opts.general_extra,
             c2s_extra = opts.c2s_extra,
+            http_extra = opts.http_extra,
             extra = opts.extra,
             token = TOKEN,
         );
         std::fs::write(&config, toml).expect("write config");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(osprey_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "info,osprey=debug")
-            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start osprey");
         let mut server = Server {
-            child: Some(child),
+            child: None,
             dir,
             config,
             c2s: "127.0.0.1:0".parse().expect("addr"),
             http: "127.0.0.1:0".parse().expect("addr"),
             pg_db,
+            env: opts.env,
         };
-        (server.c2s, server.http) = server.wait_ready();
+        server.spawn();
         server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(osprey_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "info,osprey=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start osprey");
+        self.child = Some(child);
+        (self.c2s, self.http) = self.wait_ready();
+    }
+
+    /// Starts the server again on the same configuration and storage (after
+    /// [`Server::terminate`]); the ports may change.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
     }
 
     /// Waits for `listeners.json`; a server that dies first fails the test

@@ -8,16 +8,19 @@
 mod harness;
 mod raw;
 
+mod attacks;
 mod bad_input;
 mod cli;
 mod dashboards;
 mod events;
 mod graphite;
 mod http;
+mod http_limits;
 mod lifecycle;
 mod load;
 mod metrics;
 mod otlp;
+mod plain_timing;
 mod slixmpp;
 mod top;
 mod trace;

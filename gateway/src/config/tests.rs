@@ -154,6 +154,57 @@ fn otlp_and_graphite_sections() {
 }
 
 #[test]
+fn http_listener_limits() {
+    let c = parse("").unwrap();
+    let h = &c.listen.http[0];
+    assert_eq!(
+        (h.max_connections, h.header_read_timeout, h.idle_timeout),
+        (256, 10, 60)
+    );
+    let text = include_str!("../../osprey.example.toml");
+    let h = &parse(text).unwrap().listen.http[0];
+    assert_eq!(
+        (h.max_connections, h.header_read_timeout, h.idle_timeout),
+        (256, 10, 60),
+        "the example shows the defaults"
+    );
+    let docs = include_str!("../../../docs/config.md");
+    let section = docs.split("## `[[listen.http]]`").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    for key in ["max_connections", "header_read_timeout", "idle_timeout"] {
+        assert!(
+            section.contains(&format!("| `{key}` |")),
+            "{key} is documented"
+        );
+    }
+    let c =
+        parse("[[listen.http]]\nmax_connections = 2\nheader_read_timeout = 1\nidle_timeout = 3\n")
+            .unwrap();
+    let h = &c.listen.http[0];
+    assert_eq!(
+        (h.max_connections, h.header_read_timeout, h.idle_timeout),
+        (2, 1, 3)
+    );
+    for (text, key) in [
+        (
+            "[[listen.http]]\nmax_connections = 0\n",
+            "listen.http[0].max_connections",
+        ),
+        (
+            "[[listen.http]]\nheader_read_timeout = 0\n",
+            "listen.http[0].header_read_timeout",
+        ),
+        (
+            "[[listen.http]]\nidle_timeout = 0\n",
+            "listen.http[0].idle_timeout",
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!((e.line, e.key.as_str()), (Some(2), key), "{e}");
+    }
+}
+
+#[test]
 fn syntax_error_has_a_line() {
     let e = err("[general]\nhosts = [\"a\"\n");
     assert!(e.line.is_some(), "{e}");

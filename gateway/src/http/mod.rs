@@ -1,13 +1,16 @@
 //! The HTTP listener (hyper): `/metrics` and `/healthz` for the `metrics`
 //! handler, `/api/...` (bearer token) for the `admin` handler. Bound to
-//! loopback by default.
+//! loopback by default; [`limits`] keeps idle or slow clients from holding
+//! its connections.
 
 mod admin;
+pub mod limits;
 mod snapshot;
 pub mod token;
 mod trace;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +18,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+pub use self::limits::HttpLimits;
+use self::limits::{AcceptBackoff, Refusals};
 use crate::config::HttpHandler;
 use crate::server::Ctx;
 
@@ -31,30 +35,107 @@ pub struct HttpCtx {
     pub token: Option<String>,
 }
 
+/// Serves a listener with the limits of its `[[listen.http]]` section.
 pub async fn serve(ctx: Arc<Ctx>, hctx: Arc<HttpCtx>, listener: TcpListener) {
+    let limits = limits_for(&ctx, &hctx, listener.local_addr().ok());
+    serve_with(ctx, hctx, listener, limits).await
+}
+
+/// The `[[listen.http]]` section this listener was bound from: the one with
+/// its address and port (or port 0) and its handlers. Sections bound to port
+/// 0 on the same address with the same handlers cannot be told apart: the
+/// first one's limits apply.
+fn limits_for(ctx: &Ctx, hctx: &HttpCtx, local: Option<SocketAddr>) -> HttpLimits {
+    let sections = &ctx.config.listen.http;
+    let at = |port_zero: bool| {
+        sections.iter().find(|l| {
+            local.is_some_and(|a| {
+                l.address == a.ip()
+                    && l.handlers == hctx.handlers
+                    && if port_zero {
+                        l.port == 0
+                    } else {
+                        l.port == a.port()
+                    }
+            })
+        })
+    };
+    at(false)
+        .or_else(|| at(true))
+        .map(HttpLimits::from)
+        .unwrap_or_default()
+}
+
+pub async fn serve_with(
+    ctx: Arc<Ctx>,
+    hctx: Arc<HttpCtx>,
+    listener: TcpListener,
+    limits: HttpLimits,
+) {
+    let name = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let over_cap = ctx
+        .instr
+        .registry
+        .resolve(&crate::events::LIMIT_HIT, &["http_connections"]);
+    let mut backoff = AcceptBackoff::new();
+    let mut refusals = Refusals::new();
     loop {
+        let flush_at = refusals.due();
+        let flush = async move {
+            match flush_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, _) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            _ = flush => {
+                count(&over_cap, refusals.take());
                 continue;
             }
+            a = listener.accept() => a,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => {
+                backoff.succeeded();
+                tcp
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                let pause = backoff.failed(&name, &e);
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Over the cap: closed at once, before reading a byte.
+            drop(tcp);
+            if let Some(n) = refusals.hit() {
+                count(&over_cap, n);
+            }
+            continue;
         };
         let (ctx, hctx) = (ctx.clone(), hctx.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            limits::serve_connection(tcp, limits, move |req| {
                 let (ctx, hctx) = (ctx.clone(), hctx.clone());
-                async move { Ok::<_, Infallible>(route(&ctx, &hctx, req).await) }
-            });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
-            let _ = conn.await;
+                async move { route(&ctx, &hctx, req).await }
+            })
+            .await;
+            drop(permit);
         });
+    }
+}
+
+fn count(handle: &osprey_instrument::Labelled, n: u64) {
+    if n > 0 {
+        handle.emit(&[("count", n as f64)], &osprey_instrument::Meta::NONE);
     }
 }
 

@@ -48,6 +48,8 @@ impl ScramHash {
 
     /// Hi() of RFC 5802: PBKDF2 with this hash's HMAC.
     pub(crate) fn hi(&self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        #[cfg(test)]
+        HI_CALLS.with(|c| c.borrow_mut().push(iterations));
         let mut out = vec![0u8; self.output_len()];
         match self {
             ScramHash::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
@@ -57,4 +59,10 @@ impl ScramHash {
         }
         out
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The iteration count of each Hi() run on this thread (tests only).
+    pub(crate) static HI_CALLS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

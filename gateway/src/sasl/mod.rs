@@ -8,7 +8,7 @@ mod hash;
 mod plain;
 mod scram;
 
-pub use credentials::{fake_credentials, ScramCredentials};
+pub use credentials::{fake_credentials, verify_plain, ScramCredentials};
 pub use error::SaslFailure;
 pub use hash::ScramHash;
 pub use plain::{parse_plain, PlainRequest};

@@ -286,9 +286,9 @@ mod tests {
 
     #[test]
     fn fake_credentials_are_stable_per_user() {
-        let a1 = fake_credentials(ScramHash::Sha1, "ann", b"k");
-        let a2 = fake_credentials(ScramHash::Sha1, "ann", b"k");
-        let b = fake_credentials(ScramHash::Sha1, "bob", b"k");
+        let a1 = fake_credentials(ScramHash::Sha1, "ann", b"k", 4096);
+        let a2 = fake_credentials(ScramHash::Sha1, "ann", b"k", 4096);
+        let b = fake_credentials(ScramHash::Sha1, "bob", b"k", 4096);
         assert_eq!(a1, a2);
         assert_ne!(a1.salt, b.salt);
         assert_eq!(a1.stored_key.len(), 20);
