@@ -63,12 +63,23 @@ impl Conn {
         framer: &mut Framer,
         tls_buf: &mut Vec<u8>,
     ) -> io::Result<usize> {
+        self.read_at_most(framer, tls_buf, usize::MAX).await
+    }
+
+    /// [`Conn::read_into`], taking at most `max` bytes (a shaper's budget).
+    pub async fn read_at_most(
+        &mut self,
+        framer: &mut Framer,
+        tls_buf: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<usize> {
+        let max = max.clamp(1, READ_CHUNK);
         if let Conn::Plain(tcp) = self {
             loop {
                 tcp.readable().await?;
                 let read = SCRATCH.with(|s| {
                     let mut s = s.borrow_mut();
-                    let r = tcp.try_read(&mut s[..]);
+                    let r = tcp.try_read(&mut s[..max]);
                     if let Ok(n) = r {
                         framer.push(&s[..n]);
                     }
@@ -84,7 +95,7 @@ impl Conn {
             // rustls keeps the record it decrypts; this only takes plaintext.
             tls_buf.resize(4096, 0);
         }
-        let n = self.read(tls_buf).await?;
+        let n = self.read(&mut tls_buf[..max.min(4096)]).await?;
         framer.push(&tls_buf[..n]);
         Ok(n)
     }

@@ -46,21 +46,33 @@ impl Connection {
         );
         // While set, the socket is not read (the shapers' debt).
         let mut paused: Option<tokio::time::Instant> = None;
+        // Stanzas left in the framer by the stanza rate, handled on resume.
+        let mut backlog = false;
         let end = loop {
             let resume = paused.unwrap_or_else(tokio::time::Instant::now);
+            let read_max = shaping.read_budget();
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
                 _ = handle.overflowed() => Wake::Overflow,
                 m = rx.recv() => Wake::Mail(m),
                 _ = tokio::time::sleep_until(resume), if paused.is_some() => Wake::Resume,
-                r = self.conn.read_into(&mut self.framer, &mut self.tls_buf), if paused.is_none() => Wake::Read(r),
+                r = self.conn.read_at_most(&mut self.framer, &mut self.tls_buf, read_max), if paused.is_none() && !backlog => Wake::Read(r),
             };
             match wake {
                 Wake::Shutdown => {
                     break Box::pin(self.read_what_arrived(&handle, &mut local)).await
                 }
-                Wake::Resume => paused = None,
+                Wake::Resume => {
+                    paused = None;
+                    if backlog {
+                        match Box::pin(self.take_input(&handle, &mut local, &mut shaping, 0)).await
+                        {
+                            Ok(next) => (paused, backlog) = next,
+                            Err(end) => break end,
+                        }
+                    }
+                }
                 Wake::Overflow => break self.overflow_error(&handle),
                 Wake::Mail(None) => break SessionEnd::PeerClosed,
                 Wake::Mail(Some(Outbound::Close(e))) => {
@@ -83,25 +95,13 @@ impl Connection {
                 Wake::Read(Err(e)) => break SessionEnd::Io(e),
                 Wake::Read(Ok(n)) => {
                     self.bytes_in(n);
-                    let before = handle.stanzas_in.load(std::sync::atomic::Ordering::Relaxed);
                     // Boxed (one allocation per read, not per stanza): held
                     // inline, its stanza handling would size every idle
                     // session's task.
-                    if let Err(end) = Box::pin(self.drain_frames(&handle, &mut local)).await {
-                        break end;
+                    match Box::pin(self.take_input(&handle, &mut local, &mut shaping, n)).await {
+                        Ok(next) => (paused, backlog) = next,
+                        Err(end) => break end,
                     }
-                    if std::mem::take(&mut local.deliver_offline) {
-                        let scope = self.traces.scope(handle.id());
-                        let flush = self.flush_offline(&handle);
-                        let flush =
-                            crate::live::call("module", || "module.offline.deliver".into(), flush);
-                        if let Err(end) = Box::pin(crate::live::scoped(scope, flush)).await {
-                            break end;
-                        }
-                    }
-                    let stanzas =
-                        handle.stanzas_in.load(std::sync::atomic::Ordering::Relaxed) - before;
-                    paused = self.shape(&mut shaping, n, stanzas);
                 }
             }
         };
@@ -129,6 +129,33 @@ impl Connection {
         );
         Box::pin(self.leave(&handle, &mut local, rx)).await;
         end
+    }
+
+    /// Handles the stanzas a read completed (as many as the stanza rate
+    /// allows now), then charges the shapers: the pause before reading
+    /// again, and whether stanzas were left in the framer.
+    async fn take_input(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        local: &mut Local,
+        shaping: &mut super::shaper::Shaping,
+        bytes: usize,
+    ) -> Result<(Option<tokio::time::Instant>, bool), SessionEnd> {
+        let budget = shaping.stanza_budget();
+        let (handled, more) = self.drain_frames(handle, local, budget).await?;
+        if std::mem::take(&mut local.deliver_offline) {
+            let scope = self.traces.scope(handle.id());
+            let flush = self.flush_offline(handle);
+            let flush = crate::live::call("module", || "module.offline.deliver".into(), flush);
+            Box::pin(crate::live::scoped(scope, flush)).await?;
+        }
+        let mut pause = self.shape(shaping, bytes, handled);
+        if more && pause.is_none() {
+            // The budget ran out exactly: wait for the next token.
+            self.ctx.instr.limit("stanza_rate");
+            pause = Some(tokio::time::Instant::now() + shaping.next_stanza());
+        }
+        Ok((pause, more))
     }
 
     /// Charges what one read brought to the session's shapers: the pause
@@ -171,7 +198,7 @@ impl Connection {
         let grace = std::time::Duration::from_secs(self.ctx.config.general.shutdown_timeout);
         let budget = std::time::Instant::now() + grace.saturating_sub(grace / 4);
         loop {
-            if let Err(end) = Box::pin(self.drain_frames(handle, local)).await {
+            if let Err(end) = Box::pin(self.drain_frames(handle, local, u64::MAX)).await {
                 return end;
             }
             if std::time::Instant::now() >= budget {
@@ -194,16 +221,25 @@ impl Connection {
         StreamError::new(StreamCondition::SystemShutdown).into()
     }
 
-    /// Processes every complete stanza buffered so far.
+    /// Processes the complete stanzas buffered so far, at most `budget`:
+    /// how many, and whether the budget ran out first.
     async fn drain_frames(
         &mut self,
         handle: &Arc<SessionHandle>,
         local: &mut Local,
-    ) -> Result<(), SessionEnd> {
+        budget: u64,
+    ) -> Result<(u64, bool), SessionEnd> {
+        let mut handled = 0;
         loop {
+            if handled >= budget {
+                return Ok((handled, true));
+            }
             match self.framer.next_frame().map_err(|e| self.xml_error(e))? {
-                None => return Ok(()),
-                Some(Frame::Element(el)) => self.on_stanza(handle, local, el).await?,
+                None => return Ok((handled, false)),
+                Some(Frame::Element(el)) => {
+                    self.on_stanza(handle, local, el).await?;
+                    handled += 1;
+                }
                 Some(Frame::StreamClose) => return Err(SessionEnd::PeerClosed),
                 Some(Frame::StreamOpen(_)) => {
                     return Err(StreamError::with_text(

@@ -26,6 +26,14 @@ impl Bucket {
         }
     }
 
+    /// The tokens there are now (after refilling).
+    pub fn available(&mut self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.tokens
+    }
+
     /// Takes `n` tokens (the bytes or stanzas already read: they are never
     /// refused); the pause before reading more, if the bucket is in debt.
     pub fn take(&mut self, n: f64, now: Instant) -> Option<Duration> {
@@ -44,6 +52,30 @@ pub struct Shaping {
 }
 
 impl Shaping {
+    /// How many bytes the next read may take: what the byte bucket holds
+    /// (a read is never smaller than 512 bytes; the excess is a debt).
+    pub fn read_budget(&mut self) -> usize {
+        match self.bytes.as_mut() {
+            Some(b) => (b.available(Instant::now()).max(0.0) as usize).max(512),
+            None => usize::MAX,
+        }
+    }
+
+    /// How long until the stanza bucket holds one more.
+    pub fn next_stanza(&self) -> Duration {
+        self.stanzas
+            .as_ref()
+            .map_or(Duration::ZERO, |b| Duration::from_secs_f64(1.0 / b.rate))
+    }
+
+    /// How many stanzas may be handled before the next pause (at least one).
+    pub fn stanza_budget(&mut self) -> u64 {
+        match self.stanzas.as_mut() {
+            Some(b) => (b.available(Instant::now()).max(0.0) as u64).max(1),
+            None => u64::MAX,
+        }
+    }
+
     pub fn for_session(config: &Config, listener: &C2sListener, host: &str) -> Shaping {
         let over = config.host_config.iter().find(|h| h.host == host);
         let name = over
