@@ -215,3 +215,36 @@ fn missing_file_is_named() {
     let e = Config::load(Path::new("/nonexistent/osprey.toml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/osprey.toml"), "{e}");
 }
+
+#[test]
+fn limits_and_shapers_are_checked() {
+    let e = err("[[listen.c2s]]\nport = 1\nshaper = \"turbo\"\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(3), "listen.c2s[0].shaper"),
+        "{e}"
+    );
+    assert!(e.message.contains("[shaper.turbo]"), "{e}");
+    let e = err("[[listen.c2s]]\nport = 1\nxml.max_depth = 1\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(3), "listen.c2s[0].xml.max_depth"),
+        "{e}"
+    );
+    let e = err("[[listen.c2s]]\nport = 1\nxml = { max_depht = 3 }\n");
+    assert_eq!(e.line, Some(3), "{e}");
+    let e = err("[shaper.slow]\nmax_rate = 0\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(2), "shaper.slow.max_rate"),
+        "{e}"
+    );
+    let e = err("[[host_config]]\nhost = \"elsewhere.example\"\n");
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (Some(2), "host_config[0].host"),
+        "{e}"
+    );
+    let e = err("[[listen.c2s]]\nport = 1\nnegotiation_timeout = 0\n");
+    assert_eq!(e.key, "listen.c2s[0].negotiation_timeout", "{e}");
+}
