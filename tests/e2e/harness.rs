@@ -224,6 +224,11 @@ level = "info"
         self.child.as_ref().map(|c| c.id()).expect("running")
     }
 
+    /// The server's own PostgreSQL database, if it runs on PostgreSQL.
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg_db.as_deref()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -301,7 +306,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs SQL as the PostgreSQL superuser; fails loudly if the server is not there.
-fn psql(sql: &str) {
+pub fn psql(sql: &str) {
     let out = Command::new("psql")
         .args([
             "-h",
