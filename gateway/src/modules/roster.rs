@@ -65,6 +65,9 @@ pub async fn iq(req: &IqRequest<'_>) -> IqResult {
         groups.push(name);
     }
     let storage = &req.ctx.storage;
+    // Read and written back under the account's lock, so that a concurrent
+    // subscription change to this item is not overwritten.
+    let _account = storage.lock_account(host, user).await;
     // The client sets name and groups; subscription state is the server's.
     let mut entry = storage
         .roster_item(host, user, &contact_bare)
@@ -94,22 +97,29 @@ pub async fn iq(req: &IqRequest<'_>) -> IqResult {
 async fn remove(ctx: &Ctx, me: &Jid, contact: &Jid) -> IqResult {
     let (host, user) = (me.domain(), me.local().unwrap_or_default());
     let bare = contact.to_string();
-    let Some(item) = ctx
-        .storage
-        .roster_item(host, user, &bare)
-        .await
-        .map_err(internal)?
-    else {
-        return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+    let item = {
+        // The item is removed under the account's lock, released before
+        // the contact's account is told (one account lock at a time).
+        let _account = ctx.storage.lock_account(host, user).await;
+        let Some(item) = ctx
+            .storage
+            .roster_item(host, user, &bare)
+            .await
+            .map_err(internal)?
+        else {
+            return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+        };
+        ctx.storage
+            .roster_remove(host, user, &bare)
+            .await
+            .map_err(internal)?;
+        ctx.storage
+            .sub_request_remove(host, user, &bare)
+            .await
+            .map_err(internal)?;
+        push_removed(ctx, me, &bare);
+        item
     };
-    ctx.storage
-        .roster_remove(host, user, &bare)
-        .await
-        .map_err(internal)?;
-    ctx.storage
-        .sub_request_remove(host, user, &bare)
-        .await
-        .map_err(internal)?;
     let owner = me.to_bare();
     if matches!(item.subscription, Subscription::To | Subscription::Both) || item.ask {
         subscription::deliver_inbound(ctx, &owner, contact, subscription::Kind::Unsubscribe, None)
@@ -119,7 +129,6 @@ async fn remove(ctx: &Ctx, me: &Jid, contact: &Jid) -> IqResult {
         subscription::deliver_inbound(ctx, &owner, contact, subscription::Kind::Unsubscribed, None)
             .await;
     }
-    push_removed(ctx, me, &bare);
     Ok(None)
 }
 

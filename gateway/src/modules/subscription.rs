@@ -152,28 +152,36 @@ pub async fn handle_outbound(
     let contact = contact.to_bare();
     let (host, user) = (owner.domain(), owner.local().unwrap_or_default());
     let bare = contact.to_string();
-    let item = match ctx.storage.roster_item(host, user, &bare).await {
-        Ok(i) => i,
-        Err(e) => return storage_failed(e),
-    };
-    let pending_in = match kind {
-        Kind::Subscribed | Kind::Unsubscribed => {
-            match ctx.storage.sub_request_remove(host, user, &bare).await {
-                Ok(p) => p,
-                Err(e) => return storage_failed(e),
+    let forward = {
+        // The owner's item and pending request are read and written back
+        // as one step: the contact's task may be updating the same item
+        // (mutual add). Released before the contact's account is touched
+        // (one account lock at a time: see `storage::lock_account`).
+        let _owner = ctx.storage.lock_account(host, user).await;
+        let item = match ctx.storage.roster_item(host, user, &bare).await {
+            Ok(i) => i,
+            Err(e) => return storage_failed(e),
+        };
+        let pending_in = match kind {
+            Kind::Subscribed | Kind::Unsubscribed => {
+                match ctx.storage.sub_request_remove(host, user, &bare).await {
+                    Ok(p) => p,
+                    Err(e) => return storage_failed(e),
+                }
             }
+            _ => false,
+        };
+        let before = State::of(item.as_ref());
+        let (after, forward) = outbound(before, kind, pending_in);
+        if after != before {
+            let entry = apply(item, &bare, after);
+            if let Err(e) = ctx.storage.roster_put(host, user, &entry).await {
+                return storage_failed(e);
+            }
+            roster::push(ctx, &owner, &entry);
         }
-        _ => false,
+        forward
     };
-    let before = State::of(item.as_ref());
-    let (after, forward) = outbound(before, kind, pending_in);
-    if after != before {
-        let entry = apply(item, &bare, after);
-        if let Err(e) = ctx.storage.roster_put(host, user, &entry).await {
-            return storage_failed(e);
-        }
-        roster::push(ctx, &owner, &entry);
-    }
     if !forward {
         return;
     }
@@ -188,6 +196,7 @@ pub async fn handle_outbound(
 }
 
 /// Processes a subscription stanza from `from` at the local account `to`.
+/// Takes `to`'s account lock: the caller must hold none.
 pub async fn deliver_inbound(ctx: &Ctx, from: &Jid, to: &Jid, kind: Kind, el: Option<&Element>) {
     if !ctx.serves(to.domain()) {
         return;
@@ -216,50 +225,59 @@ pub async fn deliver_inbound(ctx: &Ctx, from: &Jid, to: &Jid, kind: Kind, el: Op
         }
         Err(e) => return storage_failed(e),
     }
-    let item = match storage.roster_item(host, user, &from_bare).await {
-        Ok(i) => i,
-        Err(e) => return storage_failed(e),
-    };
-    let pending_in = match storage.sub_requests(host, user).await {
-        Ok(r) => r.iter().any(|(c, _)| *c == from_bare),
-        Err(e) => return storage_failed(e),
-    };
-    let before = State::of(item.as_ref());
-    match inbound(before, kind, pending_in) {
-        Inbound::Ignore => {}
-        Inbound::AutoReply(reply) => {
-            Box::pin(deliver_inbound(ctx, to, from, reply, None)).await;
-            if reply == Kind::Subscribed {
-                send_presence_of(ctx, to, from, true);
-            }
-        }
-        Inbound::StoreRequest => {
-            if let Err(e) = storage.sub_request_put(host, user, &from_bare, &xml).await {
-                return storage_failed(e);
-            }
-            router::route_presence(ctx, to, &xml);
-        }
-        Inbound::Change {
-            state,
-            clear_request,
-        } => {
-            if clear_request {
-                if let Err(e) = storage.sub_request_remove(host, user, &from_bare).await {
+    // Decided, stored, pushed and delivered under the account's lock (see
+    // `handle_outbound`); an automatic reply goes to the other account
+    // only once it is released.
+    let auto_reply = {
+        let _account = storage.lock_account(host, user).await;
+        let item = match storage.roster_item(host, user, &from_bare).await {
+            Ok(i) => i,
+            Err(e) => return storage_failed(e),
+        };
+        let pending_in = match storage.sub_requests(host, user).await {
+            Ok(r) => r.iter().any(|(c, _)| *c == from_bare),
+            Err(e) => return storage_failed(e),
+        };
+        let before = State::of(item.as_ref());
+        match inbound(before, kind, pending_in) {
+            Inbound::Ignore => None,
+            Inbound::AutoReply(reply) => Some(reply),
+            Inbound::StoreRequest => {
+                if let Err(e) = storage.sub_request_put(host, user, &from_bare, &xml).await {
                     return storage_failed(e);
                 }
+                router::route_presence(ctx, to, &xml);
+                None
             }
-            if state != before {
-                let entry = apply(item, &from_bare, state);
-                if let Err(e) = storage.roster_put(host, user, &entry).await {
-                    return storage_failed(e);
+            Inbound::Change {
+                state,
+                clear_request,
+            } => {
+                if clear_request {
+                    if let Err(e) = storage.sub_request_remove(host, user, &from_bare).await {
+                        return storage_failed(e);
+                    }
                 }
-                roster::push(ctx, to, &entry);
+                if state != before {
+                    let entry = apply(item, &from_bare, state);
+                    if let Err(e) = storage.roster_put(host, user, &entry).await {
+                        return storage_failed(e);
+                    }
+                    roster::push(ctx, to, &entry);
+                }
+                router::route_presence(ctx, to, &xml);
+                if kind == Kind::Unsubscribe {
+                    // The former subscriber sees this account go unavailable.
+                    send_presence_of(ctx, to, from, false);
+                }
+                None
             }
-            router::route_presence(ctx, to, &xml);
-            if kind == Kind::Unsubscribe {
-                // The former subscriber sees this account go unavailable.
-                send_presence_of(ctx, to, from, false);
-            }
+        }
+    };
+    if let Some(reply) = auto_reply {
+        Box::pin(deliver_inbound(ctx, to, from, reply, None)).await;
+        if reply == Kind::Subscribed {
+            send_presence_of(ctx, to, from, true);
         }
     }
 }

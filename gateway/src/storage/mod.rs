@@ -2,15 +2,19 @@
 //! (CockroachDB-compatible SQL), from the same code. Queries are built at
 //! run time; each public operation goes through [`Storage::op`], the one
 //! place that times it and reports it to the observer (instrumentation).
+//! A read-modify-write of one account's data runs under that account's
+//! lock ([`Storage::lock_account`], in `locks`).
 
 mod accounts;
 mod error;
+mod locks;
 mod offline;
 mod pool;
 mod roster;
 mod types;
 
 pub use error::StorageError;
+pub use locks::AccountGuard;
 pub use pool::{PoolStats, StorageOptions};
 pub use types::*;
 
@@ -34,6 +38,8 @@ pub(crate) enum Backend {
 pub struct Storage {
     pub(crate) backend: Backend,
     observer: Option<Observer>,
+    /// Shared by every clone: see [`Storage::lock_account`].
+    locks: Arc<locks::AccountLocks>,
 }
 
 /// Runs the same query code on whichever pool this is: `$pool` is bound

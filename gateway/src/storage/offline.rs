@@ -6,6 +6,13 @@ use super::{now_ms, on_pool, OfflineMessage, OfflineStored, Storage, StorageErro
 
 impl Storage {
     /// Stores a message unless the user already has `max_per_user`.
+    ///
+    /// Takes the account's lock (never call it holding one): on PostgreSQL
+    /// a statement sees what was committed when it began, so two stores at
+    /// once would both pass the count. One statement, not a transaction that
+    /// reads first: on SQLite such a transaction cannot start writing once
+    /// anyone else has committed since its read (`SQLITE_BUSY_SNAPSHOT`,
+    /// not retried), so a busy server would fail stores at random.
     pub async fn offline_store(
         &self,
         host: &str,
@@ -13,25 +20,20 @@ impl Storage {
         stanza: &str,
         max_per_user: u32,
     ) -> Result<OfflineStored, StorageError> {
+        let _account = self.lock_account(host, user).await;
         self.op("offline_store", async {
-            on_pool!(self, p => {
-                let mut tx = p.begin().await?;
-                let count: i64 = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM offline_messages WHERE host = $1 AND username = $2")
-                    .bind(host).bind(user)
-                    .fetch_one(&mut *tx).await?
-                    .try_get("n")?;
-                if count >= i64::from(max_per_user) {
-                    return Ok(OfflineStored::Full);
-                }
-                let id: i64 = sqlx::query(
-                    "INSERT INTO offline_messages (host, username, stanza, stored_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING id")
-                    .bind(host).bind(user).bind(stanza).bind(now_ms())
-                    .fetch_one(&mut *tx).await?
-                    .try_get("id")?;
-                tx.commit().await?;
-                Ok(OfflineStored::Stored { id })
+            let id: Option<i64> = on_pool!(self, p => sqlx::query(
+                "INSERT INTO offline_messages (host, username, stanza, stored_at) \
+                 SELECT $1, $2, $3, $4 WHERE (\
+                   SELECT COUNT(*) FROM offline_messages WHERE host = $1 AND username = $2) < $5 \
+                 RETURNING id")
+                .bind(host).bind(user).bind(stanza).bind(now_ms()).bind(i64::from(max_per_user))
+                .fetch_optional(p).await?
+                .map(|r| r.try_get("id"))
+                .transpose()?);
+            Ok(match id {
+                Some(id) => OfflineStored::Stored { id },
+                None => OfflineStored::Full,
             })
         })
         .await

@@ -1,6 +1,7 @@
 //! Connecting: URL → pool, then migrations.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
@@ -68,6 +69,7 @@ impl Storage {
         Ok(Storage {
             backend,
             observer: None,
+            locks: Arc::new(super::locks::AccountLocks::new()),
         })
     }
 

@@ -250,6 +250,72 @@ async fn offline(pg: bool) {
     guard.drop_db().await;
 }
 
+/// Many stores at once for two users: each ends exactly at the limit, and
+/// none fails (on SQLite a transaction that read before writing could not
+/// upgrade once another had committed; on PostgreSQL two stores could both
+/// pass the count).
+async fn offline_concurrent(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    let users = ["u0", "u1"];
+    let stores = (0..40).flat_map(|i| {
+        let s = &s;
+        users.iter().map(move |u| async move {
+            s.offline_store("h", u, &format!("<message id='{i}'/>"), 10)
+                .await
+        })
+    });
+    let results = futures_util::future::join_all(stores).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed[0]
+    );
+    for u in users {
+        assert_eq!(s.offline_count("h", u).await.unwrap(), 10, "{u}");
+    }
+    let full = results
+        .iter()
+        .filter(|r| matches!(r, Ok(OfflineStored::Full)))
+        .count();
+    assert_eq!(full, 30 * users.len());
+    s.close().await;
+    guard.drop_db().await;
+}
+
+/// Read-modify-writes of one item under its account's lock lose nothing.
+async fn roster_updates_under_lock(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    let add_group = |g: usize| {
+        let s = &s;
+        async move {
+            let _account = s.lock_account("h", "alice").await;
+            let mut item = s
+                .roster_item("h", "alice", "bob@h")
+                .await?
+                .unwrap_or(RosterItem {
+                    jid: "bob@h".into(),
+                    name: None,
+                    subscription: Subscription::None,
+                    ask: false,
+                    groups: Vec::new(),
+                });
+            item.groups.push(format!("g{g}"));
+            s.roster_put("h", "alice", &item).await
+        }
+    };
+    for r in futures_util::future::join_all((0..40).map(add_group)).await {
+        r.unwrap();
+    }
+    let item = s.roster_item("h", "alice", "bob@h").await.unwrap().unwrap();
+    assert_eq!(item.groups.len(), 40, "{:?}", item.groups);
+    s.close().await;
+    guard.drop_db().await;
+}
+
 async fn migrations_and_two_pools(pg: bool) {
     let (url, guard) = fresh(pg).await;
     let a = Storage::connect(&url, &opts()).await.unwrap();
@@ -327,4 +393,6 @@ both!(accounts);
 both!(accounts_bulk);
 both!(roster);
 both!(offline);
+both!(offline_concurrent);
+both!(roster_updates_under_lock);
 both!(migrations_and_two_pools);
