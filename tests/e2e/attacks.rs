@@ -509,3 +509,38 @@ async fn shutdown_burst(b: Backend) {
     assert_eq!(seen.len(), 2000, "messages lost on SIGTERM");
 }
 both_backends!(sigterm_after_a_burst_loses_nothing, shutdown_burst);
+
+/// An unknown account's fake SCRAM salt is the same after a restart, as a
+/// real account's is: probing across a restart does not tell them apart.
+async fn fake_salt_after_restart(b: Backend) {
+    async fn salt(addr: std::net::SocketAddr, user: &str) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut c = Raw::connect(addr).await;
+        c.open().await;
+        let first = b64.encode(format!("n,,n={user},r=abcdefghijklmnop"));
+        c.send(&format!(
+            "<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ))
+        .await;
+        let challenge = c.expect("</challenge>").await;
+        let start = challenge.find('>').unwrap() + 1;
+        let end = challenge.rfind("</challenge>").unwrap();
+        let text = String::from_utf8(b64.decode(&challenge[start..end]).unwrap()).unwrap();
+        text.split(',')
+            .find_map(|p| p.strip_prefix("s="))
+            .expect("a salt")
+            .to_string()
+    }
+    let mut s = server_with(b, "", "");
+    let (real, fake) = (salt(s.c2s, "alice").await, salt(s.c2s, "mallory").await);
+    assert_eq!(fake, salt(s.c2s, "mallory").await, "stable within a run");
+    s.terminate();
+    s.restart();
+    assert_eq!(real, salt(s.c2s, "alice").await);
+    assert_eq!(fake, salt(s.c2s, "mallory").await, "the fake salt changed");
+}
+both_backends!(
+    unknown_accounts_keep_their_fake_salt,
+    fake_salt_after_restart
+);

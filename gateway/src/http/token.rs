@@ -20,6 +20,22 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> std::io::Res
     Ok(token)
 }
 
+/// The key of unknown users' fake SCRAM/PLAIN credentials: generated once
+/// into `data_dir/fake_credentials.key` (owner only) and kept, so that an
+/// unknown name gets the same salt after a restart, as a real one does.
+pub fn fake_credentials_key(data_dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = data_dir.join("fake_credentials.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut key = [0u8; 32];
+        if hex::decode_to_slice(text.trim(), &mut key).is_ok() {
+            return Ok(key);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    write_private(&path, hex::encode(key).as_bytes())?;
+    Ok(key)
+}
+
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();

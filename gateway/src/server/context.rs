@@ -17,8 +17,8 @@ pub struct Ctx {
     pub storage: Storage,
     pub sessions: SessionTable,
     pub throttle: Throttle,
-    /// Key for the fake SCRAM credentials of unknown users (per process:
-    /// they only need to be stable for the length of one login).
+    /// Key for the fake SCRAM credentials of unknown users: kept in the
+    /// data directory, so a restart does not tell them apart from real ones.
     pub secret: [u8; 32],
     /// Cancelled on SIGINT/SIGTERM.
     pub shutdown: CancellationToken,

@@ -173,7 +173,14 @@ pub async fn start(
         max_client_connections = admission.max_total(),
         "connection limits"
     );
-    let ctx = Arc::new(Ctx::new(config.clone(), storage, instr, live, admission));
+    let mut ctx = Ctx::new(config.clone(), storage, instr, live, admission);
+    ctx.secret = crate::http::token::fake_credentials_key(&data_dir).map_err(|source| {
+        ServeError::DataDir {
+            path: data_dir.join("fake_credentials.key"),
+            source,
+        }
+    })?;
+    let ctx = Arc::new(ctx);
     let _ = slot.set(Arc::downgrade(&ctx));
 
     let mut bound = ListenerFile::default();
