@@ -131,7 +131,7 @@ fn worst_legal_stanza(size: usize) -> String {
 }
 
 async fn xml_attacks(b: Backend) {
-    let mut s = server_with(b, "max_connections_per_address = 4000", "");
+    let mut s = server_with(b, "", "");
     let pid = s.pid();
     let mut costs = Vec::new();
     let mut attack = |name: &'static str, cpu: f64, n: usize| {
