@@ -4,6 +4,8 @@
 //! - [`raw`]: a byte-exact client for protocol and bad-input tests.
 //! - `slixmpp`: scenarios driven by a real XMPP client library.
 //! - `load`: a short smoke run of each load-generator scenario.
+//! - `soak`: a short run of the soak benchmark (benches/soak).
+//! - `attacks`: every hostile input that once hurt the server, as bytes.
 
 mod harness;
 mod raw;
@@ -25,5 +27,6 @@ mod plain_timing;
 mod roster_race;
 mod shaping;
 mod slixmpp;
+mod soak;
 mod top;
 mod trace;

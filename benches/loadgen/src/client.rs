@@ -153,7 +153,8 @@ fn stream_condition(el: &[u8]) -> String {
 
 /// A connected, authenticated, bound client.
 pub struct Client {
-    io: Io,
+    /// The socket (public so that a caller can tune it, e.g. its buffers).
+    pub io: Io,
     scan: Scanner,
     /// The full JID the server bound.
     pub jid: String,
@@ -417,7 +418,9 @@ impl Client {
 /// The receiving half.
 pub struct Reader {
     io: ReadHalf<Io>,
-    scan: Scanner,
+    /// What was received and not yet returned (public: a caller may ask
+    /// whether the stream ended inside an element).
+    pub scan: Scanner,
 }
 
 impl Reader {

@@ -36,7 +36,8 @@ impl Connection {
     pub(super) async fn established(&mut self, bound: Bound) -> SessionEnd {
         let Bound { handle, mut rx } = bound;
         let mut local = Local::default();
-        let mut wbuf: Vec<u8> = Vec::new();
+        // The write buffer and where each stanza in it ends.
+        let mut wbuf: (Vec<u8>, Vec<usize>) = Default::default();
         let shutdown = self.ctx.shutdown.clone();
         let mut close_reason = "";
         let mut shaping = super::shaper::Shaping::for_session(
@@ -378,23 +379,25 @@ impl Connection {
         rx: &mut crate::router::Mailbox,
         first: String,
         first_tags: crate::router::Tags,
-        wbuf: &mut Vec<u8>,
+        wbuf: &mut (Vec<u8>, Vec<usize>),
     ) -> Result<(), SessionEnd> {
-        wbuf.clear();
-        wbuf.extend_from_slice(first.as_bytes());
+        let (buf, ends) = wbuf;
+        buf.clear();
+        ends.clear();
+        buf.extend_from_slice(first.as_bytes());
+        ends.push(buf.len());
         self.element_out(crate::instr::kind_of_xml(&first), first.len());
         // Routed stanzas that are traced: their delivery spans cover this write.
         let mut deliveries: Vec<tracing::Span> = Vec::new();
         self.take_tags(handle, &first, first_tags, &mut deliveries);
-        let mut count = 1u64;
         let mut close = None;
-        while wbuf.len() < BATCH_BYTES {
+        while buf.len() < BATCH_BYTES {
             match rx.try_recv() {
                 Some(Outbound::Stanza(xml, tags)) => {
-                    wbuf.extend_from_slice(xml.as_bytes());
+                    buf.extend_from_slice(xml.as_bytes());
+                    ends.push(buf.len());
                     self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
                     self.take_tags(handle, &xml, tags, &mut deliveries);
-                    count += 1;
                 }
                 Some(Outbound::Close(e)) => {
                     close = Some(e);
@@ -404,24 +407,62 @@ impl Connection {
             }
         }
         // A client that stops reading must not hold this task forever:
-        // the queue overflowing ends the write.
+        // the queue overflowing ends the write. What was not written by
+        // then (or when the write failed) is kept offline, not dropped.
+        let mut written = 0usize;
         let write = async {
-            self.conn.write_all(wbuf).await?;
+            while written < buf.len() {
+                match self.conn.write(&buf[written..]).await? {
+                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                    n => written += n,
+                }
+            }
             self.conn.flush().await
         };
-        tokio::select! {
-            r = write => r?,
-            _ = handle.overflowed() => return Err(self.overflow_error(handle)),
+        let failed = tokio::select! {
+            r = write => r.err().map(SessionEnd::Io),
+            _ = handle.overflowed() => Some(self.overflow_error(handle)),
+        };
+        if let Some(end) = failed {
+            self.keep_unwritten(handle, buf, ends, written).await;
+            return Err(end);
         }
-        handle.written(wbuf.len());
-        self.bytes_out(wbuf.len());
+        handle.written(buf.len());
+        self.bytes_out(buf.len());
         drop(deliveries);
         handle
             .stanzas_out
-            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(ends.len() as u64, std::sync::atomic::Ordering::Relaxed);
         match close {
             Some(e) => Err(e.into()),
             None => Ok(()),
+        }
+    }
+
+    /// The stanzas of a batch that did not wholly reach the socket go to
+    /// offline storage (a stanza cut off midway is not delivered: the client
+    /// cannot parse it, so keeping it may at worst repeat it, never lose it).
+    async fn keep_unwritten(
+        &mut self,
+        handle: &Arc<SessionHandle>,
+        buf: &[u8],
+        ends: &[usize],
+        written: usize,
+    ) {
+        let mut start = 0;
+        let mut kept = 0usize;
+        for &end in ends {
+            if end > written {
+                if let Ok(xml) = std::str::from_utf8(&buf[start..end]) {
+                    if modules::offline::keep_undelivered(&self.ctx, handle.jid(), xml).await {
+                        kept += 1;
+                    }
+                }
+            }
+            start = end;
+        }
+        if kept > 0 {
+            tracing::info!(jid = %handle.full(), kept, "unwritten messages kept offline");
         }
     }
 
