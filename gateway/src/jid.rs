@@ -120,12 +120,25 @@ impl fmt::Display for Jid {
 
 /// Normalises a localpart (also used for SASL usernames).
 pub fn normalise_local(s: &str) -> Result<String, JidError> {
-    if s.is_empty() {
-        return Err(JidError::EmptyLocal);
+    if has_unassigned(s) {
+        return Err(JidError::BadLocal);
     }
     let out = stringprep::nodeprep(s).map_err(|_| JidError::BadLocal)?;
+    // Checked after prep: soft hyphens and zero-width characters map to
+    // nothing (found by fuzzing: `\u{ad}@b` gave an empty localpart).
+    if out.is_empty() {
+        return Err(JidError::EmptyLocal);
+    }
     check_len(&out)?;
     Ok(out.into_owned())
+}
+
+/// Characters unassigned in Unicode 3.2 (stringprep's tables) are refused
+/// before prep: stringprep 0.1 checks them only after NFKC, so a newer
+/// character that decomposes to capitals (`㉐` → `PTE`) skipped case
+/// folding and normalising twice gave two answers (found by fuzzing).
+fn has_unassigned(s: &str) -> bool {
+    s.chars().any(stringprep::tables::unassigned_code_point)
 }
 
 /// Normalises a domain part; a trailing dot is dropped (RFC 7622 §3.2).
@@ -133,6 +146,9 @@ pub fn normalise_domain(s: &str) -> Result<String, JidError> {
     let s = s.strip_suffix('.').unwrap_or(s);
     if s.is_empty() {
         return Err(JidError::EmptyDomain);
+    }
+    if has_unassigned(s) {
+        return Err(JidError::BadDomain);
     }
     let out = stringprep::nameprep(s).map_err(|_| JidError::BadDomain)?;
     check_len(&out)?;
@@ -150,10 +166,13 @@ pub fn normalise_domain(s: &str) -> Result<String, JidError> {
 }
 
 fn normalise_resource(s: &str) -> Result<String, JidError> {
-    if s.is_empty() {
-        return Err(JidError::EmptyResource);
+    if has_unassigned(s) {
+        return Err(JidError::BadResource);
     }
     let out = stringprep::resourceprep(s).map_err(|_| JidError::BadResource)?;
+    if out.is_empty() {
+        return Err(JidError::EmptyResource);
+    }
     check_len(&out)?;
     Ok(out.into_owned())
 }
@@ -169,6 +188,18 @@ fn check_len(s: &str) -> Result<(), JidError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_findings_stay_fixed() {
+        assert_eq!(Jid::parse("\u{ad}@b").unwrap_err(), JidError::EmptyLocal);
+        assert_eq!(
+            Jid::parse("a@b/\u{200d}").unwrap_err(),
+            JidError::EmptyResource
+        );
+        assert!(Jid::parse("\u{3250}@x").is_err());
+        assert!(Jid::parse("a@\u{3250}").is_err());
+        assert!(Jid::parse("\u{a7f2}@x").is_err());
+    }
 
     #[test]
     fn parses_and_normalises() {

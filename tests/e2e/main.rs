@@ -6,6 +6,8 @@
 //! - `load`: a short smoke run of each load-generator scenario.
 //! - `soak`: a short run of the soak benchmark (benches/soak).
 //! - `attacks`: every hostile input that once hurt the server, as bytes.
+//! - `fuzz_regressions`: replays fuzz/regressions/ through the fuzz harnesses
+//!   (no server: plain calls into the library).
 
 mod harness;
 mod raw;
@@ -16,6 +18,7 @@ mod cli;
 mod dashboards;
 mod db_outage;
 mod events;
+mod fuzz_regressions;
 mod graphite;
 mod http;
 mod http_limits;

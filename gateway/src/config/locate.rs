@@ -14,7 +14,9 @@ pub(super) fn key_offset(text: &str, path: &str) -> Option<usize> {
             Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (*seg, None),
         };
-        let (key, item) = table.get_key_value(name)?;
+        let Some((key, item)) = table.get_key_value(name) else {
+            return found;
+        };
         found = key.span().map(|s| s.start).or(found);
         let last = i + 1 == segments.len();
         match (item, index) {
