@@ -365,8 +365,8 @@ async fn connection_caps(b: Backend) {
     )
     .await;
     // HTTP is not starved by it.
-    let health = http_get(s.http, "/healthz").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let health = crate::http::get(s.http, "/healthz", None).await;
+    assert_eq!(health.status, 200, "{}", health.body);
     // A place given back is free again.
     drop(held.pop());
     let t = Instant::now();
@@ -383,7 +383,7 @@ async fn connection_caps(b: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(held);
-    let metrics = http_get(s.http, "/metrics").await;
+    let metrics = crate::http::get(s.http, "/metrics", None).await.body;
     let hits: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("limit_hit_total{limit=\"too_many_from_address\"} "))
@@ -410,22 +410,6 @@ both_backends!(
     connections_are_capped_per_address_and_in_total,
     connection_caps
 );
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out))
-        .await
-        .expect("HTTP answer")
-        .unwrap();
-    out
-}
 
 /// Item 5: unauthenticated connections holding half-sent elements cost the
 /// bytes they sent, not a multiple; closing them gives the memory back.

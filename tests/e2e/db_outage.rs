@@ -7,20 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{psql, Backend, Options, Server};
+use crate::http::get;
 use crate::raw::Raw;
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut out)).await;
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_degrades_and_recovers() {
@@ -37,8 +25,8 @@ async fn a_database_outage_degrades_and_recovers() {
     psql(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
     ));
-    let health = get(s.http, "/healthz").await;
-    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    let health = get(s.http, "/healthz", None).await;
+    assert_eq!(health.status, 503, "{}", health.body);
 
     // Online sessions still reach each other.
     alice
@@ -62,7 +50,7 @@ async fn a_database_outage_degrades_and_recovers() {
     psql(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
     let t = Instant::now();
     loop {
-        if get(s.http, "/healthz").await.starts_with("HTTP/1.1 200") {
+        if get(s.http, "/healthz", None).await.status == 200 {
             break;
         }
         assert!(

@@ -16,14 +16,7 @@ fn limit_hits(metrics: &str, limit: &str) -> f64 {
 }
 
 async fn metrics(s: &Server) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(s.http).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    out
+    crate::http::get(s.http, "/metrics", None).await.body
 }
 
 /// Sends `n` messages of `body_len` bytes from alice to bob in one write;
