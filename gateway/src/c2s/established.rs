@@ -84,6 +84,11 @@ impl Connection {
                     };
                     break e.into();
                 }
+                Wake::Mail(Some(Outbound::OfflineWaiting)) => {
+                    if let Err(end) = Box::pin(self.flush_offline(&handle)).await {
+                        break end;
+                    }
+                }
                 Wake::Mail(Some(Outbound::Stanza(xml, trace))) => {
                     if let Err(end) = self
                         .write_batch(&handle, &mut rx, xml, trace, &mut wbuf)
@@ -391,6 +396,7 @@ impl Connection {
         let mut deliveries: Vec<tracing::Span> = Vec::new();
         self.take_tags(handle, &first, first_tags, &mut deliveries);
         let mut close = None;
+        let mut offline = false;
         while buf.len() < BATCH_BYTES {
             match rx.try_recv() {
                 Some(Outbound::Stanza(xml, tags)) => {
@@ -403,6 +409,7 @@ impl Connection {
                     close = Some(e);
                     break;
                 }
+                Some(Outbound::OfflineWaiting) => offline = true,
                 None => break,
             }
         }
@@ -433,10 +440,13 @@ impl Connection {
         handle
             .stanzas_out
             .fetch_add(ends.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        match close {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+        if let Some(e) = close {
+            return Err(e.into());
         }
+        if offline {
+            Box::pin(self.flush_offline(handle)).await?;
+        }
+        Ok(())
     }
 
     /// The stanzas of a batch that did not wholly reach the socket go to

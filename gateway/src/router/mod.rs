@@ -156,7 +156,20 @@ pub async fn store_offline(
         .map_err(internal)?;
     ctx.instr.handler("offline", "store", started.elapsed());
     match stored {
-        OfflineStored::Stored { .. } => Ok(Routed::StoredOffline),
+        OfflineStored::Stored { .. } => {
+            // The user may have come online between the routing decision
+            // and this commit, after its session took the offline store:
+            // that session takes it again (else the message would wait
+            // for the next login).
+            let bare = format!("{user}@{host}");
+            for s in ctx.sessions.resources(&bare) {
+                let p = s.presence();
+                if p.available && p.priority >= 0 {
+                    s.offline_waiting();
+                }
+            }
+            Ok(Routed::StoredOffline)
+        }
         // XEP-0160 §3: a full store answers as if the service were unavailable.
         OfflineStored::Full => Err({
             ctx.instr.limit("offline_full");

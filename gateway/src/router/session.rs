@@ -20,6 +20,9 @@ pub enum Outbound {
     Stanza(String, Tags),
     /// Close the stream with this error (kick, replaced by a new login).
     Close(StreamError),
+    /// A message was stored offline while this session was available: it
+    /// raced the session's own offline delivery, so take the store again.
+    OfflineWaiting,
 }
 
 /// What travels with a routed stanza besides its XML.
@@ -192,6 +195,11 @@ impl SessionHandle {
             }
             Err(_) => Err(Undelivered(String::new())),
         }
+    }
+
+    /// Asks the session to deliver what is stored offline for it.
+    pub fn offline_waiting(&self) {
+        let _ = self.push(Outbound::OfflineWaiting);
     }
 
     /// Asks the session to close with a stream error.
