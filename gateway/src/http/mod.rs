@@ -10,7 +10,6 @@ pub mod token;
 mod trace;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +20,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
 pub use self::limits::HttpLimits;
-use self::limits::{AcceptBackoff, Refusals};
+use self::limits::Refusals;
 use crate::config::HttpHandler;
+use crate::server::AcceptBackoff;
 use crate::server::Ctx;
 
 /// Whole bodies, or streams (server-sent events).
@@ -36,42 +36,8 @@ pub struct HttpCtx {
 }
 
 /// Serves a listener with the limits of its `[[listen.http]]` section.
-pub async fn serve(ctx: Arc<Ctx>, hctx: Arc<HttpCtx>, listener: TcpListener) {
-    let limits = limits_for(&ctx, &hctx, listener.local_addr().ok());
-    serve_with(ctx, hctx, listener, limits).await
-}
-
-/// The `[[listen.http]]` section this listener was bound from: the one with
-/// its address and port (or port 0) and its handlers. Sections bound to port
-/// 0 on the same address with the same handlers cannot be told apart: the
-/// first one's limits apply.
-fn limits_for(ctx: &Ctx, hctx: &HttpCtx, local: Option<SocketAddr>) -> HttpLimits {
-    let sections = &ctx.config.listen.http;
-    let at = |port_zero: bool| {
-        sections.iter().find(|l| {
-            local.is_some_and(|a| {
-                l.address == a.ip()
-                    && l.handlers == hctx.handlers
-                    && if port_zero {
-                        l.port == 0
-                    } else {
-                        l.port == a.port()
-                    }
-            })
-        })
-    };
-    at(false)
-        .or_else(|| at(true))
-        .map(HttpLimits::from)
-        .unwrap_or_default()
-}
-
-pub async fn serve_with(
-    ctx: Arc<Ctx>,
-    hctx: Arc<HttpCtx>,
-    listener: TcpListener,
-    limits: HttpLimits,
-) {
+/// Serves one HTTP listener with its limits until shutdown.
+pub async fn serve(ctx: Arc<Ctx>, hctx: Arc<HttpCtx>, listener: TcpListener, limits: HttpLimits) {
     let name = listener
         .local_addr()
         .map(|a| a.to_string())

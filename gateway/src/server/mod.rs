@@ -1,11 +1,13 @@
 //! `osprey serve`: storage, certificates, listeners, accept loops, and a
 //! graceful shutdown on SIGINT/SIGTERM.
 
+mod accept;
 mod admission;
 mod context;
 mod listeners;
 mod probes;
 
+pub use accept::AcceptBackoff;
 pub use admission::{Admission, Admitted, Refused};
 pub use context::Ctx;
 pub use listeners::ListenerFile;
@@ -219,7 +221,12 @@ pub async fn start(
             handlers: hc.handlers.clone(),
             token: token.clone(),
         });
-        tokio::spawn(crate::http::serve(ctx.clone(), hctx, listener));
+        tokio::spawn(crate::http::serve(
+            ctx.clone(),
+            hctx,
+            listener,
+            crate::http::HttpLimits::from(&hc),
+        ));
     }
     let probes = osprey_instrument::probe::spawn_probes(
         ctx.instr.registry.clone(),
@@ -251,7 +258,7 @@ async fn bind(
 }
 
 async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net::TcpListener) {
-    let mut backoff = AcceptBackoff::default();
+    let mut backoff = AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -259,7 +266,7 @@ async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net:
         };
         match accepted {
             Ok((tcp, peer)) => {
-                backoff.reset();
+                backoff.succeeded();
                 let cap = lst.config.max_connections_per_address;
                 match ctx.admission.admit(peer.ip(), cap) {
                     Ok(ticket) => {
@@ -270,13 +277,7 @@ async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net:
                 }
             }
             Err(e) => {
-                // Out of file descriptors and the like: back off (10 ms,
-                // doubling to 1 s), keep serving, and log once per stretch
-                // of failures rather than once per attempt.
-                let (pause, log) = backoff.failed();
-                if log {
-                    tracing::warn!(listener = %lst.name, error = %e, "accept failed; backing off");
-                }
+                let pause = backoff.failed(&lst.name, &e);
                 ctx.instr.count(
                     &crate::events::CONNECTION_REJECTED,
                     &[&lst.name, "accept_error"],
@@ -284,34 +285,6 @@ async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net:
                 tokio::time::sleep(pause).await;
             }
         }
-    }
-}
-
-/// Accept failures: an exponential pause and a rate-limited warning.
-#[derive(Default)]
-pub(crate) struct AcceptBackoff {
-    failures: u32,
-    last_log: Option<std::time::Instant>,
-}
-
-impl AcceptBackoff {
-    pub(crate) fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    /// The pause before the next accept, and whether to log this failure.
-    pub(crate) fn failed(&mut self) -> (Duration, bool) {
-        self.failures = self.failures.saturating_add(1);
-        let pause = Duration::from_millis(10u64 << self.failures.min(7).saturating_sub(1))
-            .min(Duration::from_secs(1));
-        let now = std::time::Instant::now();
-        let log = self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
-        if log {
-            self.last_log = Some(now);
-        }
-        (pause, log)
     }
 }
 
