@@ -6,18 +6,22 @@
 //!
 //! - [`config`]: the TOML configuration, with errors naming file, line and key.
 //! - [`tls`]: certificates (loaded, or generated on first start) and acceptors.
-//! - [`xml`]: the incremental framer, stanza views (roxmltree) and the writer.
+//! - [`xml`]: the incremental framer (which enforces the XML caps before any
+//!   parser sees a byte), stanza views (roxmltree) and the writer.
 //! - [`c2s`]: one task per client connection: the negotiation state machine
-//!   (stream header, STARTTLS, SASL, bind) and the established session loop.
+//!   (stream header, STARTTLS, SASL, bind; one deadline for all of it) and the
+//!   established session loop, paced by its input shapers.
 //! - [`sasl`]: SCRAM-SHA-1/256 and PLAIN, server side, on stored SCRAM keys.
 //! - [`router`]: the session table (JID → session handles) and delivery rules
 //!   of RFC 6121 §8.
 //! - [`modules`]: roster, presence, offline, disco, ping: each adds its
 //!   features and IQ handlers in one place.
-//! - [`storage`]: sqlx behind one interface, SQLite or PostgreSQL.
+//! - [`storage`]: sqlx behind one interface, SQLite or PostgreSQL; per-account
+//!   locks serialise read-modify-writes (roster, offline quota).
 //! - [`errors`]: stream and stanza errors, with their wire names.
 //! - [`jid`]: JID parsing and normalisation (RFC 7622).
-//! - [`server`]: listeners, accept loops and graceful shutdown.
+//! - [`server`]: listeners, admission (connection caps per address and in
+//!   total), accept loops and graceful shutdown.
 //! - [`events`]: the catalogue of every instrumentation event.
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
