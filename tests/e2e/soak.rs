@@ -7,13 +7,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::harness::{osprey_bin, Backend, Options, Server};
+use crate::harness::{Backend, Options, Server};
 
 /// `osprey-soak`, built (or brought up to date) in the same target
 /// directory and profile as `osprey`: the gateway's tests cannot depend
 /// on that crate, so its binary is built here.
 fn soak_bin() -> PathBuf {
-    let osprey = PathBuf::from(osprey_bin());
+    // This build's target directory (not OSPREY_BIN's, which may be anywhere).
+    let osprey = PathBuf::from(env!("CARGO_BIN_EXE_osprey"));
     let profile_dir = osprey.parent().expect("the profile directory");
     let target_dir = profile_dir.parent().expect("the target directory");
     let profile = profile_dir
