@@ -557,3 +557,20 @@ fn docs_captures_are_fresh() {
         }
     }
 }
+
+#[test]
+fn overview_shows_input_shaping_pauses() {
+    let mut app = app();
+    let mut snap = snapshot(30, 1.6);
+    snap.series
+        .push(counter("limit_hit", &[("limit", "shaper")], 42.0, 3.0));
+    snap.series
+        .push(counter("limit_hit", &[("limit", "stanza_rate")], 7.0, 1.0));
+    snap.series
+        .push(counter("limit_hit", &[("limit", "xml_depth")], 2.0, 0.0));
+    app.apply_snapshot(snap);
+    let screen = render(&app, 120, 40);
+    for want in ["limit shaper", "limit stanza_rate", "limit xml_depth"] {
+        assert!(screen.contains(want), "overview lacks {want:?}:\n{screen}");
+    }
+}
