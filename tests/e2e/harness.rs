@@ -252,6 +252,27 @@ level = "info"
         );
     }
 
+    /// `osprey account populate`: accounts user1..userN with password
+    /// `password` (benchmark accounts); returns the CLI's output.
+    pub fn populate(&self, count: usize) -> String {
+        let out = self.cli(&[
+            "account",
+            "populate",
+            "--prefix",
+            "user",
+            "--count",
+            &count.to_string(),
+            "--password",
+            "password",
+        ]);
+        assert!(
+            out.status.success(),
+            "populate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// SIGTERM, then the exit status (graceful shutdown).
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");

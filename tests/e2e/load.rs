@@ -10,25 +10,6 @@ use osprey_loadgen::{run, Mech, Report, Scenario, ScenarioConfig, TlsMode};
 
 use crate::harness::{Backend, Options, Server};
 
-fn populate(s: &Server, count: usize) -> String {
-    let out = s.cli(&[
-        "account",
-        "populate",
-        "--prefix",
-        "user",
-        "--count",
-        &count.to_string(),
-        "--password",
-        "password",
-    ]);
-    assert!(
-        out.status.success(),
-        "populate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn config(s: &Server, scenario: Scenario) -> ScenarioConfig {
     let mut c = ScenarioConfig::new(scenario);
     c.label = "e2e".into();
@@ -57,13 +38,13 @@ async fn go(c: &ScenarioConfig) -> Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_on_plaintext() {
     let mut s = Server::start(Options::plaintext(Backend::Sqlite));
-    let out = populate(&s, 20);
+    let out = s.populate(20);
     assert!(
         out.contains("created 20 accounts user1..user20@localhost (0 already existed)"),
         "{out}"
     );
     // Existing accounts are skipped, not an error.
-    let out = populate(&s, 24);
+    let out = s.populate(24);
     assert!(
         out.contains("created 4 accounts user1..user24@localhost (20 already existed)"),
         "{out}"
@@ -174,7 +155,7 @@ async fn scenarios_on_plaintext() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_idle_over_starttls() {
     let s = Server::start(Options::new(Backend::Sqlite));
-    populate(&s, 6);
+    s.populate(6);
     let mut c = config(&s, Scenario::Login);
     c.users = 6;
     c.tls = TlsMode::Starttls;

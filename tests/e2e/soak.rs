@@ -60,19 +60,7 @@ fn soak_smoke_with_churn_slow_reader_and_attacks() {
     opts.c2s_extra = "max_queue_bytes = 262144".into();
     let mut s = Server::start(opts);
     let sessions = 50;
-    let out = s.cli(&[
-        "account",
-        "populate",
-        "--count",
-        &(sessions + 2).to_string(),
-        "--password",
-        "password",
-    ]);
-    assert!(
-        out.status.success(),
-        "populate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.populate(sessions + 2);
     let json = s.data_dir().join("soak.jsonl");
     let run = Command::new(soak_bin())
         .args(["--host", &s.c2s.ip().to_string()])
