@@ -63,6 +63,8 @@ impl StreamCondition {
 pub struct StreamError {
     pub condition: StreamCondition,
     pub text: Option<String>,
+    /// An application-specific condition element (RFC 6120 §4.9.4).
+    pub app: Option<String>,
 }
 
 impl StreamError {
@@ -70,6 +72,7 @@ impl StreamError {
         StreamError {
             condition,
             text: None,
+            app: None,
         }
     }
 
@@ -77,7 +80,14 @@ impl StreamError {
         StreamError {
             condition,
             text: Some(text.into()),
+            app: None,
         }
+    }
+
+    /// Adds an application-specific condition (serialized XML).
+    pub fn with_app(mut self, app: String) -> Self {
+        self.app = Some(app);
+        self
     }
 
     /// `<stream:error>…</stream:error>`
@@ -86,6 +96,9 @@ impl StreamError {
             .child(El::new(self.condition.wire_name()).xmlns(NS_STREAMS_ERR));
         if let Some(t) = &self.text {
             err = err.child(El::new("text").xmlns(NS_STREAMS_ERR).text(t));
+        }
+        if let Some(app) = &self.app {
+            err = err.raw_child(app);
         }
         err.to_string()
     }
@@ -241,6 +254,10 @@ pub enum SessionEnd {
     Stream(StreamError),
     #[error("peer closed the stream")]
     PeerClosed,
+    /// The transport ended without a closed stream (a dropped TCP
+    /// connection): XEP-0198 may keep the session for a resume.
+    #[error("connection dropped")]
+    Dropped,
     #[error("connection lost: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -254,7 +271,7 @@ impl SessionEnd {
                 StreamCondition::Conflict => "replaced",
                 _ => "stream_error",
             },
-            SessionEnd::PeerClosed => "peer_closed",
+            SessionEnd::PeerClosed | SessionEnd::Dropped => "peer_closed",
             // Many clients drop TLS without close_notify: still a hang-up.
             SessionEnd::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "peer_closed",
             SessionEnd::Io(_) => "io_error",

@@ -221,6 +221,75 @@ event!(
     "A module handled a request (e.g. roster get, presence broadcast, offline deliver)."
 );
 
+/// A module's handler as one typed value: the `module_handler` labels,
+/// the OTLP span's attributes and the live-trace call name (`call`). Every
+/// hook registration names one of these (see [`handlers`]).
+#[derive(Debug)]
+pub struct Handler {
+    pub module: &'static str,
+    pub operation: &'static str,
+    /// `module.<module>.<operation>`, the live-trace call name.
+    pub call: &'static str,
+}
+
+macro_rules! handler {
+    ($id:ident, $module:literal, $op:literal) => {
+        pub static $id: super::Handler = super::Handler {
+            module: $module,
+            operation: $op,
+            call: concat!("module.", $module, ".", $op),
+        };
+    };
+}
+
+/// Every module handler, by module. A new module adds its own here.
+pub mod handlers {
+    handler!(ROSTER_GET, "roster", "get");
+    handler!(ROSTER_SET, "roster", "set");
+    handler!(ROSTER_REMOVE, "roster", "remove");
+    handler!(ROSTER_PUSH, "roster", "push");
+    handler!(ROSTER_FEATURES, "roster", "features");
+    handler!(PRESENCE_SEND, "presence", "send");
+    handler!(PRESENCE_BROADCAST, "presence", "broadcast");
+    handler!(PRESENCE_DIRECTED, "presence", "directed");
+    handler!(PRESENCE_PROBE, "presence", "probe");
+    handler!(PRESENCE_SUBSCRIBE, "presence", "subscribe");
+    handler!(PRESENCE_SUBSCRIBED, "presence", "subscribed");
+    handler!(PRESENCE_UNSUBSCRIBE, "presence", "unsubscribe");
+    handler!(PRESENCE_UNSUBSCRIBED, "presence", "unsubscribed");
+    handler!(PRESENCE_UNAVAILABLE, "presence", "unavailable");
+    handler!(OFFLINE_STORE, "offline", "store");
+    handler!(OFFLINE_DELIVER, "offline", "deliver");
+    handler!(OFFLINE_INITIAL, "offline", "initial_presence");
+    handler!(DISCO_INFO, "disco", "info");
+    handler!(DISCO_ITEMS, "disco", "items");
+    handler!(PING_GET, "ping", "get");
+    handler!(SESSION_SET, "session", "set");
+    handler!(VERSION_GET, "version", "get");
+    handler!(SM_ENABLE, "stream_management", "enable");
+    handler!(SM_RESUME, "stream_management", "resume");
+    handler!(SM_ACK, "stream_management", "ack");
+    handler!(SM_REQUEST, "stream_management", "request");
+    handler!(SM_COUNT, "stream_management", "count");
+    handler!(SM_DETACH, "stream_management", "detach");
+    handler!(SM_FEATURES, "stream_management", "features");
+    handler!(CSI_STATE, "csi", "state");
+    handler!(CSI_FILTER, "csi", "filter");
+    handler!(CSI_FEATURES, "csi", "features");
+    handler!(CARBONS_ENABLE, "carbons", "enable");
+    handler!(CARBONS_DISABLE, "carbons", "disable");
+    handler!(CARBONS_SENT, "carbons", "sent");
+    handler!(CARBONS_RECEIVED, "carbons", "received");
+    handler!(CARBONS_CLOSED, "carbons", "closed");
+    handler!(BLOCKING_GET, "blocking", "get");
+    handler!(BLOCKING_BLOCK, "blocking", "block");
+    handler!(BLOCKING_UNBLOCK, "blocking", "unblock");
+    handler!(BLOCKING_OUTBOUND, "blocking", "outbound");
+    handler!(BLOCKING_INBOUND, "blocking", "inbound");
+    handler!(BLOCKING_SESSION, "blocking", "session");
+    handler!(ACCOUNT_REMOVED, "account", "removed");
+}
+
 // --- storage -------------------------------------------------------------------
 
 event!(

@@ -1,40 +1,43 @@
-//! One stanza from a bound session: checked (namespace, kind, `from`, `to`)
-//! and handed to the module for its kind.
+//! One stanza from a bound session: checked (namespace, kind, `from`,
+//! `to`), parsed once into a [`Stanza`], shown to the user-send hooks, and
+//! by default routed (messages), or dispatched (IQs).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::errors::{SessionEnd, StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::hooks::{Flow, SendCx};
 use crate::jid::Jid;
 use crate::modules;
-use crate::router::SessionHandle;
+use crate::router;
 use crate::server::Ctx;
+use crate::session::Session;
+use crate::stanza::{Kind, Stanza};
 use crate::xml::{Element, NS_CLIENT};
 
-/// Session state only its own task touches.
-#[derive(Default)]
-pub struct Local {
-    /// JIDs that got directed presence from this session; they get
-    /// unavailable presence when it leaves (RFC 6121 §4.6.3).
-    pub directed: HashSet<String>,
-    /// Initial presence asked for the offline messages (XEP-0160).
-    pub deliver_offline: bool,
+/// A nonza (an element outside `jabber:client`) from a bound session, or
+/// `None` if it is a stanza.
+pub(crate) fn nonza_ns(el: &Element) -> Option<&str> {
+    el.ns().filter(|ns| *ns != NS_CLIENT)
 }
 
-pub(super) async fn stanza(
-    ctx: &Ctx,
-    me: &Arc<SessionHandle>,
-    local: &mut Local,
+pub(crate) async fn stanza(
+    ctx: &Arc<Ctx>,
+    session: &mut Session,
     el: Element,
 ) -> Result<(), SessionEnd> {
-    let kind = el.name();
-    if el.ns() != Some(NS_CLIENT) || !matches!(kind, "message" | "presence" | "iq") {
+    let Some(kind) = el
+        .ns()
+        .filter(|ns| *ns == NS_CLIENT)
+        .and_then(|_| Kind::of(el.name()))
+    else {
         return Err(StreamError::with_text(
             StreamCondition::UnsupportedStanzaType,
-            format!("<{kind}/> is not supported here"),
+            format!("<{}/> is not supported here", el.name()),
         )
         .into());
-    }
+    };
+    session.handled_in += 1;
+    let me = session.handle.clone();
     // A client may only speak for itself (RFC 6120 §8.1.2.1).
     if let Some(from) = el.attr("from") {
         let ok = Jid::parse(from).is_ok_and(|f| {
@@ -58,17 +61,45 @@ pub(super) async fn stanza(
                     .first()
                     .cloned()
                     .unwrap_or_default();
-                let _ = me.deliver(err.reply_to(&el, &from, me.full()));
+                let _ = router::deliver_local(ctx, &me, err.reply_to(&el, &from, me.full()));
             }
             return Ok(());
         }
     };
+    let st = Stanza {
+        kind,
+        from: me.jid().clone(),
+        to,
+        el,
+    };
+    let mut cx = SendCx {
+        ctx,
+        session: &mut *session,
+    };
+    // Boxed: hooks that await storage make this future kilobytes, and
+    // inline it would make every message's future as large.
+    match Box::pin(ctx.hooks.run_send(&mut cx, &st)).await {
+        Flow::Continue => {}
+        Flow::Handled | Flow::Drop => return Ok(()),
+        Flow::Bounce(err) => {
+            if st.typ() != Some("error") {
+                ctx.instr.stanza_error(&err.condition);
+                let from = st.destination().to_string();
+                let _ = router::deliver_local(ctx, &me, err.reply_to(&st.el, &from, me.full()));
+            }
+            return Ok(());
+        }
+    }
     match kind {
-        "message" => modules::message::handle(ctx, me, &el, to).await,
-        // Boxed: their storage calls make these futures kilobytes, and
-        // inline they would make every message's future as large.
-        "presence" => Box::pin(modules::presence::handle(ctx, me, local, &el, to)).await,
-        _ => Box::pin(modules::iq::handle(ctx, me, &el, to)).await,
+        Kind::Message => modules::message::handle(ctx, &me, &st).await,
+        Kind::Iq => Box::pin(modules::iq::handle(ctx, &me, &st)).await,
+        // No presence module: directed presence is routed as is.
+        Kind::Presence => {
+            if let Some(to) = st.to.as_ref() {
+                let xml = st.forwardable();
+                let _ = router::route_xml(ctx, Kind::Presence, &st.from, to, &xml).await;
+            }
+        }
     }
     Ok(())
 }

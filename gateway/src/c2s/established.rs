@@ -5,19 +5,15 @@
 
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
-
-use super::dispatch::Local;
-use super::negotiate::Bound;
 use tracing::Instrument;
 
 use osprey_instrument::live::Kind;
 
-use super::Connection;
+use super::{Connection, Transport};
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
-use crate::events as ev;
-use crate::modules;
-use crate::router::{Outbound, SessionHandle};
+use crate::router::{self, Outbound, SessionHandle, Tags};
+use crate::server::Ctx;
+use crate::session::{Batch, Session};
 use crate::xml::{Element, Frame};
 
 /// One write gathers at most this much from the mailbox.
@@ -32,12 +28,15 @@ enum Wake {
     Resume,
 }
 
-impl Connection {
-    pub(super) async fn established(&mut self, bound: Bound) -> SessionEnd {
-        let Bound { handle, mut rx } = bound;
-        let mut local = Local::default();
+impl<T: Transport> Connection<T> {
+    /// Runs a bound (or resumed) session on this transport until one of
+    /// them ends. A transport that drops without closing the stream is
+    /// offered to the detach hooks (XEP-0198 resume); otherwise the session
+    /// leaves: out of the table, unavailable presence, queue kept offline.
+    pub(super) async fn run(&mut self, mut s: Session) -> SessionEnd {
+        let handle = s.handle.clone();
         // The write buffer and where each stanza in it ends.
-        let mut wbuf: (Vec<u8>, Vec<usize>) = Default::default();
+        let mut batch = Batch::default();
         let shutdown = self.ctx.shutdown.clone();
         let mut close_reason = "";
         let mut shaping = super::shaper::Shaping::for_session(
@@ -49,68 +48,98 @@ impl Connection {
         let mut paused: Option<tokio::time::Instant> = None;
         // Stanzas left in the framer by the stanza rate, handled on resume.
         let mut backlog = false;
-        let end = loop {
-            let resume = paused.unwrap_or_else(tokio::time::Instant::now);
-            let read_max = shaping.read_budget();
-            let wake = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => Wake::Shutdown,
-                _ = handle.overflowed() => Wake::Overflow,
-                m = rx.recv() => Wake::Mail(m),
-                _ = tokio::time::sleep_until(resume), if paused.is_some() => Wake::Resume,
-                r = self.conn.read_at_most(&mut self.framer, &mut self.tls_buf, read_max), if paused.is_none() && !backlog => Wake::Read(r),
-            };
-            match wake {
-                Wake::Shutdown => {
-                    break Box::pin(self.read_what_arrived(&handle, &mut local)).await
-                }
-                Wake::Resume => {
-                    paused = None;
-                    if backlog {
-                        match Box::pin(self.take_input(&handle, &mut local, &mut shaping, 0)).await
-                        {
+        // A resumed session first writes what its previous transport did
+        // not get acknowledged.
+        let replay = std::mem::take(&mut s.replay);
+        let first = if replay.is_empty() {
+            Ok(())
+        } else {
+            self.write_items(
+                &mut s,
+                replay.into_iter().map(|x| (x, Tags::default())),
+                &mut batch,
+            )
+            .await
+        };
+        let end = match first {
+            Err(end) => end,
+            Ok(()) => loop {
+                let resume = paused.unwrap_or_else(tokio::time::Instant::now);
+                let read_max = shaping.read_budget();
+                let wake = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => Wake::Shutdown,
+                    _ = handle.overflowed() => Wake::Overflow,
+                    m = s.mailbox.recv() => Wake::Mail(m),
+                    _ = tokio::time::sleep_until(resume), if paused.is_some() => Wake::Resume,
+                    r = self.t.read(read_max), if paused.is_none() && !backlog => Wake::Read(r),
+                };
+                match wake {
+                    Wake::Shutdown => break Box::pin(self.read_what_arrived(&mut s)).await,
+                    Wake::Resume => {
+                        paused = None;
+                        if backlog {
+                            match Box::pin(self.take_input(&mut s, &mut shaping, 0, &mut batch))
+                                .await
+                            {
+                                Ok(next) => (paused, backlog) = next,
+                                Err(end) => break end,
+                            }
+                        }
+                    }
+                    Wake::Overflow => break self.overflow_error(&handle),
+                    Wake::Mail(None) => break SessionEnd::PeerClosed,
+                    Wake::Mail(Some(Outbound::Close(e))) => {
+                        close_reason = if e.condition == StreamCondition::Conflict {
+                            "replaced"
+                        } else {
+                            "kicked"
+                        };
+                        break e.into();
+                    }
+                    Wake::Mail(Some(Outbound::OfflineWaiting)) => {
+                        if let Err(end) = Box::pin(self.flush_offline(&mut s, &mut batch)).await {
+                            break end;
+                        }
+                    }
+                    Wake::Mail(Some(Outbound::Stanza(xml, trace))) => {
+                        if let Err(end) = self.write_batch(&mut s, xml, trace, &mut batch).await {
+                            break end;
+                        }
+                    }
+                    Wake::Read(Ok(0)) => break SessionEnd::Dropped,
+                    Wake::Read(Err(e)) => break SessionEnd::Io(e),
+                    Wake::Read(Ok(n)) => {
+                        self.bytes_in(n);
+                        // Boxed (one allocation per read, not per stanza):
+                        // held inline, its stanza handling would size every
+                        // idle session's task.
+                        match Box::pin(self.take_input(&mut s, &mut shaping, n, &mut batch)).await {
                             Ok(next) => (paused, backlog) = next,
                             Err(end) => break end,
                         }
                     }
                 }
-                Wake::Overflow => break self.overflow_error(&handle),
-                Wake::Mail(None) => break SessionEnd::PeerClosed,
-                Wake::Mail(Some(Outbound::Close(e))) => {
-                    close_reason = if e.condition == StreamCondition::Conflict {
-                        "replaced"
-                    } else {
-                        "kicked"
-                    };
-                    break e.into();
-                }
-                Wake::Mail(Some(Outbound::OfflineWaiting)) => {
-                    if let Err(end) = Box::pin(self.flush_offline(&handle)).await {
-                        break end;
-                    }
-                }
-                Wake::Mail(Some(Outbound::Stanza(xml, trace))) => {
-                    if let Err(end) = self
-                        .write_batch(&handle, &mut rx, xml, trace, &mut wbuf)
-                        .await
-                    {
-                        break end;
-                    }
-                }
-                Wake::Read(Ok(0)) => break SessionEnd::PeerClosed,
-                Wake::Read(Err(e)) => break SessionEnd::Io(e),
-                Wake::Read(Ok(n)) => {
-                    self.bytes_in(n);
-                    // Boxed (one allocation per read, not per stanza): held
-                    // inline, its stanza handling would size every idle
-                    // session's task.
-                    match Box::pin(self.take_input(&handle, &mut local, &mut shaping, n)).await {
-                        Ok(next) => (paused, backlog) = next,
-                        Err(end) => break end,
-                    }
-                }
-            }
+            },
         };
+        // What a failed write did not deliver: kept offline, unless a module
+        // keeps every unacknowledged stanza itself (XEP-0198).
+        if !batch.is_empty() && !s.keeps_unacked {
+            let unwritten: Vec<String> =
+                batch.unwritten(batch.written).map(str::to_string).collect();
+            batch.clear();
+            keep_unwritten(&self.ctx, &handle, unwritten).await;
+        }
+        let dropped = matches!(end, SessionEnd::Dropped | SessionEnd::Io(_));
+        if dropped && !shutdown.is_cancelled() && !handle.is_overflowed() {
+            match self.ctx.hooks.run_detach(&self.ctx, s) {
+                Ok(()) => {
+                    tracing::info!(jid = %handle.full(), session = handle.id(), "session detached");
+                    return end;
+                }
+                Err(back) => s = back,
+            }
+        }
         if close_reason.is_empty() {
             close_reason = match &end {
                 SessionEnd::Stream(e)
@@ -122,18 +151,7 @@ impl Connection {
                 other => other.reason(),
             };
         }
-        let lasted = handle
-            .info()
-            .connected_at
-            .elapsed()
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        self.ctx.instr.emit(
-            &ev::SESSION_CLOSE,
-            &[handle.jid().domain(), close_reason],
-            &[("count", 1.0), ("duration_seconds", lasted)],
-        );
-        Box::pin(self.leave(&handle, &mut local, rx)).await;
+        Box::pin(crate::session::leave(&self.ctx, s, close_reason)).await;
         end
     }
 
@@ -142,19 +160,13 @@ impl Connection {
     /// again, and whether stanzas were left in the framer.
     async fn take_input(
         &mut self,
-        handle: &Arc<SessionHandle>,
-        local: &mut Local,
+        s: &mut Session,
         shaping: &mut super::shaper::Shaping,
         bytes: usize,
+        batch: &mut Batch,
     ) -> Result<(Option<tokio::time::Instant>, bool), SessionEnd> {
         let budget = shaping.stanza_budget();
-        let (handled, more) = self.drain_frames(handle, local, budget).await?;
-        if std::mem::take(&mut local.deliver_offline) {
-            let scope = self.traces.scope(handle.id());
-            let flush = self.flush_offline(handle);
-            let flush = crate::live::call("module", || "module.offline.deliver".into(), flush);
-            Box::pin(crate::live::scoped(scope, flush)).await?;
-        }
+        let (handled, more) = self.drain_frames(s, budget, batch).await?;
         let mut pause = self.shape(shaping, bytes, handled);
         if more && pause.is_none() {
             // The budget ran out exactly: wait for the next token.
@@ -196,15 +208,12 @@ impl Connection {
     /// Shutdown: handles what the framer holds and what the socket has
     /// already delivered (even past a shaper's pause), then stops reading.
     /// Messages for users who are gone by then go to offline storage.
-    async fn read_what_arrived(
-        &mut self,
-        handle: &Arc<SessionHandle>,
-        local: &mut Local,
-    ) -> SessionEnd {
+    async fn read_what_arrived(&mut self, s: &mut Session) -> SessionEnd {
         let grace = std::time::Duration::from_secs(self.ctx.config.general.shutdown_timeout);
         let budget = std::time::Instant::now() + grace.saturating_sub(grace / 4);
+        let mut batch = Batch::default();
         loop {
-            if let Err(end) = Box::pin(self.drain_frames(handle, local, u64::MAX)).await {
+            if let Err(end) = Box::pin(self.drain_frames(s, u64::MAX, &mut batch)).await {
                 return end;
             }
             if std::time::Instant::now() >= budget {
@@ -212,8 +221,8 @@ impl Connection {
             }
             // What the kernel holds now; TLS may also hold decrypted bytes,
             // which a read that does not wait gives back.
-            let waiting = self.conn.pending_bytes() > 0;
-            let read = self.conn.read_into(&mut self.framer, &mut self.tls_buf);
+            let waiting = self.t.pending_bytes() > 0;
+            let read = self.t.read(usize::MAX);
             let wait = if waiting {
                 std::time::Duration::from_secs(1)
             } else {
@@ -227,23 +236,30 @@ impl Connection {
         StreamError::new(StreamCondition::SystemShutdown).into()
     }
 
-    /// Processes the complete stanzas buffered so far, at most `budget`:
-    /// how many, and whether the budget ran out first.
+    /// Processes the complete elements buffered so far, at most `budget`
+    /// stanzas: how many, and whether the budget ran out first.
     async fn drain_frames(
         &mut self,
-        handle: &Arc<SessionHandle>,
-        local: &mut Local,
+        s: &mut Session,
         budget: u64,
+        batch: &mut Batch,
     ) -> Result<(u64, bool), SessionEnd> {
         let mut handled = 0;
         loop {
             if handled >= budget {
                 return Ok((handled, true));
             }
-            match self.framer.next_frame().map_err(|e| self.xml_error(e))? {
+            match self.t.next_frame().map_err(|e| self.xml_error(e))? {
                 None => return Ok((handled, false)),
                 Some(Frame::Element(el)) => {
-                    self.on_stanza(handle, local, el).await?;
+                    if let Some(ns) = super::dispatch::nonza_ns(&el) {
+                        if self.ctx.hooks.has_nonza(ns) {
+                            let ns = ns.to_string();
+                            self.on_nonza(s, &ns, el, batch).await?;
+                            continue;
+                        }
+                    }
+                    self.on_stanza(s, el).await?;
                     handled += 1;
                 }
                 Some(Frame::StreamClose) => return Err(SessionEnd::PeerClosed),
@@ -258,12 +274,39 @@ impl Connection {
         }
     }
 
-    async fn on_stanza(
+    /// A nonza of a bound session: its module answers; the answers leave
+    /// through the session (write hooks see them, not as stanzas).
+    async fn on_nonza(
         &mut self,
-        handle: &Arc<SessionHandle>,
-        local: &mut Local,
-        el: Element,
+        s: &mut Session,
+        ns: &str,
+        el: crate::xml::Element,
+        batch: &mut Batch,
     ) -> Result<(), SessionEnd> {
+        self.element_in(4, el.raw().len());
+        let account = s.handle.jid().to_bare();
+        let ctx = self.ctx.clone();
+        let mut cx = crate::hooks::NonzaCx {
+            ctx: &ctx,
+            el: &el,
+            session: Some(&mut *s),
+            account: &account,
+            replies: Vec::new(),
+        };
+        let outcome = ctx.hooks.run_nonza(ns, &mut cx).await;
+        let replies = std::mem::take(&mut cx.replies);
+        if !replies.is_empty() {
+            self.write_items(s, replies.into_iter().map(|x| (x, Tags::default())), batch)
+                .await?;
+        }
+        match outcome {
+            Some(Ok(_)) | None => Ok(()),
+            Some(Err(end)) => Err(end),
+        }
+    }
+
+    async fn on_stanza(&mut self, s: &mut Session, el: Element) -> Result<(), SessionEnd> {
+        let handle = s.handle.clone();
         handle
             .stanzas_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -291,7 +334,8 @@ impl Connection {
             }
             scope = self.traces.scope(handle.id());
         }
-        let work = super::dispatch::stanza(&self.ctx, handle, local, el).instrument(span);
+        let ctx = self.ctx.clone();
+        let work = super::dispatch::stanza(&ctx, s, el).instrument(span);
         crate::live::scoped(
             scope,
             crate::live::call("c2s", || format!("c2s.stanza.{name}"), work),
@@ -305,7 +349,7 @@ impl Connection {
         &mut self,
         handle: &Arc<SessionHandle>,
         xml: &str,
-        tags: crate::router::Tags,
+        tags: Tags,
         deliveries: &mut Vec<tracing::Span>,
     ) {
         if let Some(cx) = &tags.otel {
@@ -328,50 +372,24 @@ impl Connection {
             .record(handle.id(), Kind::Out, name, &data, None);
     }
 
-    /// Streams the stored offline messages straight to the socket, batch by
-    /// batch; a batch that cannot be written is stored again.
-    async fn flush_offline(&mut self, handle: &Arc<SessionHandle>) -> Result<(), SessionEnd> {
-        let started = std::time::Instant::now();
-        let result = self.flush_offline_batches(handle).await;
-        self.ctx
-            .instr
-            .handler("offline", "deliver", started.elapsed());
-        result
-    }
-
-    async fn flush_offline_batches(
+    /// Streams the stored offline messages out, batch by batch, through the
+    /// session (TCP backpressure, not the bounded mailbox, paces a large
+    /// backlog); a batch that cannot be written is stored again.
+    async fn flush_offline(
         &mut self,
-        handle: &Arc<SessionHandle>,
+        s: &mut Session,
+        batch: &mut Batch,
     ) -> Result<(), SessionEnd> {
+        let ctx = self.ctx.clone();
         loop {
-            let batch = modules::offline::take_batch(&self.ctx, handle).await;
-            if batch.is_empty() {
+            let stored = ctx.hooks.offline_take(&ctx, s.handle.jid()).await;
+            if stored.is_empty() {
                 return Ok(());
             }
-            let n = batch.len();
-            let bytes: String = batch.concat();
-            let write = async {
-                self.conn.write_all(bytes.as_bytes()).await?;
-                self.conn.flush().await
-            };
-            let failed = tokio::select! {
-                r = write => r.err().map(SessionEnd::Io),
-                _ = handle.overflowed() => Some(self.overflow_error(handle)),
-            };
-            if let Some(end) = failed {
-                for xml in &batch {
-                    modules::offline::keep_undelivered(&self.ctx, handle.jid(), xml).await;
-                }
-                return Err(end);
-            }
-            handle
-                .stanzas_out
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            self.bytes_out(bytes.len());
-            for xml in &batch {
-                self.element_out(0, xml.len());
-            }
-            if n < modules::offline::BATCH as usize {
+            let n = stored.len();
+            self.write_items(s, stored.into_iter().map(|x| (x, Tags::default())), batch)
+                .await?;
+            if n < crate::modules::offline::BATCH as usize {
                 return Ok(());
             }
         }
@@ -380,30 +398,20 @@ impl Connection {
     /// Writes one mailbox item plus whatever else is queued, in one write.
     async fn write_batch(
         &mut self,
-        handle: &Arc<SessionHandle>,
-        rx: &mut crate::router::Mailbox,
+        s: &mut Session,
         first: String,
-        first_tags: crate::router::Tags,
-        wbuf: &mut (Vec<u8>, Vec<usize>),
+        first_tags: Tags,
+        batch: &mut Batch,
     ) -> Result<(), SessionEnd> {
-        let (buf, ends) = wbuf;
-        buf.clear();
-        ends.clear();
-        buf.extend_from_slice(first.as_bytes());
-        ends.push(buf.len());
-        self.element_out(crate::instr::kind_of_xml(&first), first.len());
-        // Routed stanzas that are traced: their delivery spans cover this write.
-        let mut deliveries: Vec<tracing::Span> = Vec::new();
-        self.take_tags(handle, &first, first_tags, &mut deliveries);
+        let mut items = vec![(first, first_tags)];
+        let mut size = items[0].0.len();
         let mut close = None;
         let mut offline = false;
-        while buf.len() < BATCH_BYTES {
-            match rx.try_recv() {
+        while size < BATCH_BYTES {
+            match s.mailbox.try_recv() {
                 Some(Outbound::Stanza(xml, tags)) => {
-                    buf.extend_from_slice(xml.as_bytes());
-                    ends.push(buf.len());
-                    self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
-                    self.take_tags(handle, &xml, tags, &mut deliveries);
+                    size += xml.len();
+                    items.push((xml, tags));
                 }
                 Some(Outbound::Close(e)) => {
                     close = Some(e);
@@ -413,96 +421,74 @@ impl Connection {
                 None => break,
             }
         }
-        // A client that stops reading must not hold this task forever:
-        // the queue overflowing ends the write. What was not written by
-        // then (or when the write failed) is kept offline, not dropped.
-        let mut written = 0usize;
-        let write = async {
-            while written < buf.len() {
-                match self.conn.write(&buf[written..]).await? {
-                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                    n => written += n,
-                }
-            }
-            self.conn.flush().await
-        };
-        let failed = tokio::select! {
-            r = write => r.err().map(SessionEnd::Io),
-            _ = handle.overflowed() => Some(self.overflow_error(handle)),
-        };
-        if let Some(end) = failed {
-            self.keep_unwritten(handle, buf, ends, written).await;
-            return Err(end);
-        }
-        handle.written(buf.len());
-        self.bytes_out(buf.len());
-        drop(deliveries);
-        handle
-            .stanzas_out
-            .fetch_add(ends.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Mailbox bytes are accounted when taken, whether written or kept.
+        s.handle.written(size);
+        self.write_items(s, items.into_iter(), batch).await?;
         if let Some(e) = close {
             return Err(e.into());
         }
         if offline {
-            Box::pin(self.flush_offline(handle)).await?;
+            Box::pin(self.flush_offline(s, batch)).await?;
         }
         Ok(())
     }
 
-    /// The stanzas of a batch that did not wholly reach the socket go to
-    /// offline storage (a stanza cut off midway is not delivered: the client
-    /// cannot parse it, so keeping it may at worst repeat it, never lose it).
-    async fn keep_unwritten(
+    /// Encodes items through the session (its write hooks) and writes them
+    /// in one go. A client that stops reading must not hold this task
+    /// forever: the queue overflowing ends the write. On failure the batch
+    /// keeps what was not written (for offline storage or a resume).
+    async fn write_items(
         &mut self,
-        handle: &Arc<SessionHandle>,
-        buf: &[u8],
-        ends: &[usize],
-        written: usize,
-    ) {
-        let mut start = 0;
-        let mut kept = 0usize;
-        for &end in ends {
-            if end > written {
-                if let Ok(xml) = std::str::from_utf8(&buf[start..end]) {
-                    if modules::offline::keep_undelivered(&self.ctx, handle.jid(), xml).await {
-                        kept += 1;
-                    }
-                }
-            }
-            start = end;
-        }
-        if kept > 0 {
-            tracing::info!(jid = %handle.full(), kept, "unwritten messages kept offline");
-        }
-    }
-
-    /// Leaves cleanly: out of the table first (nothing new arrives), then
-    /// unavailable presence, then queued messages to offline storage.
-    async fn leave(
-        &mut self,
-        handle: &Arc<SessionHandle>,
-        local: &mut Local,
-        mut rx: crate::router::Mailbox,
-    ) {
-        self.ctx.sessions.remove(handle);
-        modules::presence::on_disconnect(&self.ctx, handle, local).await;
-        rx.close();
-        let mut kept = 0usize;
-        while let Some(item) = rx.try_recv() {
-            if let Outbound::Stanza(xml, _) = item {
-                if modules::offline::keep_undelivered(&self.ctx, handle.jid(), &xml).await {
-                    kept += 1;
-                }
+        s: &mut Session,
+        items: impl Iterator<Item = (String, Tags)>,
+        batch: &mut Batch,
+    ) -> Result<(), SessionEnd> {
+        batch.clear();
+        // Routed stanzas that are traced: their delivery spans cover this write.
+        let mut deliveries: Vec<tracing::Span> = Vec::new();
+        let ctx = self.ctx.clone();
+        let handle = s.handle.clone();
+        for (xml, tags) in items {
+            let before = batch.ends.len();
+            s.encode(&ctx, &xml, batch);
+            if batch.ends.len() > before {
+                self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
+                self.take_tags(&handle, &xml, tags, &mut deliveries);
             }
         }
-        if kept > 0 {
-            tracing::info!(jid = %handle.full(), kept, "queued messages kept offline");
+        if batch.is_empty() {
+            return Ok(());
         }
-        tracing::info!(jid = %handle.full(), session = handle.id(), "session closed");
+        let mut written = 0usize;
+        let t = &mut self.t;
+        let buf = &batch.buf;
+        let write = async {
+            while written < buf.len() {
+                match t.write(&buf[written..]).await? {
+                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                    n => written += n,
+                }
+            }
+            t.flush().await
+        };
+        let failed = tokio::select! {
+            r = write => r.err().map(SessionEnd::Io),
+            _ = handle.overflowed() => Some(self.overflow_error(&handle)),
+        };
+        batch.written = written;
+        if let Some(end) = failed {
+            return Err(end);
+        }
+        self.bytes_out(batch.buf.len());
+        drop(deliveries);
+        handle.stanzas_out.fetch_add(
+            batch.ends.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        batch.clear();
+        Ok(())
     }
-}
 
-impl Connection {
     fn overflow_error(&self, handle: &SessionHandle) -> SessionEnd {
         tracing::warn!(jid = %handle.full(), queued = handle.queued_bytes(), "slow reader: outgoing queue full");
         self.ctx.instr.limit("slow_consumer");
@@ -511,6 +497,21 @@ impl Connection {
             "the outgoing queue is full: the client is not reading",
         )
         .into()
+    }
+}
+
+/// Stanzas that did not wholly reach the socket go to offline storage (a
+/// stanza cut off midway is not delivered: the client cannot parse it, so
+/// keeping it may at worst repeat it, never lose it).
+async fn keep_unwritten(ctx: &Ctx, handle: &SessionHandle, unwritten: Vec<String>) {
+    let mut kept = 0usize;
+    for xml in &unwritten {
+        if router::keep_undelivered(ctx, handle.jid(), xml).await {
+            kept += 1;
+        }
+    }
+    if kept > 0 {
+        tracing::info!(jid = %handle.full(), kept, "unwritten messages kept offline");
     }
 }
 

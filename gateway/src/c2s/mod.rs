@@ -7,12 +7,13 @@
 //! the mailbox and shutdown), [`dispatch`] each stanza of a bound session.
 
 mod conn;
-mod dispatch;
+pub(crate) mod dispatch;
 mod established;
 mod negotiate;
 mod sasl_flow;
 mod shaper;
 pub mod throttle;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use conn::Conn;
-pub use dispatch::Local;
+pub use transport::{TcpTransport, Transport};
 
 use crate::config::{C2sListener, TlsMode};
 use osprey_instrument::Meta;
@@ -78,15 +79,12 @@ impl Phase {
     }
 }
 
-/// One client connection.
-pub(crate) struct Connection {
+/// One client connection: a transport, and the session it runs once bound.
+pub(crate) struct Connection<T: Transport> {
     ctx: Arc<Ctx>,
     lst: Arc<ListenerCtx>,
-    conn: Conn,
+    t: T,
     peer: SocketAddr,
-    framer: Framer,
-    /// Read buffer of a TLS stream (plain TCP reads need none).
-    tls_buf: Vec<u8>,
     phase: Phase,
     stream_id: String,
     /// The domain this stream is for (the header's `to`).
@@ -177,10 +175,8 @@ async fn serve_inner(
     let mut c = Connection {
         ctx,
         lst,
-        conn,
+        t: TcpTransport::new(conn, Framer::with_limits(max_pre_auth, xml_limits)),
         peer,
-        framer: Framer::with_limits(max_pre_auth, xml_limits),
-        tls_buf: Vec::new(),
         phase: Phase::WaitStream,
         stream_id: new_stream_id(),
         host: None,
@@ -205,7 +201,7 @@ async fn serve_inner(
         _ = tokio::time::sleep_until(deadline) => Err(c.negotiation_overdue()),
     };
     let end = match negotiated {
-        Ok(bound) => Box::pin(c.established(bound)).await,
+        Ok(session) => Box::pin(c.run(session)).await,
         Err(end) => end,
     };
     let reason = end.reason();
@@ -270,12 +266,12 @@ fn new_stream_id() -> String {
     hex::encode(rand::random::<[u8; 12]>())
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// The next frame, reading from the socket as needed (negotiation only:
     /// the established loop reads inside its `select!`).
     async fn next_frame(&mut self) -> Result<Frame, SessionEnd> {
         loop {
-            if let Some(frame) = self.framer.next_frame().map_err(|e| self.xml_error(e))? {
+            if let Some(frame) = self.t.next_frame().map_err(|e| self.xml_error(e))? {
                 return Ok(frame);
             }
             let pre_auth = self.user.is_none();
@@ -284,7 +280,7 @@ impl Connection {
             } else {
                 NEGOTIATION_TIMEOUT
             };
-            let read = self.conn.read_into(&mut self.framer, &mut self.tls_buf);
+            let read = self.t.read(usize::MAX);
             let n = match tokio::time::timeout(idle, read).await {
                 Ok(r) => r?,
                 Err(_) => {
@@ -309,7 +305,7 @@ impl Connection {
     /// listener's minimum rate: one byte every few seconds is a way to hold
     /// a connection open for free (slowloris).
     fn check_read_rate(&mut self) -> Result<(), SessionEnd> {
-        let held = self.framer.buffered();
+        let held = self.t.buffered();
         if held == 0 {
             self.partial_since = None;
             return Ok(());
@@ -348,7 +344,7 @@ impl Connection {
     }
 
     fn transport(&self) -> usize {
-        usize::from(self.conn.is_tls())
+        usize::from(self.t.is_tls())
     }
 
     fn bytes_in(&self, n: usize) {
@@ -374,8 +370,7 @@ impl Connection {
 
     /// Writes and flushes (negotiation replies).
     async fn send(&mut self, xml: &str) -> Result<(), SessionEnd> {
-        self.conn.write_all(xml.as_bytes()).await?;
-        self.conn.flush().await?;
+        self.t.write_all(xml.as_bytes()).await?;
         self.bytes_out(xml.len());
         self.element_out(4, xml.len());
         Ok(())
@@ -388,13 +383,7 @@ impl Connection {
             .as_deref()
             .or_else(|| self.ctx.config.general.hosts.first().map(String::as_str))
             .unwrap_or("localhost");
-        format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' id='{}' from='{}' \
-             version='1.0' xml:lang='en'>",
-            self.stream_id,
-            crate::xml::escape_attr(from)
-        )
+        self.t.stream_open(&self.stream_id, from)
     }
 
     /// Ends the stream: the error (after a header if none went out yet),
@@ -408,7 +397,7 @@ impl Connection {
                     out.push_str(&self.stream_header());
                 }
                 out.push_str(&err.to_xml());
-                out.push_str("</stream:stream>");
+                out.push_str(self.t.stream_close());
                 tracing::debug!(peer = %self.peer, condition = err.condition.wire_name(), "stream error");
                 self.ctx
                     .instr
@@ -422,13 +411,12 @@ impl Connection {
                     None,
                 );
             }
-            SessionEnd::PeerClosed => out.push_str("</stream:stream>"),
-            SessionEnd::Io(_) => return,
+            SessionEnd::PeerClosed => out.push_str(self.t.stream_close()),
+            SessionEnd::Io(_) | SessionEnd::Dropped => return,
         }
         let write = async {
-            self.conn.write_all(out.as_bytes()).await?;
-            self.conn.flush().await?;
-            self.conn.shutdown().await
+            self.t.write_all(out.as_bytes()).await?;
+            self.t.shutdown().await
         };
         if tokio::time::timeout(Duration::from_secs(1), write)
             .await
@@ -443,7 +431,7 @@ impl Connection {
             let mut sink = [0u8; 1024];
             let mut total = 0usize;
             while total < 64 * 1024 {
-                match self.conn.read(&mut sink).await {
+                match self.t.discard(&mut sink).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n,
                 }
@@ -453,7 +441,7 @@ impl Connection {
     }
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// A negotiation step finished: recorded in the traces following this
     /// login (kept aside until the user is known).
     fn step(&mut self, name: &'static str, data: String, started: std::time::Instant) {

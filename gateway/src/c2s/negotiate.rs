@@ -1,14 +1,14 @@
 //! Negotiation up to a bound resource: stream header, features, STARTTLS,
 //! SASL (in [`super::sasl_flow`]), stream restart, resource binding.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Conn, Connection, Phase, TLS_HANDSHAKE_TIMEOUT};
+use super::{Connection, Phase, Transport, TLS_HANDSHAKE_TIMEOUT};
 use crate::config::TlsMode;
 use crate::errors::{SessionEnd, StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::jid::Jid;
 use crate::router::{ConnInfo, SessionHandle};
+use crate::session::Session;
 use crate::xml::{El, Element, Frame, StreamHeader, NS_CLIENT, NS_STREAM};
 
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -17,15 +17,10 @@ pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 pub const NS_LIMITS: &str = "urn:xmpp:stream-limits:0";
 
-/// A session that finished negotiation.
-pub(super) struct Bound {
-    pub handle: Arc<SessionHandle>,
-    pub rx: crate::router::Mailbox,
-}
-
-impl Connection {
-    /// Runs the negotiation; returns the bound session or how the stream ended.
-    pub(super) async fn negotiate(&mut self) -> Result<Bound, SessionEnd> {
+impl<T: Transport> Connection<T> {
+    /// Runs the negotiation; returns the bound (or resumed) session or how
+    /// the stream ended.
+    pub(super) async fn negotiate(&mut self) -> Result<Session, SessionEnd> {
         loop {
             match self.next_frame().await? {
                 Frame::StreamOpen(header) => {
@@ -43,6 +38,11 @@ impl Connection {
                     self.element_in(4, el.raw().len());
                     match self.phase {
                         Phase::Features | Phase::Sasl => self.on_pre_auth(el).await?,
+                        Phase::Bind if el.ns().is_some_and(|ns| self.ctx.hooks.has_nonza(ns)) => {
+                            if let Some(session) = self.on_nonza_before_bind(el).await? {
+                                return Ok(session);
+                            }
+                        }
                         Phase::Bind => {
                             if let Some(bound) = self.on_bind(el).await? {
                                 return Ok(bound);
@@ -126,7 +126,7 @@ impl Connection {
 
     /// Whether STARTTLS is still possible on this stream.
     fn can_starttls(&self) -> bool {
-        !self.conn.is_tls()
+        !self.t.is_tls()
             && self.lst.tls.is_some()
             && matches!(
                 self.lst.config.tls.mode,
@@ -135,12 +135,27 @@ impl Connection {
     }
 
     fn tls_required_first(&self) -> bool {
-        !self.conn.is_tls() && self.lst.config.tls.mode == TlsMode::StarttlsRequired
+        !self.t.is_tls() && self.lst.config.tls.mode == TlsMode::StarttlsRequired
     }
 
     /// PLAIN sends the password itself: only over TLS unless configured.
     pub(super) fn plain_allowed(&self) -> bool {
-        self.conn.is_tls() || self.lst.config.allow_plain_auth_without_tls
+        self.t.is_tls() || self.lst.config.allow_plain_auth_without_tls
+    }
+
+    /// The features the modules add to this stream.
+    fn module_features(&self, mut f: El) -> El {
+        let host = self.host.as_deref().unwrap_or_default();
+        let cx = crate::hooks::FeaturesCx {
+            ctx: &self.ctx,
+            host,
+            authenticated: self.user.is_some(),
+            tls: self.t.is_tls(),
+        };
+        for el in self.ctx.hooks.run_features(&cx) {
+            f = f.child(el);
+        }
+        f
     }
 
     fn features(&self) -> String {
@@ -156,7 +171,7 @@ impl Connection {
                 .child(El::new("limits").xmlns(NS_LIMITS).child(
                     El::new("max-bytes").text(&self.lst.config.max_stanza_size.to_string()),
                 ));
-            return f.to_string();
+            return self.module_features(f).to_string();
         }
         if self.can_starttls() {
             let mut st = El::new("starttls").xmlns(NS_TLS);
@@ -172,7 +187,7 @@ impl Connection {
             }
             f = f.child(mechs);
         }
-        f.to_string()
+        self.module_features(f).to_string()
     }
 
     pub(super) fn offered_mechanisms(&self) -> Vec<crate::sasl::Mechanism> {
@@ -216,24 +231,15 @@ impl Connection {
         };
         self.send(&El::new("proceed").xmlns(NS_TLS).to_string())
             .await?;
-        // Anything the client pipelined after <starttls/> was sent in the
-        // clear: it must never be processed (STARTTLS command injection).
-        self.framer.reset();
-        let tcp = match std::mem::replace(&mut self.conn, Conn::Upgrading) {
-            Conn::Plain(tcp) => tcp,
-            other => {
-                self.conn = other;
-                return Err(StreamError::new(StreamCondition::InternalServerError).into());
-            }
-        };
-        let handshake = identity.acceptor.accept(tcp);
+        // The transport drops anything the client pipelined after
+        // <starttls/> in the clear (STARTTLS command injection).
+        let handshake = self.t.starttls(&identity.acceptor);
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(tls)) => {
+            Ok(Ok(())) => {
                 self.ctx.instr.count(
                     &crate::events::TLS_ESTABLISHED,
                     &[&self.lst.name, "starttls"],
                 );
-                self.conn = Conn::Tls(Box::new(tls));
                 self.restart();
                 Ok(())
             }
@@ -250,13 +256,46 @@ impl Connection {
 
     /// A stream restart (after TLS or SASL): a new header is expected.
     pub(super) fn restart(&mut self) {
-        self.framer.reset();
+        self.t.restart();
         self.header_sent = false;
         self.phase = Phase::WaitStream;
     }
 
     /// Resource binding (RFC 6120 §7).
-    async fn on_bind(&mut self, el: Element) -> Result<Option<Bound>, SessionEnd> {
+    /// A nonza after authentication and before bind (XEP-0198 resume):
+    /// a module may hand back a detached session to run here.
+    async fn on_nonza_before_bind(&mut self, el: Element) -> Result<Option<Session>, SessionEnd> {
+        let (Some(user), Some(host)) = (self.user.clone(), self.host.clone()) else {
+            return Err(StreamError::new(StreamCondition::InternalServerError).into());
+        };
+        let account = Jid::from_parts(Some(&user), &host, None);
+        let ns = el.ns().unwrap_or_default().to_string();
+        let mut cx = crate::hooks::NonzaCx {
+            ctx: &self.ctx,
+            el: &el,
+            session: None,
+            account: &account,
+            replies: Vec::new(),
+        };
+        let hooks = &self.ctx.clone().hooks;
+        let outcome = hooks.run_nonza(&ns, &mut cx).await;
+        let replies = std::mem::take(&mut cx.replies);
+        for r in &replies {
+            self.send(r).await?;
+        }
+        match outcome {
+            Some(Ok(crate::hooks::Nonza::Resume(session))) => {
+                self.phase = Phase::Established;
+                self.traces = Default::default();
+                tracing::info!(jid = %session.handle.full(), peer = %self.peer, session = session.id(), "session resumed");
+                Ok(Some(*session))
+            }
+            Some(Ok(crate::hooks::Nonza::Handled)) | None => Ok(None),
+            Some(Err(end)) => Err(end),
+        }
+    }
+
+    async fn on_bind(&mut self, el: Element) -> Result<Option<Session>, SessionEnd> {
         let is_bind = el.name() == "iq"
             && el.attr("type") == Some("set")
             && el.first_child().is_some_and(|c| {
@@ -295,11 +334,11 @@ impl Connection {
         let info = ConnInfo {
             peer: self.peer,
             listener: self.lst.name.clone(),
-            tls: self.conn.is_tls(),
+            tls: self.t.is_tls(),
             connected_at: SystemTime::now(),
         };
         self.session_span.record("jid", jid.to_string().as_str());
-        self.session_span.record("tls", self.conn.is_tls());
+        self.session_span.record("tls", self.t.is_tls());
         let id = self.id;
         let bind_started = std::time::Instant::now();
         let (handle, rx) =
@@ -334,6 +373,12 @@ impl Connection {
         // The full JID is known now: full-JID traces may follow it.
         self.traces = Default::default();
         tracing::info!(jid = %jid, peer = %self.peer, session = id, "session bound");
-        Ok(Some(Bound { handle, rx }))
+        let mut session = Session::new(handle, rx);
+        session.host_ev = self.host_ev.clone();
+        let ctx = self.ctx.clone();
+        ctx.hooks
+            .run_session(&ctx, &mut session, crate::hooks::SessionEvent::Bound)
+            .await;
+        Ok(Some(session))
     }
 }

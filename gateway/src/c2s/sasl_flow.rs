@@ -28,7 +28,7 @@ impl From<SaslFailure> for Failed {
     }
 }
 
-impl Connection {
+impl<T: super::Transport> Connection<T> {
     pub(super) async fn on_auth(&mut self, el: Element) -> Result<(), SessionEnd> {
         self.phase = Phase::Sasl;
         let started = std::time::Instant::now();
@@ -74,7 +74,7 @@ impl Connection {
                 );
                 self.send(&success.to_string()).await?;
                 // Raise the stanza limit and drop anything sent before <success/>.
-                self.framer
+                self.t
                     .set_max_element_bytes(self.lst.config.max_stanza_size);
                 self.restart();
                 Ok(())

@@ -27,6 +27,7 @@ impl Config {
         let mut config = raw.into_config();
         config.source = Some(path.to_path_buf());
         validate::check(&config)
+            .and_then(|()| crate::modules::check(&config))
             .map_err(|(key, message)| ConfigError::at_key(path, text, &key, message))?;
         Ok(config)
     }

@@ -18,6 +18,8 @@ pub struct Config {
     /// Named input shapers (`normal` and `fast` are built in).
     pub shaper: BTreeMap<String, Shaper>,
     pub host_config: Vec<HostConfig>,
+    /// `[modules.NAME]` tables, checked by [`crate::modules::check`].
+    pub modules: BTreeMap<String, toml::Table>,
     /// The file it came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
 }
@@ -413,6 +415,8 @@ pub(super) struct RawConfig {
     shaper: BTreeMap<String, Shaper>,
     #[serde(default)]
     host_config: Vec<HostConfig>,
+    #[serde(default)]
+    modules: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -474,6 +478,7 @@ impl RawConfig {
                 all
             },
             host_config: self.host_config,
+            modules: self.modules,
             source: None,
         }
     }

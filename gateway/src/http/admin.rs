@@ -106,6 +106,8 @@ fn sessions(ctx: &Ctx, query: Option<&str>) -> Response<Body> {
         .sessions
         .all()
         .into_iter()
+        // This node's sessions (remote ones are the cluster's to list).
+        .filter_map(|s| s.local().cloned())
         .filter(|s| {
             needle.is_empty()
                 || s.full().to_lowercase().contains(&needle)
@@ -134,6 +136,7 @@ fn sessions(ctx: &Ctx, query: Option<&str>) -> Response<Body> {
                 "stanzas_out": s.stanzas_out.load(Relaxed),
                 "queued_bytes": s.queued_bytes(),
                 "available": p.available,
+                "state": s.state().as_str(),
                 "priority": p.priority,
             })
         })

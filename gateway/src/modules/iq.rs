@@ -1,28 +1,29 @@
 //! IQs from a bound session (RFC 6120 §8.2.3): requests to the server or to
-//! an account are answered by the module that owns the payload namespace;
-//! requests to a full JID are routed; exactly one answer per request.
+//! an account go to the handler a module registered for the payload
+//! namespace; requests to a full JID are routed; exactly one answer per
+//! request.
 
 use std::sync::Arc;
 
-use tracing::Instrument;
-
-use super::{handle_request, IqRequest, Target};
+use super::{IqRequest, Target};
 use crate::errors::{StanzaCondition, StanzaError};
-use crate::jid::Jid;
+use crate::hooks::Route;
 use crate::router::{self, SessionHandle};
 use crate::server::Ctx;
-use crate::xml::{rewrite_from_to, El, Element};
+use crate::stanza::Stanza;
+use crate::xml::El;
 
-pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option<Jid>) {
+pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, st: &Stanza) {
+    let el = &st.el;
+    let to = st.to.as_ref();
     let server = me.jid().domain().to_string();
     let typ = el.attr("type");
     let reply_from = to
-        .as_ref()
         .map(|t| t.to_string())
         .unwrap_or_else(|| me.bare().to_string());
     let bounce = |err: StanzaError| {
         ctx.instr.stanza_error(&err.condition);
-        let _ = me.deliver(err.reply_to(el, &reply_from, me.full()));
+        let _ = router::deliver_local(ctx, me, err.reply_to(el, &reply_from, me.full()));
     };
     let is_request = matches!(typ, Some("get") | Some("set"));
     if !is_request && !matches!(typ, Some("result") | Some("error")) {
@@ -41,9 +42,17 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         return;
     }
     // A full JID other than the server's: route it to that resource.
-    if let Some(t) = to.as_ref().filter(|t| t.resource().is_some()) {
-        let xml = rewrite_from_to(el, Some(me.full()), None);
-        let routed = router::route_iq_to_full(ctx, t, xml);
+    if let Some(t) = to.filter(|t| t.resource().is_some()) {
+        let xml = crate::xml::rewrite_from_to(el, Some(me.full()), None);
+        let route = Route {
+            from: &st.from,
+            to: t,
+            kind: st.kind,
+            typ,
+            xml: &xml,
+            stanza: Some(st),
+        };
+        let routed = router::route(ctx, &route).await;
         let outcome = if routed.is_ok() {
             "delivered"
         } else {
@@ -68,7 +77,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
             "a request carries exactly one payload",
         ));
     };
-    let target = match to.as_ref() {
+    let target = match to {
         None => Target::OwnAccount,
         Some(t) if t.local().is_none() && t.domain() == server => Target::Server,
         Some(t) if t.local().is_none() && ctx.serves(t.domain()) => Target::Server,
@@ -78,27 +87,36 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
             return bounce(StanzaError::new(StanzaCondition::RemoteServerNotFound));
         }
     };
-    let req = IqRequest {
-        ctx,
-        me,
-        el,
-        set: typ == Some("set"),
-        target,
-        payload,
+    let set = typ == Some("set");
+    let ns = payload.tag_name().namespace().unwrap_or("");
+    let answer = if ns == super::NS_SESSION && set {
+        // RFC 3921's session establishment: a no-op kept for old clients.
+        Ok(None)
+    } else {
+        match ctx.hooks.iq_handler(ns, set) {
+            Some((name, handler)) => {
+                let req = IqRequest {
+                    ctx,
+                    me,
+                    el,
+                    set,
+                    target,
+                    payload,
+                };
+                let answer = crate::hooks::call(ctx, name, handler.iq(&req)).await;
+                if let Err(e) = &answer {
+                    tracing::debug!(
+                        module = name.module,
+                        condition = e.condition.wire_name(),
+                        "IQ refused"
+                    );
+                }
+                answer
+            }
+            // RFC 6120 §8.4: a payload nobody here understands.
+            None => Err(StanzaError::new(StanzaCondition::ServiceUnavailable)),
+        }
     };
-    let started = std::time::Instant::now();
-    let (module, operation) = super::operation_of(&req);
-    let span = crate::child_span!("module.handler", module = module, operation = operation);
-    let answer = crate::live::call(
-        "module",
-        || format!("module.{module}.{operation}"),
-        handle_request(&req).instrument(span.clone()),
-    )
-    .await;
-    if let Err(e) = &answer {
-        crate::otel::fail(&span, e.condition.wire_name());
-    }
-    ctx.instr.handler(module, operation, started.elapsed());
     match answer {
         Ok(child) => {
             let mut result = El::new("iq")
@@ -109,7 +127,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
             if let Some(c) = child {
                 result = result.child(c);
             }
-            let _ = me.deliver(result.to_string());
+            let _ = router::deliver_local(ctx, me, result.to_string());
         }
         Err(err) => bounce(err),
     }

@@ -1,39 +1,43 @@
-//! Messages from a bound session: stamped with the sender's full JID and
-//! routed (RFC 6121 §5, §8); errors bounce back to the sender.
-
-use std::sync::Arc;
+//! Messages from a bound session: into the router with the sender
+//! stamped (RFC 6121 §5, §8); errors bounce back to the sender.
 
 use tracing::Instrument;
 
 use crate::errors::StanzaCondition;
-use crate::jid::Jid;
+use crate::hooks::Route;
 use crate::router::{self, MessageType, Routed, SessionHandle};
 use crate::server::Ctx;
-use crate::xml::{rewrite_from_to, Element};
+use crate::stanza::Stanza;
 
-pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option<Jid>) {
+pub async fn handle(ctx: &Ctx, me: &SessionHandle, st: &Stanza) {
     // An unknown type is treated as normal (RFC 6121 §5.2.2).
-    let kind = MessageType::parse(el.attr("type")).unwrap_or(MessageType::Normal);
-    // No `to`: addressed to the sender's own bare JID (RFC 6120 §10.3.1).
-    let to = to.unwrap_or_else(|| me.jid().to_bare());
-    let stamped_to = el.attr("to").is_none().then(|| to.to_string());
-    let xml = rewrite_from_to(el, Some(me.full()), stamped_to.as_deref());
+    let kind = MessageType::parse(st.typ()).unwrap_or(MessageType::Normal);
+    let to = st.destination();
+    let xml = st.forwardable();
     let started = std::time::Instant::now();
     let span = crate::child_span!(
         "router.route",
         stanza.kind = "message",
         outcome = tracing::field::Empty
     );
+    let route = Route {
+        from: &st.from,
+        to: &to,
+        kind: st.kind,
+        typ: st.typ(),
+        xml: &xml,
+        stanza: Some(st),
+    };
     let routed = crate::live::call(
         "router",
         || "router.route".into(),
-        router::route_message(ctx, &to, kind, xml).instrument(span.clone()),
+        router::route(ctx, &route).instrument(span.clone()),
     )
     .await;
     let outcome = match &routed {
         Ok(Routed::Delivered(_)) => "delivered",
         Ok(Routed::StoredOffline) => "offline_stored",
-        Ok(Routed::Dropped) => "dropped",
+        Ok(Routed::Dropped) | Ok(Routed::Handled) => "dropped",
         Err(e) if e.condition == StanzaCondition::RemoteServerNotFound => "no_route",
         Err(_) => "bounced",
     };
@@ -47,7 +51,8 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, el: &Element, to: Option
         // Never answer an error with an error (RFC 6120 §8.3.1).
         if kind != MessageType::Error {
             ctx.instr.stanza_error(&err.condition);
-            let _ = me.deliver(err.reply_to(el, &to.to_string(), me.full()));
+            let reply = err.reply_to(&st.el, &to.to_string(), me.full());
+            let _ = router::deliver_local(ctx, me, reply);
         }
     }
 }

@@ -1,15 +1,24 @@
-//! XMPP modules. Each one declares, in its own file, the disco features it
-//! adds and the IQ namespaces it answers; [`handle_request`] and
-//! [`server_features`] collect them, so routing never changes to add one.
+//! XMPP modules. Each is one file that implements [`Module`]: at start it
+//! registers its hooks, features and IQ handlers; the data path never
+//! names a module. Adding one touches its file and [`MODULES`], nothing else.
 //!
-//! - [`message`]: messages from a session, routed per RFC 6121 §8.
-//! - [`iq`]: IQ dispatch (answer, route, or bounce).
-//! - [`roster`]: roster get/set/remove and pushes (RFC 6121 §2).
+//! Configured as `[modules.NAME]` tables (`enabled = false` turns one off);
+//! an unknown module or key stops the server at start with the key named.
+//!
+//! - [`roster`]: roster get/set/remove, pushes, versioning (RFC 6121 §2, XEP-0237).
 //! - [`presence`]: initial/broadcast/directed/unavailable presence, probes.
 //! - [`subscription`]: the subscription state machine (RFC 6121 §3, App. A).
 //! - [`offline`]: offline messages (XEP-0160).
 //! - [`disco`]: service discovery (XEP-0030).
 //! - [`ping`]: XMPP ping (XEP-0199).
+//! - [`version`]: software version (XEP-0092).
+//! - [`stream_management`]: stream management with resume (XEP-0198).
+//! - [`csi`]: client state indication (XEP-0352).
+//! - [`carbons`]: message carbons (XEP-0280).
+//! - [`blocking`]: the blocking command (XEP-0191).
+//!
+//! Not modules: [`iq`] (IQ dispatch to the handlers modules registered)
+//! and [`message`] (a client's message into the router).
 
 pub mod disco;
 pub mod iq;
@@ -19,86 +28,114 @@ pub mod ping;
 pub mod presence;
 pub mod roster;
 pub mod subscription;
+pub mod version;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
-use crate::errors::{StanzaCondition, StanzaError};
-use crate::jid::Jid;
-use crate::router::SessionHandle;
-use crate::server::Ctx;
-use crate::xml::{El, Element};
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::hooks::Hooks;
+
+pub use crate::hooks::{IqRequest, IqResult, Target};
 
 /// The legacy session establishment (RFC 3921), kept as a no-op.
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
-/// Who an IQ request is for.
-pub enum Target<'a> {
-    /// The server itself (`to` is a served domain).
-    Server,
-    /// The sender's own account (no `to`, or its bare JID).
-    OwnAccount,
-    /// Another local account's bare JID (answered on its behalf).
-    OtherAccount(&'a Jid),
+/// A feature module.
+pub trait Module: Send + Sync + 'static {
+    /// Adds the module's hooks; `config` is the whole configuration (its
+    /// own settings were parsed when it was built).
+    fn register(self: Arc<Self>, hooks: &mut Hooks, config: &Config);
 }
 
-/// An IQ get/set to be answered by a module.
-pub struct IqRequest<'a> {
-    pub ctx: &'a Ctx,
-    pub me: &'a Arc<SessionHandle>,
-    pub el: &'a Element,
-    pub set: bool,
-    pub target: Target<'a>,
-    pub payload: roxmltree::Node<'a, 'a>,
+/// A bad module setting: (key, message).
+pub type SettingError = (String, String);
+
+/// A module as the list knows it: its `[modules.NAME]` and how to build it
+/// from that table (`Err((key, message))` names the bad key).
+pub struct ModuleDef {
+    pub name: &'static str,
+    pub build: fn(&toml::Table) -> Result<Arc<dyn Module>, SettingError>,
 }
 
-/// `Ok(Some(child))` becomes the child of the result.
-pub type IqResult = Result<Option<El>, StanzaError>;
+/// Every module, in registration order (which orders hooks of equal rank).
+pub static MODULES: &[ModuleDef] = &[
+    disco::DEF,
+    roster::DEF,
+    presence::DEF,
+    offline::DEF,
+    ping::DEF,
+    version::DEF,
+];
 
-/// Dispatches a request to the module owning its payload namespace.
-pub async fn handle_request(req: &IqRequest<'_>) -> IqResult {
-    match req.payload.tag_name().namespace().unwrap_or("") {
-        roster::NS_ROSTER => roster::iq(req).await,
-        disco::NS_DISCO_INFO | disco::NS_DISCO_ITEMS => disco::iq(req).await,
-        ping::NS_PING => ping::iq(req),
-        NS_SESSION if req.set => Ok(None),
-        // RFC 6120 §8.4: a payload nobody here understands.
-        _ => Err(StanzaError::new(StanzaCondition::ServiceUnavailable)),
+/// Parses a module's settings: `T` denies unknown keys; `enabled` is
+/// everyone's and is taken out first.
+pub fn settings<T: DeserializeOwned>(table: &toml::Table) -> Result<T, (String, String)> {
+    let mut t = table.clone();
+    t.remove("enabled");
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let key = e.path().to_string();
+        (key, e.into_inner().to_string())
+    })
+}
+
+fn enabled(table: &toml::Table) -> Result<bool, (String, String)> {
+    match table.get("enabled") {
+        None => Ok(true),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(_) => Err(("enabled".into(), "expected true or false".into())),
     }
 }
 
-/// Bounded (module, operation) labels for a request.
-pub fn operation_of(req: &IqRequest<'_>) -> (&'static str, &'static str) {
-    let ns = req.payload.tag_name().namespace().unwrap_or("");
-    let op = if req.set { "set" } else { "get" };
-    match ns {
-        roster::NS_ROSTER
-            if req.set
-                && req
-                    .payload
-                    .children()
-                    .any(|c| c.attribute("subscription") == Some("remove")) =>
-        {
-            ("roster", "remove")
+/// Checks `[modules.*]`: unknown modules and bad settings, as (key, message).
+pub fn check(config: &Config) -> Result<(), (String, String)> {
+    build_all(config).map(|_| ())
+}
+
+fn build_all(config: &Config) -> Result<Vec<Arc<dyn Module>>, (String, String)> {
+    for name in config.modules.keys() {
+        if !MODULES.iter().any(|m| m.name == name) {
+            let known: Vec<_> = MODULES.iter().map(|m| m.name).collect();
+            return Err((
+                format!("modules.{name}"),
+                format!("unknown module; known: {}", known.join(", ")),
+            ));
         }
-        roster::NS_ROSTER => ("roster", op),
-        disco::NS_DISCO_INFO => ("disco", "info"),
-        disco::NS_DISCO_ITEMS => ("disco", "items"),
-        ping::NS_PING => ("ping", op),
-        NS_SESSION => ("session", op),
-        _ => ("unknown", op),
     }
+    let empty = toml::Table::new();
+    let mut built = Vec::new();
+    for def in MODULES {
+        let table = config.modules.get(def.name).unwrap_or(&empty);
+        let at = |(k, m): (String, String)| {
+            let key = if k.is_empty() || k == "." {
+                format!("modules.{}", def.name)
+            } else {
+                format!("modules.{}.{k}", def.name)
+            };
+            (key, m)
+        };
+        if !enabled(table).map_err(at)? {
+            continue;
+        }
+        built.push((def.build)(table).map_err(at)?);
+    }
+    Ok(built)
 }
 
-/// Every feature the server advertises in disco#info.
-pub fn server_features() -> Vec<&'static str> {
-    let mut f: Vec<&'static str> = [
-        disco::FEATURES,
-        roster::FEATURES,
-        ping::FEATURES,
-        offline::FEATURES,
-    ]
-    .concat();
-    f.sort_unstable();
-    f.dedup();
-    f
+/// Builds the hook registry from the configured modules.
+pub fn hooks(config: &Config) -> Result<Hooks, (String, String)> {
+    let mut hooks = Hooks::default();
+    for m in build_all(config)? {
+        m.register(&mut hooks, config);
+    }
+    Ok(hooks)
 }
+
+/// A module without settings: `[modules.NAME]` may only hold `enabled`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}

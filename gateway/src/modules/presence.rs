@@ -1,46 +1,92 @@
 //! Presence (RFC 6121 §4): initial and broadcast presence to subscribers
 //! and the user's own resources, probes answered from the contacts' last
-//! presence, directed presence, and unavailable on disconnect.
+//! presence, directed presence, and unavailable when the session closes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use tracing::Instrument;
+use async_trait::async_trait;
 
 use super::roster::internal;
 use super::subscription;
-use crate::c2s::Local;
+use super::{Module, ModuleDef, NoSettings};
+use crate::config::Config;
 use crate::errors::{StanzaCondition, StanzaError};
+use crate::events::handlers as h;
+use crate::hooks::{Flow, Hooks, SendCx, SendHook, SessionEvent, SessionHook};
 use crate::jid::Jid;
 use crate::router::{self, SessionHandle};
 use crate::server::Ctx;
+use crate::session::{Extensions, Session};
+use crate::stanza::{Kind, Stanza};
 use crate::storage::Subscription;
 use crate::xml::{rewrite_from_to, El, Element};
 
-pub async fn handle(
-    ctx: &Ctx,
-    me: &Arc<SessionHandle>,
-    local: &mut Local,
-    el: &Element,
-    to: Option<Jid>,
-) {
+pub const DEF: ModuleDef = ModuleDef {
+    name: "presence",
+    build: |t| {
+        super::settings::<NoSettings>(t)?;
+        Ok(Arc::new(Presence))
+    },
+};
+
+pub struct Presence;
+
+/// Per session: JIDs that got directed presence from it; they get
+/// unavailable presence when it leaves (RFC 6121 §4.6.3).
+#[derive(Default)]
+struct Directed(HashSet<String>);
+
+impl Module for Presence {
+    fn register(self: Arc<Self>, hooks: &mut Hooks, _: &Config) {
+        hooks.user_send(Kind::Presence, 0, &h::PRESENCE_SEND, self.clone());
+        hooks.session(0, &h::PRESENCE_UNAVAILABLE, self);
+    }
+}
+
+#[async_trait]
+impl SendHook for Presence {
+    async fn send(&self, cx: &mut SendCx<'_>, stanza: &Stanza) -> Flow {
+        handle(
+            cx.ctx,
+            &cx.session.handle.clone(),
+            &mut cx.session.ext,
+            stanza,
+        )
+        .await;
+        Flow::Handled
+    }
+}
+
+#[async_trait]
+impl SessionHook for Presence {
+    async fn session(&self, ctx: &Arc<Ctx>, session: &mut Session, event: SessionEvent) {
+        if event == SessionEvent::Closed {
+            on_disconnect(ctx, &session.handle.clone(), &mut session.ext).await;
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, ext: &mut Extensions, st: &Stanza) {
+    let el = &st.el;
+    let to = st.to.clone();
     let typ = el.attr("type");
     let started = std::time::Instant::now();
     if let Some(kind) = typ.and_then(subscription::Kind::parse) {
         match to {
             Some(contact) if contact.local().is_some() => {
-                let span = crate::child_span!(
-                    "module.handler",
-                    module = "presence",
-                    operation = kind.as_str()
-                );
-                crate::live::call(
-                    "module",
-                    || format!("module.presence.{}", kind.as_str()),
-                    subscription::handle_outbound(ctx, me, &contact, kind, el).instrument(span),
+                let name = match kind {
+                    subscription::Kind::Subscribe => &h::PRESENCE_SUBSCRIBE,
+                    subscription::Kind::Subscribed => &h::PRESENCE_SUBSCRIBED,
+                    subscription::Kind::Unsubscribe => &h::PRESENCE_UNSUBSCRIBE,
+                    subscription::Kind::Unsubscribed => &h::PRESENCE_UNSUBSCRIBED,
+                };
+                crate::hooks::call(
+                    ctx,
+                    name,
+                    subscription::handle_outbound(ctx, me, &contact, kind, el),
                 )
                 .await;
-                ctx.instr
-                    .handler("presence", kind.as_str(), started.elapsed());
             }
             _ => bounce(ctx, me, el, StanzaCondition::BadRequest),
         }
@@ -48,36 +94,43 @@ pub async fn handle(
     }
     match (typ, to) {
         (None | Some("unavailable"), None) => {
-            let span = crate::child_span!(
-                "module.handler",
-                module = "presence",
-                operation = "broadcast"
-            );
-            crate::live::call(
-                "module",
-                || "module.presence.broadcast".into(),
-                broadcast(ctx, me, local, el, typ.is_none()).instrument(span),
-            )
-            .await;
-            ctx.instr
-                .handler("presence", "broadcast", started.elapsed());
+            broadcast(ctx, me, ext, el, typ.is_none()).await;
         }
         (None | Some("unavailable") | Some("error"), Some(to)) => {
             // Directed presence (RFC 6121 §4.6).
             let xml = rewrite_from_to(el, Some(me.full()), None);
+            let directed = &mut ext.entry::<Directed>().0;
             match typ {
                 None => {
-                    local.directed.insert(to.to_string());
+                    directed.insert(to.to_string());
                 }
                 Some("unavailable") => {
-                    local.directed.remove(&to.to_string());
+                    directed.remove(&to.to_string());
                 }
                 _ => {}
             }
-            let n = router::route_presence(ctx, &to, &xml);
-            let outcome = if n > 0 { "delivered" } else { "dropped" };
+            let routed = router::route(
+                ctx,
+                &crate::hooks::Route {
+                    from: me.jid(),
+                    to: &to,
+                    kind: Kind::Presence,
+                    typ,
+                    xml: &xml,
+                    stanza: Some(st),
+                },
+            )
+            .await;
+            let outcome = match routed {
+                Ok(router::Routed::Delivered(n)) if n > 0 => "delivered",
+                _ => "dropped",
+            };
             ctx.instr.routed("presence", outcome, None);
-            ctx.instr.handler("presence", "directed", started.elapsed());
+            ctx.instr.handler(
+                h::PRESENCE_DIRECTED.module,
+                h::PRESENCE_DIRECTED.operation,
+                started.elapsed(),
+            );
         }
         // Servers send probes; a client's probe is ignored.
         (Some("probe"), _) => {}
@@ -88,7 +141,11 @@ pub async fn handle(
 fn bounce(ctx: &Ctx, me: &SessionHandle, el: &Element, condition: StanzaCondition) {
     ctx.instr.stanza_error(&condition);
     let from = me.jid().domain().to_string();
-    let _ = me.deliver(StanzaError::new(condition).reply_to(el, &from, me.full()));
+    let _ = router::deliver_local(
+        ctx,
+        me,
+        StanzaError::new(condition).reply_to(el, &from, me.full()),
+    );
 }
 
 /// Availability broadcast: from subscribers to own resources; on initial
@@ -96,7 +153,23 @@ fn bounce(ctx: &Ctx, me: &SessionHandle, el: &Element, condition: StanzaConditio
 async fn broadcast(
     ctx: &Ctx,
     me: &Arc<SessionHandle>,
-    local: &mut Local,
+    ext: &mut Extensions,
+    el: &Element,
+    available: bool,
+) {
+    let started = std::time::Instant::now();
+    broadcast_inner(ctx, me, ext, el, available).await;
+    ctx.instr.handler(
+        h::PRESENCE_BROADCAST.module,
+        h::PRESENCE_BROADCAST.operation,
+        started.elapsed(),
+    );
+}
+
+async fn broadcast_inner(
+    ctx: &Ctx,
+    me: &Arc<SessionHandle>,
+    ext: &mut Extensions,
     el: &Element,
     available: bool,
 ) {
@@ -120,7 +193,7 @@ async fn broadcast(
     };
     let owner = me.jid().to_bare();
     let (host, user) = (owner.domain(), owner.local().unwrap_or_default());
-    let roster = match ctx.storage.roster_get(host, user).await {
+    let roster = match ctx.stores.roster.roster_get(host, user).await {
         Ok(r) => r,
         Err(e) => {
             let _ = internal(e);
@@ -134,21 +207,22 @@ async fn broadcast(
         if matches!(item.subscription, Subscription::From | Subscription::Both) {
             if let Ok(contact) = Jid::parse(&item.jid) {
                 let out = rewrite_from_to(&parsed, None, Some(&item.jid));
-                router::route_presence(ctx, &contact, &out);
+                let _ = router::route_xml(ctx, Kind::Presence, me.jid(), &contact, &out).await;
             }
         }
     }
     // The user's own resources, this one included (RFC 6121 §4.2.2).
-    for s in ctx.sessions.resources(me.bare()) {
+    for s in router::resources(ctx, me.bare()) {
         if s.is_available() || s.id() == me.id() {
-            let _ = s.deliver(rewrite_from_to(&parsed, None, Some(s.full())));
+            let _ = router::deliver(ctx, &s, rewrite_from_to(&parsed, None, Some(s.full())));
         }
     }
     if !available {
-        for target in local.directed.drain() {
+        let directed = std::mem::take(&mut ext.entry::<Directed>().0);
+        for target in directed {
             if let Ok(to) = Jid::parse(&target) {
                 let out = rewrite_from_to(&parsed, None, Some(&target));
-                router::route_presence(ctx, &to, &out);
+                let _ = router::route_xml(ctx, Kind::Presence, me.jid(), &to, &out).await;
             }
         }
         return;
@@ -162,21 +236,20 @@ async fn broadcast(
     for item in &roster {
         if matches!(item.subscription, Subscription::To | Subscription::Both) {
             if let Ok(contact) = Jid::parse(&item.jid) {
-                subscription::send_presence_of(ctx, &contact, me.jid(), true);
+                subscription::send_presence_of(ctx, &contact, me.jid(), true).await;
             }
         }
     }
-    ctx.instr.handler("presence", "probe", probes.elapsed());
-    // XEP-0160: offline messages go to the first non-negative priority resource.
-    // The session task streams them out after this stanza.
-    if priority >= 0 {
-        local.deliver_offline = true;
-    }
+    ctx.instr.handler(
+        h::PRESENCE_PROBE.module,
+        h::PRESENCE_PROBE.operation,
+        probes.elapsed(),
+    );
     // Requests that arrived while the user was away (RFC 6121 §3.1.3).
-    match ctx.storage.sub_requests(host, user).await {
+    match ctx.stores.roster.sub_requests(host, user).await {
         Ok(requests) => {
             for (_, stanza) in requests {
-                let _ = me.deliver(stanza);
+                let _ = router::deliver_local(ctx, me, stanza);
             }
         }
         Err(e) => {
@@ -187,12 +260,12 @@ async fn broadcast(
 
 /// The session is gone: if it was available, everyone who saw it gets
 /// unavailable presence.
-pub async fn on_disconnect(ctx: &Ctx, me: &Arc<SessionHandle>, local: &mut Local) {
+async fn on_disconnect(ctx: &Ctx, me: &Arc<SessionHandle>, ext: &mut Extensions) {
     if !me.is_available() {
         return;
     }
     let unavailable = El::new("presence").attr("type", "unavailable").to_string();
     if let Ok(el) = Element::parse(&unavailable) {
-        broadcast(ctx, me, local, &el, false).await;
+        broadcast_inner(ctx, me, ext, &el, false).await;
     }
 }

@@ -1,39 +1,112 @@
-//! Roster management (RFC 6121 §2): get, set, remove, and pushes to the
-//! owner's interested resources.
+//! Roster management (RFC 6121 §2): get, set, remove, pushes to the
+//! owner's interested resources, and roster versioning (XEP-0237).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use super::{subscription, IqRequest, IqResult, Target};
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{subscription, IqRequest, IqResult, Module, ModuleDef, Target};
+use crate::config::Config;
 use crate::errors::{StanzaCondition, StanzaError};
+use crate::events::handlers as h;
+use crate::hooks::{FeaturesCx, FeaturesHook, Hooks, IqHandler, IqType};
 use crate::jid::Jid;
 use crate::server::Ctx;
 use crate::storage::{RosterItem, StorageError, Subscription};
 use crate::xml::El;
 
 pub const NS_ROSTER: &str = "jabber:iq:roster";
-pub const FEATURES: &[&str] = &[];
+pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
 
-pub async fn iq(req: &IqRequest<'_>) -> IqResult {
+pub const DEF: ModuleDef = ModuleDef {
+    name: "roster",
+    build: |t| Ok(Arc::new(super::settings::<Roster>(t)?)),
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Roster {
+    /// XEP-0237: `ver` in results and pushes; an empty result when the
+    /// client's copy is current.
+    pub versioning: bool,
+}
+
+impl Default for Roster {
+    fn default() -> Self {
+        Roster { versioning: true }
+    }
+}
+
+/// Whether pushes carry `ver` (read by [`push`], which subscriptions call).
+struct Versioning;
+
+impl Module for Roster {
+    fn register(self: Arc<Self>, hooks: &mut Hooks, _: &Config) {
+        if self.versioning {
+            hooks.provide(Arc::new(Versioning));
+            hooks.stream_features(&h::ROSTER_FEATURES, self.clone());
+        }
+        hooks.iq(NS_ROSTER, IqType::Get, &h::ROSTER_GET, self.clone());
+        hooks.iq(NS_ROSTER, IqType::Set, &h::ROSTER_SET, self);
+    }
+}
+
+impl FeaturesHook for Roster {
+    fn features(&self, cx: &FeaturesCx<'_>, out: &mut Vec<El>) {
+        if cx.authenticated {
+            out.push(El::new("ver").xmlns(NS_ROSTERVER));
+        }
+    }
+}
+
+#[async_trait]
+impl IqHandler for Roster {
+    async fn iq(&self, req: &IqRequest<'_>) -> IqResult {
+        if req.set {
+            iq(req).await
+        } else {
+            self.get(req).await
+        }
+    }
+}
+
+impl Roster {
+    async fn get(&self, req: &IqRequest<'_>) -> IqResult {
+        if !matches!(req.target, Target::OwnAccount) {
+            return Err(StanzaError::new(StanzaCondition::Forbidden));
+        }
+        let me = req.me.jid();
+        let (host, user) = (me.domain(), me.local().unwrap_or_default());
+        let store = &req.ctx.stores.roster;
+        req.me.roster_interested.store(true, Ordering::Relaxed);
+        let client_ver = req.payload.attribute("ver").filter(|_| self.versioning);
+        let mut query = El::new("query").xmlns(NS_ROSTER);
+        if let Some(theirs) = client_ver {
+            let ours = store.roster_version(host, user).await.map_err(internal)?;
+            // XEP-0237 §2.3: the client's copy is current: an empty result.
+            if theirs == ours.to_string() {
+                return Ok(None);
+            }
+            query = query.attr("ver", &ours.to_string());
+        }
+        let items = store.roster_get(host, user).await.map_err(internal)?;
+        for item in &items {
+            query = query.child(item_el(item));
+        }
+        Ok(Some(query))
+    }
+}
+
+/// A roster set or remove.
+async fn iq(req: &IqRequest<'_>) -> IqResult {
     // Only the owner manages a roster (RFC 6121 §2.1.5).
     if !matches!(req.target, Target::OwnAccount) {
         return Err(StanzaError::new(StanzaCondition::Forbidden));
     }
     let me = req.me.jid();
     let (host, user) = (me.domain(), me.local().unwrap_or_default());
-    if !req.set {
-        let items = req
-            .ctx
-            .storage
-            .roster_get(host, user)
-            .await
-            .map_err(internal)?;
-        req.me.roster_interested.store(true, Ordering::Relaxed);
-        let mut query = El::new("query").xmlns(NS_ROSTER);
-        for item in &items {
-            query = query.child(item_el(item));
-        }
-        return Ok(Some(query));
-    }
     let mut items = req.payload.children().filter(|c| c.is_element());
     let (Some(item), None) = (items.next(), items.next()) else {
         return Err(bad_request("a roster set carries exactly one item"));
@@ -64,7 +137,7 @@ pub async fn iq(req: &IqRequest<'_>) -> IqResult {
         }
         groups.push(name);
     }
-    let storage = &req.ctx.storage;
+    let storage = &req.ctx.stores.roster;
     // Read and written back under the account's lock, so that a concurrent
     // subscription change to this item is not overwritten.
     let _account = storage.lock_account(host, user).await;
@@ -89,7 +162,7 @@ pub async fn iq(req: &IqRequest<'_>) -> IqResult {
         .roster_put(host, user, &entry)
         .await
         .map_err(internal)?;
-    push(req.ctx, me, &entry);
+    push(req.ctx, me, &entry).await;
     Ok(None)
 }
 
@@ -100,24 +173,27 @@ async fn remove(ctx: &Ctx, me: &Jid, contact: &Jid) -> IqResult {
     let item = {
         // The item is removed under the account's lock, released before
         // the contact's account is told (one account lock at a time).
-        let _account = ctx.storage.lock_account(host, user).await;
+        let _account = ctx.stores.roster.lock_account(host, user).await;
         let Some(item) = ctx
-            .storage
+            .stores
+            .roster
             .roster_item(host, user, &bare)
             .await
             .map_err(internal)?
         else {
             return Err(StanzaError::new(StanzaCondition::ItemNotFound));
         };
-        ctx.storage
+        ctx.stores
+            .roster
             .roster_remove(host, user, &bare)
             .await
             .map_err(internal)?;
-        ctx.storage
+        ctx.stores
+            .roster
             .sub_request_remove(host, user, &bare)
             .await
             .map_err(internal)?;
-        push_removed(ctx, me, &bare);
+        push_removed(ctx, me, &bare).await;
         item
     };
     let owner = me.to_bare();
@@ -148,36 +224,61 @@ pub fn item_el(item: &RosterItem) -> El {
 }
 
 /// Pushes a changed item to the owner's interested resources.
-pub fn push(ctx: &Ctx, owner: &Jid, item: &RosterItem) {
-    push_el(ctx, owner, item_el(item));
+pub async fn push(ctx: &Ctx, owner: &Jid, item: &RosterItem) {
+    push_el(ctx, owner, item_el(item)).await;
 }
 
-fn push_removed(ctx: &Ctx, owner: &Jid, contact: &str) {
+async fn push_removed(ctx: &Ctx, owner: &Jid, contact: &str) {
     push_el(
         ctx,
         owner,
         El::new("item")
             .attr("jid", contact)
             .attr("subscription", "remove"),
-    );
+    )
+    .await;
 }
 
-fn push_el(ctx: &Ctx, owner: &Jid, item: El) {
+async fn push_el(ctx: &Ctx, owner: &Jid, item: El) {
     static PUSH_ID: AtomicU64 = AtomicU64::new(0);
     let started = std::time::Instant::now();
-    for s in ctx.sessions.resources(&owner.bare()) {
-        if !s.roster_interested.load(Ordering::Relaxed) {
-            continue;
+    let targets: Vec<_> = crate::router::resources(ctx, &owner.bare())
+        .into_iter()
+        .filter(|s| s.roster_interested())
+        .collect();
+    // XEP-0237 §2.4: every push carries the version it brings the roster to.
+    let ver = match ctx.hooks.state::<Versioning>() {
+        Some(_) if !targets.is_empty() => {
+            let (host, user) = (owner.domain(), owner.local().unwrap_or_default());
+            match ctx.stores.roster.roster_version(host, user).await {
+                Ok(v) => Some(v.to_string()),
+                Err(e) => {
+                    let _ = internal(e);
+                    None
+                }
+            }
         }
+        _ => None,
+    };
+    for s in targets {
         let id = PUSH_ID.fetch_add(1, Ordering::Relaxed);
         let push = El::new("iq")
             .attr("type", "set")
             .attr("id", &format!("push{id}"))
             .attr("to", s.full())
-            .child(El::new("query").xmlns(NS_ROSTER).child(item.clone()));
-        let _ = s.deliver(push.to_string());
+            .child(
+                El::new("query")
+                    .xmlns(NS_ROSTER)
+                    .attr_opt("ver", ver.as_deref())
+                    .child(item.clone()),
+            );
+        let _ = crate::router::deliver(ctx, &s, push.to_string());
     }
-    ctx.instr.handler("roster", "push", started.elapsed());
+    ctx.instr.handler(
+        h::ROSTER_PUSH.module,
+        h::ROSTER_PUSH.operation,
+        started.elapsed(),
+    );
 }
 
 fn bad_request(text: &str) -> StanzaError {

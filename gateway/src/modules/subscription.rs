@@ -8,6 +8,7 @@ use super::roster::{self, internal};
 use crate::jid::Jid;
 use crate::router::{self, SessionHandle};
 use crate::server::Ctx;
+use crate::stanza::Kind as StanzaKind;
 use crate::storage::{RosterItem, Subscription};
 use crate::xml::{rewrite_from_to, El, Element};
 
@@ -157,14 +158,15 @@ pub async fn handle_outbound(
         // as one step: the contact's task may be updating the same item
         // (mutual add). Released before the contact's account is touched
         // (one account lock at a time: see `storage::lock_account`).
-        let _owner = ctx.storage.lock_account(host, user).await;
-        let item = match ctx.storage.roster_item(host, user, &bare).await {
+        let store = &ctx.stores.roster;
+        let _owner = store.lock_account(host, user).await;
+        let item = match store.roster_item(host, user, &bare).await {
             Ok(i) => i,
             Err(e) => return storage_failed(e),
         };
         let pending_in = match kind {
             Kind::Subscribed | Kind::Unsubscribed => {
-                match ctx.storage.sub_request_remove(host, user, &bare).await {
+                match store.sub_request_remove(host, user, &bare).await {
                     Ok(p) => p,
                     Err(e) => return storage_failed(e),
                 }
@@ -175,10 +177,10 @@ pub async fn handle_outbound(
         let (after, forward) = outbound(before, kind, pending_in);
         if after != before {
             let entry = apply(item, &bare, after);
-            if let Err(e) = ctx.storage.roster_put(host, user, &entry).await {
+            if let Err(e) = store.roster_put(host, user, &entry).await {
                 return storage_failed(e);
             }
-            roster::push(ctx, &owner, &entry);
+            roster::push(ctx, &owner, &entry).await;
         }
         forward
     };
@@ -189,8 +191,8 @@ pub async fn handle_outbound(
     match kind {
         // The new subscriber gets the approver's current presence, and a
         // cancelled one gets unavailable (RFC 6121 §3.1.5, §3.2.2).
-        Kind::Subscribed => send_presence_of(ctx, &owner, &contact, true),
-        Kind::Unsubscribed => send_presence_of(ctx, &owner, &contact, false),
+        Kind::Subscribed => send_presence_of(ctx, &owner, &contact, true).await,
+        Kind::Unsubscribed => send_presence_of(ctx, &owner, &contact, false).await,
         _ => {}
     }
 }
@@ -213,8 +215,8 @@ pub async fn deliver_inbound(ctx: &Ctx, from: &Jid, to: &Jid, kind: Kind, el: Op
             .attr("type", kind.as_str())
             .to_string(),
     };
-    let storage = &ctx.storage;
-    match storage.account_exists(host, user).await {
+    let storage = &ctx.stores.roster;
+    match ctx.stores.accounts.account_exists(host, user).await {
         Ok(true) => {}
         Ok(false) => {
             // RFC 6121 §3.1.3: no such contact; the request is refused.
@@ -246,7 +248,7 @@ pub async fn deliver_inbound(ctx: &Ctx, from: &Jid, to: &Jid, kind: Kind, el: Op
                 if let Err(e) = storage.sub_request_put(host, user, &from_bare, &xml).await {
                     return storage_failed(e);
                 }
-                router::route_presence(ctx, to, &xml);
+                let _ = router::route_xml(ctx, StanzaKind::Presence, from, to, &xml).await;
                 None
             }
             Inbound::Change {
@@ -263,12 +265,12 @@ pub async fn deliver_inbound(ctx: &Ctx, from: &Jid, to: &Jid, kind: Kind, el: Op
                     if let Err(e) = storage.roster_put(host, user, &entry).await {
                         return storage_failed(e);
                     }
-                    roster::push(ctx, to, &entry);
+                    roster::push(ctx, to, &entry).await;
                 }
-                router::route_presence(ctx, to, &xml);
+                let _ = router::route_xml(ctx, StanzaKind::Presence, from, to, &xml).await;
                 if kind == Kind::Unsubscribe {
                     // The former subscriber sees this account go unavailable.
-                    send_presence_of(ctx, to, from, false);
+                    send_presence_of(ctx, to, from, false).await;
                 }
                 None
             }
@@ -277,7 +279,7 @@ pub async fn deliver_inbound(ctx: &Ctx, from: &Jid, to: &Jid, kind: Kind, el: Op
     if let Some(reply) = auto_reply {
         Box::pin(deliver_inbound(ctx, to, from, reply, None)).await;
         if reply == Kind::Subscribed {
-            send_presence_of(ctx, to, from, true);
+            send_presence_of(ctx, to, from, true).await;
         }
     }
 }
@@ -303,9 +305,9 @@ fn apply(item: Option<RosterItem>, contact: &str, state: State) -> RosterItem {
 
 /// Sends the presence of each available resource of `of` (or unavailable
 /// from each) to the available resources of `to`.
-pub fn send_presence_of(ctx: &Ctx, of: &Jid, to: &Jid, available: bool) {
+pub async fn send_presence_of(ctx: &Ctx, of: &Jid, to: &Jid, available: bool) {
     let to_s = to.to_string();
-    for s in ctx.sessions.resources(&of.bare()) {
+    for s in router::resources(ctx, &of.bare()) {
         let p = s.presence();
         if !p.available {
             continue;
@@ -322,7 +324,7 @@ pub fn send_presence_of(ctx: &Ctx, of: &Jid, to: &Jid, available: bool) {
                 .attr("type", "unavailable")
                 .to_string(),
         };
-        router::route_presence(ctx, to, &xml);
+        let _ = router::route_xml(ctx, StanzaKind::Presence, of, to, &xml).await;
     }
 }
 

@@ -1,18 +1,23 @@
-//! Routing: the session table and the delivery rules of RFC 6121 §8 for
-//! stanzas addressed to local accounts.
+//! Routing: one entry point ([`route`]) for every stanza, over a session
+//! registry ([`SessionRegistry`]); the delivery rules of RFC 6121 §8 for
+//! local accounts. A destination domain is local, a component or remote;
+//! only local domains are served until components and federation exist.
 
+mod registry;
 mod session;
 mod table;
 
-pub use session::{ConnInfo, Mailbox, Outbound, PresenceState, SessionHandle, Tags, Undelivered};
+pub use registry::{RemoteSession, SessionRef, SessionRegistry};
+pub use session::{
+    ConnInfo, Mailbox, Outbound, PresenceState, SessionHandle, SessionState, Tags, Undelivered,
+};
 pub use table::SessionTable;
 
-use std::sync::Arc;
-
 use crate::errors::{StanzaCondition, StanzaError};
+use crate::hooks::{Flow, Route};
 use crate::jid::Jid;
 use crate::server::Ctx;
-use crate::storage::OfflineStored;
+use crate::stanza::Kind;
 
 /// The `type` of a message (RFC 6121 §5.2.2); absent means `normal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +47,7 @@ impl MessageType {
     }
 }
 
-/// What happened to a routed message.
+/// What happened to a routed stanza.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routed {
     /// Queued to this many sessions.
@@ -50,6 +55,105 @@ pub enum Routed {
     StoredOffline,
     /// Silently dropped, as RFC 6121 §8 asks for this type.
     Dropped,
+    /// A route hook took it.
+    Handled,
+}
+
+/// Where a destination domain's stanzas go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A domain this deployment serves.
+    Local,
+    /// A service on a subdomain (MUC, pubsub…): none yet.
+    Component,
+    /// Anyone else's: server-to-server, not yet.
+    Remote,
+}
+
+pub fn classify(ctx: &Ctx, domain: &str) -> Destination {
+    if ctx.serves(domain) {
+        Destination::Local
+    } else {
+        Destination::Remote
+    }
+}
+
+/// The router's one entry point. `route.xml` is what recipients get (the
+/// sender stamped); an error is for the caller to bounce.
+pub async fn route(ctx: &Ctx, route: &Route<'_>) -> Result<Routed, StanzaError> {
+    let hooked = ctx.hooks.has_route_hooks(route.kind);
+    if hooked {
+        match ctx.hooks.run_route_before(ctx, route).await {
+            Flow::Continue => {}
+            Flow::Handled => return Ok(Routed::Handled),
+            Flow::Drop => return Ok(Routed::Dropped),
+            Flow::Bounce(e) => return Err(e),
+        }
+    }
+    let outcome = match classify(ctx, route.to.domain()) {
+        Destination::Local => match route.kind {
+            Kind::Message => {
+                let kind = MessageType::parse(route.typ).unwrap_or(MessageType::Normal);
+                // Boxed: the offline fallback's future is kilobytes.
+                Box::pin(route_message(ctx, route.to, kind, route.xml.to_string())).await
+            }
+            Kind::Presence => Ok(Routed::Delivered(route_presence(ctx, route.to, route.xml))),
+            Kind::Iq => route_iq_to_full(ctx, route.to, route.xml.to_string())
+                .map(|()| Routed::Delivered(1)),
+        },
+        Destination::Component => Err(StanzaError::new(StanzaCondition::ServiceUnavailable)),
+        Destination::Remote => Err(StanzaError::new(StanzaCondition::RemoteServerNotFound)),
+    };
+    if hooked {
+        ctx.hooks.run_route_after(ctx, route, &outcome).await;
+    }
+    outcome
+}
+
+/// A server-generated stanza from `from` (a local JID) to `to`: routed
+/// like a client's, with no parsed original.
+pub async fn route_xml(
+    ctx: &Ctx,
+    kind: Kind,
+    from: &Jid,
+    to: &Jid,
+    xml: &str,
+) -> Result<Routed, StanzaError> {
+    route(
+        ctx,
+        &Route {
+            from,
+            to,
+            kind,
+            typ: None,
+            xml,
+            stanza: None,
+        },
+    )
+    .await
+}
+
+/// The sessions of a bare JID.
+pub fn resources(ctx: &Ctx, bare: &str) -> Vec<SessionRef> {
+    ctx.sessions.resources(bare)
+}
+
+/// Queues XML to one session: the deliver hooks run first. The stanza
+/// comes back if it cannot be queued (stored or bounced by the caller).
+pub fn deliver(ctx: &Ctx, to: &SessionRef, xml: String) -> Result<(), Undelivered> {
+    match to {
+        SessionRef::Local(h) => deliver_local(ctx, h, xml),
+        // No cluster backend yet.
+        SessionRef::Remote(_) => Err(Undelivered(xml)),
+    }
+}
+
+/// [`deliver`] to a local handle (a session answering itself).
+pub fn deliver_local(ctx: &Ctx, to: &SessionHandle, xml: String) -> Result<(), Undelivered> {
+    match ctx.hooks.run_deliver(ctx, to, &xml, Kind::of_xml(&xml)) {
+        Flow::Continue => to.deliver(xml),
+        Flow::Handled | Flow::Drop | Flow::Bounce(_) => Ok(()),
+    }
 }
 
 /// Routes a message (its XML already stamped with the sender's full JID)
@@ -60,18 +164,14 @@ pub async fn route_message(
     kind: MessageType,
     xml: String,
 ) -> Result<Routed, StanzaError> {
-    if !ctx.serves(to.domain()) {
-        // No server-to-server yet: every other domain is unreachable.
-        return Err(StanzaError::new(StanzaCondition::RemoteServerNotFound));
-    }
-    let Some(user) = to.local() else {
+    if to.local().is_none() {
         return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
     };
     let bare = to.bare();
     let mut xml = xml;
     if let Some(resource) = to.resource() {
         if let Some(session) = ctx.sessions.full(&bare, resource) {
-            match session.deliver(xml) {
+            match deliver(ctx, &session, xml) {
                 Ok(()) => return Ok(Routed::Delivered(1)),
                 Err(Undelivered(back)) => xml = back,
             }
@@ -86,7 +186,7 @@ pub async fn route_message(
         }
     }
     // RFC 6121 §8.5.2: the bare JID.
-    let candidates: Vec<(Arc<SessionHandle>, i8)> = ctx
+    let candidates: Vec<(SessionRef, i8)> = ctx
         .sessions
         .resources(&bare)
         .into_iter()
@@ -100,7 +200,7 @@ pub async fn route_message(
             return Err(StanzaError::new(StanzaCondition::ServiceUnavailable))
         }
         MessageType::Headline => {
-            let n = deliver_all(candidates.iter().map(|(s, _)| s), &xml);
+            let n = deliver_all(ctx, candidates.iter().map(|(s, _)| s), &xml);
             return Ok(if n > 0 {
                 Routed::Delivered(n)
             } else {
@@ -111,6 +211,7 @@ pub async fn route_message(
             let top = candidates.iter().map(|(_, p)| *p).max();
             if let Some(top) = top {
                 let n = deliver_all(
+                    ctx,
                     candidates.iter().filter(|(_, p)| *p == top).map(|(s, _)| s),
                     &xml,
                 );
@@ -123,75 +224,23 @@ pub async fn route_message(
     if kind == MessageType::Error {
         return Ok(Routed::Dropped);
     }
-    // Boxed: the storage future is kilobytes, and inline it would make
-    // every routed message's future that large (copied on each move).
-    Box::pin(store_offline(ctx, to.domain(), user, &xml)).await
+    // No session takes it: the offline module keeps it (XEP-0160), or it
+    // bounces. Boxed: the storage future is kilobytes, and inline it would
+    // make every routed message's future that large.
+    Box::pin(ctx.hooks.run_offline(ctx, to, &xml)).await
 }
 
-/// Stores a message for later (XEP-0160), or says why it cannot be.
-pub async fn store_offline(
-    ctx: &Ctx,
-    host: &str,
-    user: &str,
-    xml: &str,
-) -> Result<Routed, StanzaError> {
-    let internal = |e: crate::storage::StorageError| {
-        tracing::warn!(error = %e, "offline storage failed");
-        StanzaError::new(StanzaCondition::InternalServerError)
-    };
-    if !ctx
-        .storage
-        .account_exists(host, user)
-        .await
-        .map_err(internal)?
-    {
-        return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
-    }
-    let max = ctx.config.general.max_offline_messages;
-    let started = std::time::Instant::now();
-    let stored = ctx
-        .storage
-        .offline_store(host, user, xml, max)
-        .await
-        .map_err(internal)?;
-    ctx.instr.handler("offline", "store", started.elapsed());
-    match stored {
-        OfflineStored::Stored { .. } => {
-            // The user may have come online between the routing decision
-            // and this commit, after its session took the offline store:
-            // that session takes it again (else the message would wait
-            // for the next login).
-            let bare = format!("{user}@{host}");
-            for s in ctx.sessions.resources(&bare) {
-                let p = s.presence();
-                if p.available && p.priority >= 0 {
-                    s.offline_waiting();
-                }
-            }
-            Ok(Routed::StoredOffline)
-        }
-        // XEP-0160 §3: a full store answers as if the service were unavailable.
-        OfflineStored::Full => Err({
-            ctx.instr.limit("offline_full");
-            StanzaError::with_text(
-                StanzaCondition::ServiceUnavailable,
-                "offline storage for this user is full",
-            )
-        }),
-    }
-}
-
-fn deliver_all<'a>(sessions: impl Iterator<Item = &'a Arc<SessionHandle>>, xml: &str) -> usize {
+fn deliver_all<'a>(ctx: &Ctx, sessions: impl Iterator<Item = &'a SessionRef>, xml: &str) -> usize {
     sessions
-        .filter(|s| s.deliver(xml.to_string()).is_ok())
+        .filter(|s| deliver(ctx, s, xml.to_string()).is_ok())
         .count()
 }
 
 /// Presence to a local JID: a full JID reaches that resource; a bare JID
 /// reaches every available resource (RFC 6121 §8.5.2.1.1). Returns how many
 /// sessions got it; nothing is stored and nothing bounced.
-pub fn route_presence(ctx: &Ctx, to: &Jid, xml: &str) -> usize {
-    if !ctx.serves(to.domain()) || to.local().is_none() {
+fn route_presence(ctx: &Ctx, to: &Jid, xml: &str) -> usize {
+    if to.local().is_none() {
         return 0;
     }
     let bare = to.bare();
@@ -199,9 +248,10 @@ pub fn route_presence(ctx: &Ctx, to: &Jid, xml: &str) -> usize {
         Some(r) => ctx
             .sessions
             .full(&bare, r)
-            .map(|s| usize::from(s.deliver(xml.to_string()).is_ok()))
+            .map(|s| usize::from(deliver(ctx, &s, xml.to_string()).is_ok()))
             .unwrap_or(0),
         None => deliver_all(
+            ctx,
             ctx.sessions
                 .resources(&bare)
                 .iter()
@@ -212,15 +262,35 @@ pub fn route_presence(ctx: &Ctx, to: &Jid, xml: &str) -> usize {
 }
 
 /// An IQ to another account's full JID goes to that resource or bounces.
-pub fn route_iq_to_full(ctx: &Ctx, to: &Jid, xml: String) -> Result<(), StanzaError> {
+fn route_iq_to_full(ctx: &Ctx, to: &Jid, xml: String) -> Result<(), StanzaError> {
     let unavailable = || StanzaError::new(StanzaCondition::ServiceUnavailable);
-    if !ctx.serves(to.domain()) {
-        return Err(StanzaError::new(StanzaCondition::RemoteServerNotFound));
-    }
     let resource = to.resource().ok_or_else(unavailable)?;
     let session = ctx
         .sessions
         .full(&to.bare(), resource)
         .ok_or_else(unavailable)?;
-    session.deliver(xml).map_err(|_| unavailable())
+    deliver(ctx, &session, xml).map_err(|_| unavailable())
+}
+
+/// A stanza queued to a session that never reached its client: a chat or
+/// normal message is kept for the owner (offline storage); anything else
+/// is dropped. Whether it was kept.
+pub async fn keep_undelivered(ctx: &Ctx, owner: &Jid, xml: &str) -> bool {
+    let Ok(el) = crate::xml::Element::parse(xml) else {
+        return false;
+    };
+    if el.name() != "message" {
+        return false;
+    }
+    let kind = MessageType::parse(el.attr("type")).unwrap_or(MessageType::Normal);
+    if !kind.is_storable() || owner.local().is_none() {
+        return false;
+    }
+    match ctx.hooks.run_offline(ctx, &owner.to_bare(), xml).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(jid = %owner, condition = e.condition.wire_name(), "undelivered message could not be kept");
+            false
+        }
+    }
 }

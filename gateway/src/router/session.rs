@@ -58,6 +58,23 @@ pub struct PresenceState {
     pub last: Option<String>,
 }
 
+/// Whether a transport runs the session (XEP-0198: a detached session
+/// waits for a resume, its mailbox filling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Active,
+    Detached,
+}
+
+impl SessionState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SessionState::Active => "active",
+            SessionState::Detached => "detached",
+        }
+    }
+}
+
 /// Static facts about the connection, for the admin API.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -98,6 +115,7 @@ pub struct SessionHandle {
     pub presence: Mutex<PresenceState>,
     pub stanzas_in: AtomicU64,
     pub stanzas_out: AtomicU64,
+    detached: AtomicBool,
 }
 
 impl SessionHandle {
@@ -124,6 +142,7 @@ impl SessionHandle {
             presence: Mutex::new(PresenceState::default()),
             stanzas_in: AtomicU64::new(0),
             stanzas_out: AtomicU64::new(0),
+            detached: AtomicBool::new(false),
         });
         (handle.clone(), Mailbox(handle))
     }
@@ -164,10 +183,29 @@ impl SessionHandle {
         &self.info
     }
 
+    pub fn state(&self) -> SessionState {
+        if self.detached.load(Ordering::Relaxed) {
+            SessionState::Detached
+        } else {
+            SessionState::Active
+        }
+    }
+
+    pub fn set_state(&self, state: SessionState) {
+        self.detached
+            .store(state == SessionState::Detached, Ordering::Relaxed);
+    }
+
+    /// Lets a resumed session's queue grow again after an overflow was
+    /// handled by keeping the excess offline.
+    pub fn clear_overflow(&self) {
+        self.overflowed.store(false, Ordering::Relaxed);
+    }
+
     /// Queues XML for the client. The queue is bounded in bytes: a client
     /// that stops reading gets its session closed (`overflowed`) rather than
     /// growing the server's memory, and the stanza is handed back.
-    pub fn deliver(&self, xml: String) -> Result<(), Undelivered> {
+    pub(crate) fn deliver(&self, xml: String) -> Result<(), Undelivered> {
         if self.overflowed.load(Ordering::Relaxed) {
             return Err(Undelivered(xml));
         }

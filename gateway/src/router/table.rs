@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::registry::{SessionRef, SessionRegistry};
 use super::session::SessionHandle;
 
 /// All bound sessions of this node.
@@ -22,15 +23,14 @@ impl SessionTable {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    /// A fresh session id (unique for this process).
-    pub fn next_id(&self) -> u64 {
+impl SessionRegistry for SessionTable {
+    fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Adds a bound session; returns the session it replaces (same full
-    /// JID), which the caller must close with a `conflict` stream error.
-    pub fn insert(&self, handle: Arc<SessionHandle>) -> Option<Arc<SessionHandle>> {
+    fn insert(&self, handle: Arc<SessionHandle>) -> Option<Arc<SessionHandle>> {
         let mut entry = self.by_bare.entry(handle.bare().to_string()).or_default();
         let old = entry
             .iter()
@@ -43,8 +43,7 @@ impl SessionTable {
         old
     }
 
-    /// Removes exactly this session (not a newer one with the same JID).
-    pub fn remove(&self, handle: &SessionHandle) -> bool {
+    fn remove(&self, handle: &SessionHandle) -> bool {
         let mut removed = false;
         self.by_bare.remove_if_mut(handle.bare(), |_, list| {
             if let Some(i) = list.iter().position(|s| s.id() == handle.id()) {
@@ -59,44 +58,35 @@ impl SessionTable {
         removed
     }
 
-    /// The sessions of one bare JID (a small clone: handles are `Arc`s).
-    pub fn resources(&self, bare: &str) -> Vec<Arc<SessionHandle>> {
+    fn resources(&self, bare: &str) -> Vec<SessionRef> {
         self.by_bare
             .get(bare)
-            .map(|l| l.value().clone())
+            .map(|l| l.value().iter().cloned().map(SessionRef::Local).collect())
             .unwrap_or_default()
     }
 
-    /// The session bound to a full JID.
-    pub fn full(&self, bare: &str, resource: &str) -> Option<Arc<SessionHandle>> {
-        self.by_bare
-            .get(bare)
-            .and_then(|l| l.iter().find(|s| s.resource() == resource).cloned())
+    fn full(&self, bare: &str, resource: &str) -> Option<SessionRef> {
+        self.by_bare.get(bare).and_then(|l| {
+            l.iter()
+                .find(|s| s.resource() == resource)
+                .cloned()
+                .map(SessionRef::Local)
+        })
     }
 
-    /// Whether any resource of this bare JID is connected.
-    pub fn is_connected(&self, bare: &str) -> bool {
-        self.by_bare.contains_key(bare)
-    }
-
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed) as usize
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Distinct users online.
-    pub fn unique_users(&self) -> usize {
+    fn unique_users(&self) -> usize {
         self.by_bare.len()
     }
 
-    /// Every session (for the admin API and shutdown).
-    pub fn all(&self) -> Vec<Arc<SessionHandle>> {
+    fn all(&self) -> Vec<SessionRef> {
         self.by_bare
             .iter()
             .flat_map(|e| e.value().clone())
+            .map(SessionRef::Local)
             .collect()
     }
 }

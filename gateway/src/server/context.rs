@@ -8,14 +8,21 @@ use tokio_util::task::TaskTracker;
 
 use crate::c2s::throttle::Throttle;
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::instr::Instr;
-use crate::router::SessionTable;
-use crate::storage::Storage;
+use crate::router::{SessionRegistry, SessionTable};
+use crate::storage::{Storage, Stores};
 
 pub struct Ctx {
     pub config: Arc<Config>,
+    /// The pool itself (admin, probes, shutdown); modules use `stores`.
     pub storage: Storage,
-    pub sessions: SessionTable,
+    /// Storage per domain, as modules see it.
+    pub stores: Stores,
+    /// Where sessions are (this node's table; a cluster backend later).
+    pub sessions: Arc<dyn SessionRegistry>,
+    /// What the configured modules registered.
+    pub hooks: Hooks,
     pub throttle: Throttle,
     /// Key for the fake SCRAM credentials of unknown users: kept in the
     /// data directory, so a restart does not tell them apart from real ones.
@@ -38,6 +45,7 @@ impl Ctx {
     pub fn new(
         config: Arc<Config>,
         storage: Storage,
+        hooks: Hooks,
         instr: Instr,
         live: Arc<crate::live::Live>,
         admission: Arc<super::admission::Admission>,
@@ -48,8 +56,10 @@ impl Ctx {
         );
         Ctx {
             config,
+            stores: Stores::sql(&storage),
             storage,
-            sessions: SessionTable::new(),
+            sessions: Arc::new(SessionTable::new()),
+            hooks,
             throttle,
             secret: rand::random(),
             shutdown: CancellationToken::new(),

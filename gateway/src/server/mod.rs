@@ -175,7 +175,10 @@ pub async fn start(
         max_client_connections = admission.max_total(),
         "connection limits"
     );
-    let mut ctx = Ctx::new(config.clone(), storage, instr, live, admission);
+    // The config was checked at load: a module error here is a bug.
+    let hooks = crate::modules::hooks(&config)
+        .map_err(|(key, message)| ServeError::Config(config.error_at(&key, message)))?;
+    let mut ctx = Ctx::new(config.clone(), storage, hooks, instr, live, admission);
     ctx.secret = crate::http::token::fake_credentials_key(&data_dir).map_err(|source| {
         ServeError::DataDir {
             path: data_dir.join("fake_credentials.key"),

@@ -119,7 +119,13 @@ impl Storage {
         self.op("account_remove", async {
             let removed = on_pool!(self, p => {
                 let mut tx = p.begin().await?;
-                for table in ["roster_items", "subscription_requests", "offline_messages"] {
+                for table in [
+                    "roster_items",
+                    "roster_versions",
+                    "subscription_requests",
+                    "offline_messages",
+                    "blocklist",
+                ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE host = $1 AND username = $2"))
                         .bind(host).bind(user)
                         .execute(&mut *tx).await?;

@@ -44,7 +44,8 @@ impl AccountLocks {
         (self.hasher.hash_one((host, user)) % STRIPES as u64) as usize
     }
 
-    async fn lock(&self, host: &str, user: &str) -> AccountGuard<'_> {
+    /// Also used by `MemoryStore`, which has its own set.
+    pub(crate) async fn lock(&self, host: &str, user: &str) -> AccountGuard<'_> {
         AccountGuard(self.stripes[self.stripe(host, user)].lock().await)
     }
 }

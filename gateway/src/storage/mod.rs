@@ -4,18 +4,28 @@
 //! place that times it and reports it to the observer (instrumentation).
 //! A read-modify-write of one account's data runs under that account's
 //! lock ([`Storage::lock_account`], in `locks`).
+//!
+//! Modules can instead see storage as one trait per domain ([`Stores`], in
+//! `stores`): [`Storage`] implements them all, and so does [`MemoryStore`],
+//! for unit tests without a database.
 
 mod accounts;
+mod blocking;
 mod error;
 mod locks;
+mod memory;
 mod offline;
 mod pool;
 mod roster;
+mod sql_stores;
+mod stores;
 mod types;
 
 pub use error::StorageError;
 pub use locks::AccountGuard;
+pub use memory::MemoryStore;
 pub use pool::{PoolStats, StorageOptions};
+pub use stores::{AccountStore, BlockingStore, OfflineStore, RosterStore, Stores};
 pub use types::*;
 
 use std::future::Future;

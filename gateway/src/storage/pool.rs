@@ -73,6 +73,17 @@ impl Storage {
         })
     }
 
+    /// A storage that never connects unless used: for unit tests whose
+    /// modules run on in-memory stores (no database is opened).
+    pub fn unconnected() -> Result<Storage, StorageError> {
+        let pool = SqlitePoolOptions::new().connect_lazy("sqlite::memory:")?;
+        Ok(Storage {
+            backend: Backend::Sqlite(pool),
+            observer: None,
+            locks: Arc::new(super::locks::AccountLocks::new()),
+        })
+    }
+
     pub fn pool_stats(&self) -> PoolStats {
         let (size, idle) = match &self.backend {
             Backend::Sqlite(p) => (p.size(), p.num_idle()),

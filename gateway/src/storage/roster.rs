@@ -1,10 +1,17 @@
-//! Roster items and pending inbound subscription requests.
+//! Roster items, the roster version (XEP-0237) and pending inbound
+//! subscription requests.
 
 use sqlx::Row;
 
 use super::{now_ms, on_pool, RosterItem, Storage, StorageError, Subscription};
 
 const ITEM_COLUMNS: &str = "contact, name, subscription, ask, groups_json";
+
+/// Run in the transaction that changes the roster, so a client never sees a
+/// new version with the old items (or the reverse).
+const BUMP_VERSION: &str =
+    "INSERT INTO roster_versions (host, username, version) VALUES ($1, $2, 1) \
+     ON CONFLICT (host, username) DO UPDATE SET version = roster_versions.version + 1";
 
 fn item_from(
     contact: String,
@@ -74,7 +81,7 @@ impl Storage {
         .await
     }
 
-    /// Inserts or replaces the item.
+    /// Inserts or replaces the item; bumps the roster version.
     pub async fn roster_put(
         &self,
         host: &str,
@@ -84,20 +91,26 @@ impl Storage {
         self.op("roster_set", async {
             let groups = serde_json::to_string(&item.groups)
                 .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            on_pool!(self, p => sqlx::query(
-                "INSERT INTO roster_items (host, username, contact, name, subscription, ask, groups_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (host, username, contact) DO UPDATE SET \
-                 name = excluded.name, subscription = excluded.subscription, \
-                 ask = excluded.ask, groups_json = excluded.groups_json")
-                .bind(host).bind(user).bind(&item.jid).bind(item.name.as_deref())
-                .bind(item.subscription.as_str()).bind(item.ask).bind(groups)
-                .execute(p).await.map(|_| ())?);
+            on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                sqlx::query(
+                    "INSERT INTO roster_items (host, username, contact, name, subscription, ask, groups_json) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (host, username, contact) DO UPDATE SET \
+                     name = excluded.name, subscription = excluded.subscription, \
+                     ask = excluded.ask, groups_json = excluded.groups_json")
+                    .bind(host).bind(user).bind(&item.jid).bind(item.name.as_deref())
+                    .bind(item.subscription.as_str()).bind(item.ask).bind(groups)
+                    .execute(&mut *tx).await?;
+                sqlx::query(BUMP_VERSION).bind(host).bind(user).execute(&mut *tx).await?;
+                tx.commit().await?;
+            });
             Ok(())
         })
         .await
     }
 
+    /// Removes the item; bumps the roster version if there was one.
     pub async fn roster_remove(
         &self,
         host: &str,
@@ -105,11 +118,35 @@ impl Storage {
         contact: &str,
     ) -> Result<bool, StorageError> {
         self.op("roster_remove", async {
-            let n = on_pool!(self, p => sqlx::query(
-                "DELETE FROM roster_items WHERE host = $1 AND username = $2 AND contact = $3")
-                .bind(host).bind(user).bind(contact)
-                .execute(p).await?.rows_affected());
+            let n = on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                let n = sqlx::query(
+                    "DELETE FROM roster_items WHERE host = $1 AND username = $2 AND contact = $3")
+                    .bind(host).bind(user).bind(contact)
+                    .execute(&mut *tx).await?.rows_affected();
+                if n > 0 {
+                    sqlx::query(BUMP_VERSION).bind(host).bind(user).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                n
+            });
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// XEP-0237: changes whenever the roster does; 0 for a roster never written.
+    pub async fn roster_version(&self, host: &str, user: &str) -> Result<u64, StorageError> {
+        self.op("roster_version", async {
+            let version: Option<i64> = on_pool!(self, p => sqlx::query(
+                "SELECT version FROM roster_versions WHERE host = $1 AND username = $2")
+                .bind(host).bind(user)
+                .fetch_optional(p).await?
+                .map(|r| r.try_get("version"))
+                .transpose()?);
+            let version = version.unwrap_or(0);
+            u64::try_from(version)
+                .map_err(|_| StorageError::Corrupt(format!("roster version {version}")))
         })
         .await
     }

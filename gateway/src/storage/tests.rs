@@ -111,11 +111,24 @@ async fn accounts(pg: bool) {
     s.offline_store("h", "alice", "<message/>", 10)
         .await
         .unwrap();
+    s.blocklist_add("h", "alice", &["spam@x".to_string()])
+        .await
+        .unwrap();
+    // Bob owns rows in the same tables: they stay.
+    s.roster_put("h", "bob", &item).await.unwrap();
+    s.blocklist_add("h", "bob", &["spam@x".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 1);
     assert!(s.remove_account("h", "alice").await.unwrap());
     assert!(!s.remove_account("h", "alice").await.unwrap());
     assert!(s.roster_get("h", "alice").await.unwrap().is_empty());
     assert!(s.sub_requests("h", "alice").await.unwrap().is_empty());
     assert_eq!(s.offline_count("h", "alice").await.unwrap(), 0);
+    assert!(s.blocklist_get("h", "alice").await.unwrap().is_empty());
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 0);
+    assert_eq!(s.blocklist_get("h", "bob").await.unwrap(), ["spam@x"]);
+    assert_eq!(s.roster_version("h", "bob").await.unwrap(), 1);
     s.ping().await.unwrap();
     s.close().await;
     guard.drop_db().await;
@@ -211,6 +224,133 @@ async fn roster(pg: bool) {
     );
     assert!(s.sub_request_remove("h", "alice", "carol@h").await.unwrap());
     assert!(!s.sub_request_remove("h", "alice", "carol@h").await.unwrap());
+    s.close().await;
+    guard.drop_db().await;
+}
+
+/// XEP-0237: every change to the roster, and only a change, moves the version.
+async fn roster_version(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 0);
+    let mut item = RosterItem {
+        jid: "bob@h".into(),
+        name: None,
+        subscription: Subscription::None,
+        ask: false,
+        groups: vec![],
+    };
+    s.roster_put("h", "alice", &item).await.unwrap();
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 1);
+    item.subscription = Subscription::To;
+    s.roster_put("h", "alice", &item).await.unwrap();
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 2);
+    // Other accounts have their own.
+    assert_eq!(s.roster_version("h", "bob").await.unwrap(), 0);
+    assert_eq!(s.roster_version("other", "alice").await.unwrap(), 0);
+    assert!(!s.roster_remove("h", "alice", "nobody@h").await.unwrap());
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 2);
+    s.sub_request_put("h", "alice", "carol@h", "<presence/>")
+        .await
+        .unwrap();
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 2);
+    assert!(s.roster_remove("h", "alice", "bob@h").await.unwrap());
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 3);
+    // Concurrent writers (no account lock): no bump is lost.
+    let puts = (0..20).map(|i| {
+        let s = &s;
+        async move {
+            let item = RosterItem {
+                jid: format!("c{i}@h"),
+                name: None,
+                subscription: Subscription::None,
+                ask: false,
+                groups: vec![],
+            };
+            s.roster_put("h", "alice", &item).await
+        }
+    });
+    for r in futures_util::future::join_all(puts).await {
+        r.unwrap();
+    }
+    assert_eq!(s.roster_version("h", "alice").await.unwrap(), 23);
+    s.close().await;
+    guard.drop_db().await;
+}
+
+async fn blocklist(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    let jids = |v: &[&str]| v.iter().map(|j| j.to_string()).collect::<Vec<_>>();
+    assert!(s.blocklist_get("h", "alice").await.unwrap().is_empty());
+    s.blocklist_add("h", "alice", &jids(&["spam@x", "evil.example", "a@b/r"]))
+        .await
+        .unwrap();
+    // Already there, and twice in one call: ignored.
+    s.blocklist_add("h", "alice", &jids(&["spam@x", "new@x", "new@x"]))
+        .await
+        .unwrap();
+    s.blocklist_add("h", "alice", &[]).await.unwrap();
+    assert_eq!(
+        s.blocklist_get("h", "alice").await.unwrap(),
+        jids(&["a@b/r", "evil.example", "new@x", "spam@x"])
+    );
+    s.blocklist_add("h", "bob", &jids(&["spam@x"]))
+        .await
+        .unwrap();
+    s.blocklist_remove("h", "alice", &jids(&["spam@x", "not-there@x"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.blocklist_get("h", "alice").await.unwrap(),
+        jids(&["a@b/r", "evil.example", "new@x"])
+    );
+    // Empty: unblock everything, of this account only.
+    s.blocklist_remove("h", "alice", &[]).await.unwrap();
+    assert!(s.blocklist_get("h", "alice").await.unwrap().is_empty());
+    assert_eq!(s.blocklist_get("h", "bob").await.unwrap(), ["spam@x"]);
+    s.close().await;
+    guard.drop_db().await;
+}
+
+/// The trait objects over `Storage` reach the same rows as the inherent methods.
+async fn stores_over_sql(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    s.create_account("h", "alice", &creds("1")).await.unwrap();
+    let stores = Stores::sql(&s);
+    assert!(stores.accounts.account_exists("h", "alice").await.unwrap());
+    assert_eq!(
+        stores.accounts.get_credentials("h", "alice").await.unwrap(),
+        Some(creds("1"))
+    );
+    let item = RosterItem {
+        jid: "bob@h".into(),
+        name: None,
+        subscription: Subscription::Both,
+        ask: false,
+        groups: vec![],
+    };
+    {
+        let _account = stores.roster.lock_account("h", "alice").await;
+        stores.roster.roster_put("h", "alice", &item).await.unwrap();
+    }
+    assert_eq!(s.roster_get("h", "alice").await.unwrap(), [item]);
+    assert_eq!(stores.roster.roster_version("h", "alice").await.unwrap(), 1);
+    stores
+        .offline
+        .offline_store("h", "alice", "<message/>", 1)
+        .await
+        .unwrap();
+    assert_eq!(s.offline_count("h", "alice").await.unwrap(), 1);
+    stores
+        .blocking
+        .blocklist_add("h", "alice", &["spam@x".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(s.blocklist_get("h", "alice").await.unwrap(), ["spam@x"]);
+    assert!(stores.accounts.remove_account("h", "alice").await.unwrap());
+    assert!(!s.account_exists("h", "alice").await.unwrap());
     s.close().await;
     guard.drop_db().await;
 }
@@ -392,6 +532,9 @@ macro_rules! both {
 both!(accounts);
 both!(accounts_bulk);
 both!(roster);
+both!(roster_version);
+both!(blocklist);
+both!(stores_over_sql);
 both!(offline);
 both!(offline_concurrent);
 both!(roster_updates_under_lock);

@@ -1,0 +1,93 @@
+//! The hook registry: typed, ordered points where modules plug into the
+//! data path (Prosody's `module:hook`, MongooseIM's `mongoose_c2s_hooks`),
+//! built once at start from the configured module list and then read-only.
+//!
+//! Every call into a module goes through [`call`] or [`call_sync`], the one
+//! wrapper that emits the `module_handler` event, opens the OTLP span and
+//! records the live-trace call/return, all named by a typed
+//! [`Handler`](crate::events::Handler) from the catalogue.
+//!
+//! Points (see [`points`] for their contexts):
+//! - stream features, pre- and post-authentication ([`FeaturesHook`]);
+//! - nonzas by namespace ([`NonzaHook`]);
+//! - a user sends a stanza, per kind ([`SendHook`]);
+//! - route, before and after, per kind ([`RouteHook`]);
+//! - deliver to a session: before it is queued ([`DeliverHook`]) and before
+//!   it is written ([`WriteHook`]);
+//! - session opened, bound, resumed, detached, closed ([`SessionHook`]) and
+//!   the hand-over of a session whose transport broke ([`DetachHook`]);
+//! - IQ get/set by namespace ([`IqHandler`]);
+//! - disco features and identities (data, not calls);
+//! - account removed ([`AccountHook`]).
+
+mod points;
+mod registry;
+
+pub use points::*;
+pub use registry::Hooks;
+
+use std::future::Future;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::events::Handler;
+use crate::server::Ctx;
+
+/// What a hook decides about the stanza it was shown.
+#[derive(Debug)]
+pub enum Flow {
+    /// Not mine, or done with it: the next hook (then the default) runs.
+    Continue,
+    /// Consumed: no later hook and no default handling.
+    Handled,
+    /// Discarded silently.
+    Drop,
+    /// Refused: the sender gets this error (unless the stanza is an error).
+    Bounce(crate::errors::StanzaError),
+}
+
+/// Runs an async hook: the one place that times, spans and traces it.
+pub async fn call<F: Future>(ctx: &Ctx, h: &'static Handler, fut: F) -> F::Output {
+    let started = Instant::now();
+    let span = crate::child_span!("module.handler", module = h.module, operation = h.operation);
+    let out = crate::live::call("module", || h.call.to_string(), fut.instrument(span)).await;
+    ctx.instr.handler(h.module, h.operation, started.elapsed());
+    out
+}
+
+/// [`call`] without an OTLP span of its own (the caller's span covers it).
+pub async fn call_unspanned<F: Future>(ctx: &Ctx, h: &'static Handler, fut: F) -> F::Output {
+    let started = Instant::now();
+    let out = crate::live::call("module", || h.call.to_string(), fut).await;
+    ctx.instr.handler(h.module, h.operation, started.elapsed());
+    out
+}
+
+/// Runs a synchronous hook (the per-delivery points): the same event, span
+/// and live-trace records as [`call`].
+pub fn call_sync<R>(ctx: &Ctx, h: &'static Handler, f: impl FnOnce() -> R) -> R {
+    let started = Instant::now();
+    let span = crate::child_span!("module.handler", module = h.module, operation = h.operation);
+    let traced = crate::live::active();
+    if traced {
+        crate::live::record(
+            osprey_instrument::live::Kind::Call,
+            h.call,
+            String::new(),
+            None,
+        );
+    }
+    let out = span.in_scope(f);
+    let took = started.elapsed();
+    if traced {
+        crate::live::record(
+            osprey_instrument::live::Kind::Return,
+            h.call,
+            String::new(),
+            Some(took),
+        );
+    }
+    ctx.instr.handler(h.module, h.operation, took);
+    out
+}

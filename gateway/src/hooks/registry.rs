@@ -1,0 +1,383 @@
+//! The registry: modules add to it at start (`Module::register`), the data
+//! path reads it. Lists are kept sorted by each hook's `order` (lower runs
+//! first; equal orders keep registration order).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::points::*;
+use super::{call, call_sync, Flow};
+use crate::errors::{SessionEnd, StanzaError};
+use crate::events::Handler;
+use crate::router::{Routed, SessionHandle};
+use crate::server::Ctx;
+use crate::session::Session;
+use crate::stanza::{Kind, Stanza};
+use crate::xml::El;
+
+struct Reg<T: ?Sized> {
+    name: &'static Handler,
+    order: i32,
+    hook: Arc<T>,
+}
+
+impl<T: ?Sized> Clone for Reg<T> {
+    fn clone(&self) -> Self {
+        Reg {
+            name: self.name,
+            order: self.order,
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+fn add<T: ?Sized>(list: &mut Vec<Reg<T>>, name: &'static Handler, order: i32, hook: Arc<T>) {
+    let at = list.partition_point(|r| r.order <= order);
+    list.insert(at, Reg { name, order, hook });
+}
+
+fn kind_index(k: Kind) -> usize {
+    match k {
+        Kind::Message => 0,
+        Kind::Presence => 1,
+        Kind::Iq => 2,
+    }
+}
+
+/// Every hook of the running server.
+#[derive(Default)]
+pub struct Hooks {
+    features: Vec<Reg<dyn FeaturesHook>>,
+    nonzas: HashMap<&'static str, Reg<dyn NonzaHook>>,
+    send: [Vec<Reg<dyn SendHook>>; 3],
+    route_before: [Vec<Reg<dyn RouteHook>>; 3],
+    route_after: [Vec<Reg<dyn RouteHook>>; 3],
+    deliver: Vec<Reg<dyn DeliverHook>>,
+    write: Vec<Reg<dyn WriteHook>>,
+    session: Vec<Reg<dyn SessionHook>>,
+    detach: Vec<Reg<dyn DetachHook>>,
+    /// By payload namespace: the get handler, then the set handler.
+    iq: HashMap<&'static str, [Option<Reg<dyn IqHandler>>; 2]>,
+    account_removed: Vec<Reg<dyn AccountHook>>,
+    offline: Option<(Reg<dyn OfflineHook>, &'static Handler)>,
+    /// Module-wide state other modules may read, keyed by type.
+    state: Vec<(std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>)>,
+    server_features: Vec<&'static str>,
+    account_features: Vec<&'static str>,
+    identities: Vec<Identity>,
+}
+
+/// Registration: what `Module::register` calls.
+impl Hooks {
+    pub fn stream_features(&mut self, name: &'static Handler, hook: Arc<dyn FeaturesHook>) {
+        add(&mut self.features, name, 0, hook);
+    }
+
+    /// One handler per namespace: a second registration is a programming
+    /// error caught at start.
+    pub fn nonza(&mut self, ns: &'static str, name: &'static Handler, hook: Arc<dyn NonzaHook>) {
+        let prev = self.nonzas.insert(
+            ns,
+            Reg {
+                name,
+                order: 0,
+                hook,
+            },
+        );
+        assert!(prev.is_none(), "two nonza handlers for {ns}");
+    }
+
+    pub fn user_send(
+        &mut self,
+        kind: Kind,
+        order: i32,
+        name: &'static Handler,
+        hook: Arc<dyn SendHook>,
+    ) {
+        add(&mut self.send[kind_index(kind)], name, order, hook);
+    }
+
+    pub fn route_before(
+        &mut self,
+        kind: Kind,
+        order: i32,
+        name: &'static Handler,
+        hook: Arc<dyn RouteHook>,
+    ) {
+        add(&mut self.route_before[kind_index(kind)], name, order, hook);
+    }
+
+    pub fn route_after(
+        &mut self,
+        kind: Kind,
+        order: i32,
+        name: &'static Handler,
+        hook: Arc<dyn RouteHook>,
+    ) {
+        add(&mut self.route_after[kind_index(kind)], name, order, hook);
+    }
+
+    pub fn deliver(&mut self, order: i32, name: &'static Handler, hook: Arc<dyn DeliverHook>) {
+        add(&mut self.deliver, name, order, hook);
+    }
+
+    pub fn write(&mut self, order: i32, name: &'static Handler, hook: Arc<dyn WriteHook>) {
+        add(&mut self.write, name, order, hook);
+    }
+
+    pub fn session(&mut self, order: i32, name: &'static Handler, hook: Arc<dyn SessionHook>) {
+        add(&mut self.session, name, order, hook);
+    }
+
+    pub fn detach(&mut self, name: &'static Handler, hook: Arc<dyn DetachHook>) {
+        add(&mut self.detach, name, 0, hook);
+    }
+
+    /// The handler of one IQ payload namespace, for gets, sets or both.
+    pub fn iq(
+        &mut self,
+        ns: &'static str,
+        typ: IqType,
+        name: &'static Handler,
+        hook: Arc<dyn IqHandler>,
+    ) {
+        let sets: &[bool] = match typ {
+            IqType::Get => &[false],
+            IqType::Set => &[true],
+            IqType::Both => &[false, true],
+        };
+        for &set in sets {
+            let slot = &mut self.iq.entry(ns).or_default()[usize::from(set)];
+            assert!(slot.is_none(), "two IQ handlers for {ns}");
+            *slot = Some(Reg {
+                name,
+                order: 0,
+                hook: hook.clone(),
+            });
+        }
+    }
+
+    /// The keeper of undeliverable messages (one at most), with the
+    /// handler names of its store and take.
+    pub fn offline(
+        &mut self,
+        store: &'static Handler,
+        take: &'static Handler,
+        hook: Arc<dyn OfflineHook>,
+    ) {
+        assert!(self.offline.is_none(), "two offline stores");
+        let reg = Reg {
+            name: store,
+            order: 0,
+            hook,
+        };
+        self.offline = Some((reg, take));
+    }
+
+    pub fn account_removed(&mut self, name: &'static Handler, hook: Arc<dyn AccountHook>) {
+        add(&mut self.account_removed, name, 0, hook);
+    }
+
+    /// A feature the server advertises in disco#info.
+    pub fn server_feature(&mut self, var: &'static str) {
+        if !self.server_features.contains(&var) {
+            self.server_features.push(var);
+            self.server_features.sort_unstable();
+        }
+    }
+
+    /// A feature every account advertises in disco#info.
+    pub fn account_feature(&mut self, var: &'static str) {
+        if !self.account_features.contains(&var) {
+            self.account_features.push(var);
+            self.account_features.sort_unstable();
+        }
+    }
+
+    pub fn identity(&mut self, identity: Identity) {
+        self.identities.push(identity);
+    }
+
+    /// Makes a module's shared state findable by type ([`Hooks::state`]).
+    pub fn provide<T: std::any::Any + Send + Sync>(&mut self, value: Arc<T>) {
+        self.state.push((std::any::TypeId::of::<T>(), value));
+    }
+}
+
+/// Running the points: what the data path calls.
+impl Hooks {
+    /// A module's shared state, if that module is on.
+    pub fn state<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let id = std::any::TypeId::of::<T>();
+        let (_, v) = self.state.iter().find(|(t, _)| *t == id)?;
+        v.clone().downcast().ok()
+    }
+
+    pub fn server_features(&self) -> &[&'static str] {
+        &self.server_features
+    }
+
+    pub fn account_features(&self) -> &[&'static str] {
+        &self.account_features
+    }
+
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    /// The features of a stream, in hook order.
+    pub fn run_features(&self, cx: &FeaturesCx<'_>) -> Vec<El> {
+        let mut out = Vec::new();
+        for r in &self.features {
+            call_sync(cx.ctx, r.name, || r.hook.features(cx, &mut out));
+        }
+        out
+    }
+
+    pub fn has_nonza(&self, ns: &str) -> bool {
+        self.nonzas.contains_key(ns)
+    }
+
+    /// `None`: no module handles this namespace.
+    pub async fn run_nonza(
+        &self,
+        ns: &str,
+        cx: &mut NonzaCx<'_>,
+    ) -> Option<Result<Nonza, SessionEnd>> {
+        let r = self.nonzas.get(ns)?;
+        Some(call(cx.ctx, r.name, r.hook.nonza(cx)).await)
+    }
+
+    /// The user-send hooks of the stanza's kind, until one decides.
+    pub async fn run_send(&self, cx: &mut SendCx<'_>, stanza: &Stanza) -> Flow {
+        for r in &self.send[kind_index(stanza.kind)] {
+            match call(cx.ctx, r.name, r.hook.send(cx, stanza)).await {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    pub async fn run_route_before(&self, ctx: &Ctx, route: &Route<'_>) -> Flow {
+        for r in &self.route_before[kind_index(route.kind)] {
+            match call(ctx, r.name, r.hook.route(ctx, route, None)).await {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    pub async fn run_route_after(
+        &self,
+        ctx: &Ctx,
+        route: &Route<'_>,
+        outcome: &Result<Routed, StanzaError>,
+    ) {
+        for r in &self.route_after[kind_index(route.kind)] {
+            if !matches!(
+                call(ctx, r.name, r.hook.route(ctx, route, Some(outcome))).await,
+                Flow::Continue
+            ) {
+                return;
+            }
+        }
+    }
+
+    pub fn has_route_hooks(&self, kind: Kind) -> bool {
+        !self.route_before[kind_index(kind)].is_empty()
+            || !self.route_after[kind_index(kind)].is_empty()
+    }
+
+    pub fn run_deliver(
+        &self,
+        ctx: &Ctx,
+        to: &SessionHandle,
+        xml: &str,
+        kind: Option<Kind>,
+    ) -> Flow {
+        for r in &self.deliver {
+            match call_sync(ctx, r.name, || r.hook.deliver(ctx, to, xml, kind)) {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The write hooks from position `from` on; `Continue` means write it.
+    /// Returns the position after the hook that asked to prepend, so the
+    /// prepended stanzas pass only the hooks after it.
+    pub(crate) fn run_write(&self, ctx: &Ctx, from: usize, cx: &mut WriteCx<'_>) -> (Flow, usize) {
+        for (i, r) in self.write.iter().enumerate().skip(from) {
+            let flow = call_sync(ctx, r.name, || r.hook.write(cx));
+            if !cx.prepend.is_empty() || !matches!(flow, Flow::Continue) {
+                return (flow, i + 1);
+            }
+        }
+        (Flow::Continue, self.write.len())
+    }
+
+    pub fn has_write_hooks(&self) -> bool {
+        !self.write.is_empty()
+    }
+
+    pub async fn run_session(&self, ctx: &Arc<Ctx>, session: &mut Session, event: SessionEvent) {
+        for r in &self.session {
+            call(ctx, r.name, r.hook.session(ctx, session, event)).await;
+        }
+    }
+
+    /// Offers a session whose transport broke to the detach hooks.
+    pub fn run_detach(&self, ctx: &Arc<Ctx>, mut session: Session) -> Result<(), Session> {
+        for r in &self.detach {
+            match call_sync(ctx, r.name, || r.hook.detach(ctx, session)) {
+                Ok(()) => return Ok(()),
+                Err(back) => session = back,
+            }
+        }
+        Err(session)
+    }
+
+    /// The handler for a request's payload namespace.
+    pub fn iq_handler(
+        &self,
+        ns: &str,
+        set: bool,
+    ) -> Option<(&'static Handler, &Arc<dyn IqHandler>)> {
+        let r = self.iq.get(ns)?[usize::from(set)].as_ref()?;
+        Some((r.name, &r.hook))
+    }
+
+    /// Keeps an undeliverable message, or says why it cannot be kept.
+    /// Takes the next stored messages of an account (none without a store).
+    pub async fn offline_take(&self, ctx: &Ctx, owner: &crate::jid::Jid) -> Vec<String> {
+        match &self.offline {
+            Some((r, take)) => call(ctx, take, r.hook.take(ctx, owner)).await,
+            None => Vec::new(),
+        }
+    }
+
+    pub async fn run_offline(
+        &self,
+        ctx: &Ctx,
+        to: &crate::jid::Jid,
+        xml: &str,
+    ) -> Result<Routed, StanzaError> {
+        match &self.offline {
+            // No span of its own: the store is part of the route's span
+            // (route → storage query), as operators read a message's trace.
+            Some((r, _)) => super::call_unspanned(ctx, r.name, r.hook.store(ctx, to, xml)).await,
+            None => Err(StanzaError::new(
+                crate::errors::StanzaCondition::ServiceUnavailable,
+            )),
+        }
+    }
+
+    pub async fn run_account_removed(&self, ctx: &Ctx, host: &str, user: &str) {
+        for r in &self.account_removed {
+            call(ctx, r.name, r.hook.removed(ctx, host, user)).await;
+        }
+    }
+}

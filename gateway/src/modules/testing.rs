@@ -1,0 +1,123 @@
+//! Unit-test support for modules: a server context on in-memory stores
+//! (no database, no sockets), sessions that are a handle and a mailbox,
+//! and stanzas pushed through the same dispatch a client's take.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::jid::Jid;
+use crate::router::{ConnInfo, Outbound, SessionHandle};
+use crate::server::Ctx;
+use crate::session::Session;
+use crate::storage::{MemoryStore, Storage, Stores};
+use crate::xml::Element;
+
+pub struct TestServer {
+    pub ctx: Arc<Ctx>,
+    pub store: Arc<MemoryStore>,
+}
+
+/// A session of the test server, driven by the test itself.
+pub struct TestSession {
+    pub session: tokio::sync::Mutex<Session>,
+    pub handle: Arc<SessionHandle>,
+}
+
+impl TestServer {
+    /// `modules`: (name, TOML body of `[modules.NAME]`).
+    pub async fn new(modules: &[(&str, &str)]) -> TestServer {
+        TestServer::with_general(modules, "").await
+    }
+
+    pub async fn with_general(modules: &[(&str, &str)], general: &str) -> TestServer {
+        let mut toml = format!("[general]\nhosts = ['localhost']\n{general}\n");
+        for (name, body) in modules {
+            toml.push_str(&format!("[modules.{name}]\n{body}\n"));
+        }
+        let config = Config::parse(&toml, std::path::Path::new("test.toml")).expect("config");
+        let hooks = crate::modules::hooks(&config).expect("modules");
+        let config = Arc::new(config);
+        let live = Arc::new(crate::live::Live::new());
+        let instr = crate::instr::Instr::from_config(&config, Vec::new()).expect("instr");
+        let admission = crate::server::Admission::new(1000);
+        let storage = Storage::unconnected().expect("storage");
+        let mut ctx = Ctx::new(config, storage, hooks, instr, live, admission);
+        let store = Arc::new(MemoryStore::new());
+        ctx.stores = Stores::backed_by(store.clone());
+        TestServer {
+            ctx: Arc::new(ctx),
+            store,
+        }
+    }
+
+    pub fn add_account(&self, user: &str) {
+        self.store.add_account("localhost", user);
+    }
+
+    /// A bound session of `user` (its account is created).
+    pub async fn session(&self, user: &str, resource: &str) -> TestSession {
+        self.add_account(user);
+        let jid = Jid::parse(&format!("{user}@localhost/{resource}")).expect("jid");
+        let info = ConnInfo {
+            peer: "127.0.0.1:1".parse().expect("addr"),
+            listener: "test".into(),
+            tls: false,
+            connected_at: std::time::SystemTime::now(),
+        };
+        let (handle, rx) = SessionHandle::new(self.ctx.sessions.next_id(), jid, info, 1 << 20);
+        self.ctx.sessions.insert(handle.clone());
+        let mut session = Session::new(handle.clone(), rx);
+        self.ctx
+            .hooks
+            .run_session(&self.ctx, &mut session, crate::hooks::SessionEvent::Bound)
+            .await;
+        TestSession {
+            session: tokio::sync::Mutex::new(session),
+            handle,
+        }
+    }
+
+    /// Handles one stanza from `s` as the c2s loop would.
+    pub async fn send(&self, s: &TestSession, xml: &str) {
+        let el = Element::parse(xml).expect("stanza");
+        let mut session = s.session.lock().await;
+        crate::c2s::dispatch::stanza(&self.ctx, &mut session, el)
+            .await
+            .expect("no stream error");
+    }
+
+    /// Everything queued to `s` so far, as written (write hooks applied).
+    pub fn take_all(&self, s: &TestSession) -> Vec<String> {
+        let mut session = s.session.try_lock().expect("session free");
+        let mut out = Vec::new();
+        while let Some(item) = session.mailbox.try_recv() {
+            if let Outbound::Stanza(xml, _) = item {
+                let mut batch = crate::session::Batch::default();
+                session.encode(&self.ctx, &xml, &mut batch);
+                for x in batch.unwritten(0) {
+                    out.push(x.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Sends an IQ and returns the one answer with its id.
+    pub async fn iq(&self, s: &TestSession, xml: &str) -> String {
+        let id = Element::parse(xml)
+            .ok()
+            .and_then(|e| e.attr("id").map(str::to_string))
+            .expect("an IQ with an id");
+        self.send(s, xml).await;
+        let all = self.take_all(s);
+        all.into_iter()
+            .find(|x| x.contains(&format!("id='{id}'")))
+            .unwrap_or_else(|| panic!("no answer to {id}"))
+    }
+
+    /// What the session's offline flush would write now.
+    pub async fn offline_flush(&self, s: &TestSession) -> Vec<String> {
+        let _ = self.take_all(s);
+        self.ctx.hooks.offline_take(&self.ctx, s.handle.jid()).await
+    }
+}

@@ -1,0 +1,177 @@
+//! A bound session as a value: its identity and mailbox (the
+//! [`SessionHandle`] others route to), per-module state, counters. It does
+//! not own a socket: a transport runs it ([`crate::c2s`]), and when the
+//! transport breaks a module may keep it detached until another transport
+//! takes it over (XEP-0198 resume).
+//!
+//! Every stanza leaving a session passes [`Session::encode`]: the write
+//! hooks (CSI buffering, XEP-0198 counting) run there, whatever the
+//! transport.
+
+mod ext;
+
+pub use ext::Extensions;
+
+use std::sync::Arc;
+
+use crate::events as ev;
+use crate::hooks::{Flow, SessionEvent, WriteCx};
+use crate::router::{Mailbox, Outbound, SessionHandle};
+use crate::server::Ctx;
+use crate::stanza::Kind;
+
+pub struct Session {
+    pub handle: Arc<SessionHandle>,
+    pub(crate) mailbox: Mailbox,
+    /// Per-module state, keyed by type.
+    pub ext: Extensions,
+    /// Stanzas handled from the client over the session's life (XEP-0198
+    /// counts from its `<enable/>`).
+    pub handled_in: u64,
+    /// Stanzas handed to a transport over the session's life.
+    pub written: u64,
+    /// The host's pre-resolved event handles.
+    pub host_ev: Option<Arc<crate::instr::HostEvents>>,
+    /// Stanzas to write first when a transport next runs the session (a
+    /// resume replays the unacknowledged ones).
+    pub replay: Vec<String>,
+    /// A module keeps every written stanza until the client acknowledges
+    /// it (XEP-0198), so a failed write loses nothing and the core need not
+    /// keep the unwritten part itself.
+    pub keeps_unacked: bool,
+}
+
+/// Stanzas ready for the transport: the bytes, and where each stanza ends
+/// (what a failed write did not deliver is kept, not lost).
+#[derive(Default)]
+pub struct Batch {
+    pub buf: Vec<u8>,
+    pub ends: Vec<usize>,
+    /// How much of `buf` reached the transport (after a failed write).
+    pub written: usize,
+}
+
+impl Batch {
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+        self.written = 0;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn push(&mut self, xml: &str) {
+        self.buf.extend_from_slice(xml.as_bytes());
+        self.ends.push(self.buf.len());
+    }
+
+    /// The stanzas at or after byte `written` (not wholly delivered).
+    pub fn unwritten(&self, written: usize) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().filter_map(move |&end| {
+            let s = start;
+            start = end;
+            (end > written)
+                .then(|| std::str::from_utf8(&self.buf[s..end]).ok())
+                .flatten()
+        })
+    }
+}
+
+impl Session {
+    pub fn new(handle: Arc<SessionHandle>, mailbox: Mailbox) -> Session {
+        Session {
+            handle,
+            mailbox,
+            ext: Extensions::default(),
+            handled_in: 0,
+            written: 0,
+            host_ev: None,
+            replay: Vec::new(),
+            keeps_unacked: false,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.handle.id()
+    }
+
+    /// The one way out of a session: `xml` passes the write hooks and what
+    /// is to be written is appended to `batch`.
+    pub fn encode(&mut self, ctx: &Ctx, xml: &str, batch: &mut Batch) {
+        if !ctx.hooks.has_write_hooks() {
+            self.emit(xml, batch);
+            return;
+        }
+        self.encode_from(ctx, 0, xml, batch);
+    }
+
+    fn encode_from(&mut self, ctx: &Ctx, from: usize, xml: &str, batch: &mut Batch) {
+        let mut cx = WriteCx {
+            ext: &mut self.ext,
+            xml,
+            kind: Kind::of_xml(xml),
+            prepend: Vec::new(),
+        };
+        let (flow, next) = ctx.hooks.run_write(ctx, from, &mut cx);
+        let prepend = std::mem::take(&mut cx.prepend);
+        for p in &prepend {
+            self.encode_from(ctx, next, p, batch);
+        }
+        if let Flow::Continue = flow {
+            if prepend.is_empty() {
+                self.emit(xml, batch);
+            } else {
+                self.encode_from(ctx, next, xml, batch);
+            }
+        }
+    }
+
+    fn emit(&mut self, xml: &str, batch: &mut Batch) {
+        if Kind::of_xml(xml).is_some() {
+            self.written += 1;
+        }
+        batch.push(xml);
+    }
+}
+
+/// The session ends for good: out of the registry first (nothing new
+/// arrives), then the closed hooks (unavailable presence…), then what is
+/// still queued goes to offline storage rather than being lost.
+pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
+    let handle = s.handle.clone();
+    let lasted = handle
+        .info()
+        .connected_at
+        .elapsed()
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    ctx.instr.emit(
+        &ev::SESSION_CLOSE,
+        &[handle.jid().domain(), reason],
+        &[("count", 1.0), ("duration_seconds", lasted)],
+    );
+    ctx.sessions.remove(&handle);
+    ctx.hooks
+        .run_session(ctx, &mut s, SessionEvent::Closed)
+        .await;
+    s.mailbox.close();
+    let mut kept = 0usize;
+    let replay = std::mem::take(&mut s.replay);
+    let queued = std::iter::from_fn(|| s.mailbox.try_recv()).filter_map(|item| match item {
+        Outbound::Stanza(xml, _) => Some(xml),
+        _ => None,
+    });
+    let all: Vec<String> = replay.into_iter().chain(queued).collect();
+    for xml in &all {
+        if crate::router::keep_undelivered(ctx, handle.jid(), xml).await {
+            kept += 1;
+        }
+    }
+    if kept > 0 {
+        tracing::info!(jid = %handle.full(), kept, "queued messages kept offline");
+    }
+    tracing::info!(jid = %handle.full(), session = handle.id(), "session closed");
+}

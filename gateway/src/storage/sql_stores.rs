@@ -1,0 +1,152 @@
+//! The store traits over [`Storage`] (SQLite or PostgreSQL): each method
+//! calls the inherent one of the same name, which runs through
+//! `Storage::op` (so the trait path is instrumented exactly like the direct one).
+
+use async_trait::async_trait;
+
+use super::{
+    AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage, OfflineStore,
+    OfflineStored, RosterItem, RosterStore, Storage, StorageError,
+};
+
+// `Storage::name(self, ..)` picks the inherent method: inherent methods come
+// before trait methods of the same name, so none of these recurse.
+
+#[async_trait]
+impl AccountStore for Storage {
+    async fn account_exists(&self, host: &str, user: &str) -> Result<bool, StorageError> {
+        Storage::account_exists(self, host, user).await
+    }
+
+    async fn get_credentials(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<AccountCredentials>, StorageError> {
+        Storage::get_credentials(self, host, user).await
+    }
+
+    async fn remove_account(&self, host: &str, user: &str) -> Result<bool, StorageError> {
+        Storage::remove_account(self, host, user).await
+    }
+}
+
+#[async_trait]
+impl RosterStore for Storage {
+    async fn lock_account(&self, host: &str, user: &str) -> AccountGuard<'_> {
+        Storage::lock_account(self, host, user).await
+    }
+
+    async fn roster_get(&self, host: &str, user: &str) -> Result<Vec<RosterItem>, StorageError> {
+        Storage::roster_get(self, host, user).await
+    }
+
+    async fn roster_item(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        Storage::roster_item(self, host, user, contact).await
+    }
+
+    async fn roster_put(
+        &self,
+        host: &str,
+        user: &str,
+        item: &RosterItem,
+    ) -> Result<(), StorageError> {
+        Storage::roster_put(self, host, user, item).await
+    }
+
+    async fn roster_remove(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+    ) -> Result<bool, StorageError> {
+        Storage::roster_remove(self, host, user, contact).await
+    }
+
+    async fn roster_version(&self, host: &str, user: &str) -> Result<u64, StorageError> {
+        Storage::roster_version(self, host, user).await
+    }
+
+    async fn sub_request_put(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+        stanza: &str,
+    ) -> Result<(), StorageError> {
+        Storage::sub_request_put(self, host, user, contact, stanza).await
+    }
+
+    async fn sub_request_remove(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+    ) -> Result<bool, StorageError> {
+        Storage::sub_request_remove(self, host, user, contact).await
+    }
+
+    async fn sub_requests(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        Storage::sub_requests(self, host, user).await
+    }
+}
+
+#[async_trait]
+impl OfflineStore for Storage {
+    async fn offline_store(
+        &self,
+        host: &str,
+        user: &str,
+        stanza: &str,
+        max: u32,
+    ) -> Result<OfflineStored, StorageError> {
+        Storage::offline_store(self, host, user, stanza, max).await
+    }
+
+    async fn offline_take(
+        &self,
+        host: &str,
+        user: &str,
+        limit: u32,
+    ) -> Result<Vec<OfflineMessage>, StorageError> {
+        Storage::offline_take(self, host, user, limit).await
+    }
+
+    async fn offline_count(&self, host: &str, user: &str) -> Result<u64, StorageError> {
+        Storage::offline_count(self, host, user).await
+    }
+}
+
+#[async_trait]
+impl BlockingStore for Storage {
+    async fn blocklist_get(&self, host: &str, user: &str) -> Result<Vec<String>, StorageError> {
+        Storage::blocklist_get(self, host, user).await
+    }
+
+    async fn blocklist_add(
+        &self,
+        host: &str,
+        user: &str,
+        jids: &[String],
+    ) -> Result<(), StorageError> {
+        Storage::blocklist_add(self, host, user, jids).await
+    }
+
+    async fn blocklist_remove(
+        &self,
+        host: &str,
+        user: &str,
+        jids: &[String],
+    ) -> Result<(), StorageError> {
+        Storage::blocklist_remove(self, host, user, jids).await
+    }
+}

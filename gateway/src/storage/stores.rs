@@ -1,0 +1,145 @@
+//! Storage as one trait per domain (accounts, roster, offline, blocking), so
+//! a module can be given trait objects and unit-tested on [`MemoryStore`]
+//! instead of a database. [`Storage`] implements them all (in `sql_stores`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{
+    AccountCredentials, AccountGuard, MemoryStore, OfflineMessage, OfflineStored, RosterItem,
+    Storage, StorageError,
+};
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn account_exists(&self, host: &str, user: &str) -> Result<bool, StorageError>;
+    async fn get_credentials(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<AccountCredentials>, StorageError>;
+    /// Removes the account and every row it owns in every table.
+    async fn remove_account(&self, host: &str, user: &str) -> Result<bool, StorageError>;
+}
+
+#[async_trait]
+pub trait RosterStore: Send + Sync {
+    /// Serialises read-modify-writes of one account (same semantics as Storage::lock_account).
+    async fn lock_account(&self, host: &str, user: &str) -> AccountGuard<'_>;
+    async fn roster_get(&self, host: &str, user: &str) -> Result<Vec<RosterItem>, StorageError>;
+    async fn roster_item(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+    ) -> Result<Option<RosterItem>, StorageError>;
+    /// Inserts or replaces; bumps the account's roster version.
+    async fn roster_put(
+        &self,
+        host: &str,
+        user: &str,
+        item: &RosterItem,
+    ) -> Result<(), StorageError>;
+    /// Bumps the roster version when something was removed.
+    async fn roster_remove(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+    ) -> Result<bool, StorageError>;
+    /// XEP-0237: a counter that changes whenever the roster changes; 0 for a roster never written.
+    async fn roster_version(&self, host: &str, user: &str) -> Result<u64, StorageError>;
+    async fn sub_request_put(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+        stanza: &str,
+    ) -> Result<(), StorageError>;
+    async fn sub_request_remove(
+        &self,
+        host: &str,
+        user: &str,
+        contact: &str,
+    ) -> Result<bool, StorageError>;
+    async fn sub_requests(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StorageError>;
+}
+
+#[async_trait]
+pub trait OfflineStore: Send + Sync {
+    async fn offline_store(
+        &self,
+        host: &str,
+        user: &str,
+        stanza: &str,
+        max: u32,
+    ) -> Result<OfflineStored, StorageError>;
+    async fn offline_take(
+        &self,
+        host: &str,
+        user: &str,
+        limit: u32,
+    ) -> Result<Vec<OfflineMessage>, StorageError>;
+    async fn offline_count(&self, host: &str, user: &str) -> Result<u64, StorageError>;
+}
+
+/// XEP-0191 block lists: bare or full JIDs or domains, as strings.
+#[async_trait]
+pub trait BlockingStore: Send + Sync {
+    async fn blocklist_get(&self, host: &str, user: &str) -> Result<Vec<String>, StorageError>;
+    /// Adds (ignoring ones already there).
+    async fn blocklist_add(
+        &self,
+        host: &str,
+        user: &str,
+        jids: &[String],
+    ) -> Result<(), StorageError>;
+    /// Removes these; an empty slice removes all.
+    async fn blocklist_remove(
+        &self,
+        host: &str,
+        user: &str,
+        jids: &[String],
+    ) -> Result<(), StorageError>;
+}
+
+/// Every store the modules use, as trait objects.
+#[derive(Clone)]
+pub struct Stores {
+    pub accounts: Arc<dyn AccountStore>,
+    pub roster: Arc<dyn RosterStore>,
+    pub offline: Arc<dyn OfflineStore>,
+    pub blocking: Arc<dyn BlockingStore>,
+}
+
+impl Stores {
+    /// The sqlx implementation over one Storage (SQLite or PostgreSQL).
+    pub fn sql(storage: &Storage) -> Stores {
+        // A clone shares the pool, the observer and the account locks.
+        Stores::backed_by(Arc::new(storage.clone()))
+    }
+
+    /// Everything in memory: for unit tests of modules (no database).
+    pub fn memory() -> Stores {
+        Stores::backed_by(Arc::new(MemoryStore::new()))
+    }
+
+    /// Every field backed by the one `store`: a test keeps its own `Arc` to
+    /// a [`MemoryStore`] to add accounts (`MemoryStore::add_account`).
+    pub fn backed_by<S>(store: Arc<S>) -> Stores
+    where
+        S: AccountStore + RosterStore + OfflineStore + BlockingStore + 'static,
+    {
+        Stores {
+            accounts: store.clone(),
+            roster: store.clone(),
+            offline: store.clone(),
+            blocking: store,
+        }
+    }
+}
