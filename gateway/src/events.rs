@@ -290,6 +290,65 @@ pub mod handlers {
     handler!(ACCOUNT_REMOVED, "account", "removed");
 }
 
+// --- stream management (XEP-0198) -------------------------------------------------
+
+event!(
+    SM_ENABLED,
+    "sm_enabled",
+    Info,
+    ["mode"],
+    [COUNT],
+    "A session enabled stream management; mode: ack (acks only) or resume."
+);
+event!(
+    SM_RESUMED,
+    "sm_resumed",
+    Info,
+    [],
+    [
+        COUNT,
+        counter(
+            "replayed",
+            "Unacknowledged stanzas written again on resumes."
+        )
+    ],
+    "A detached session was resumed on a new connection."
+);
+event!(
+    SM_FAILED,
+    "sm_failed",
+    Info,
+    ["reason"],
+    [COUNT],
+    "A resume was refused (item_not_found) or a detached session timed out (timeout)."
+);
+event!(
+    SM_DETACHED,
+    "sm_detached",
+    Info,
+    [],
+    [
+        COUNT,
+        Metric {
+            key: "unacked",
+            kind: MetricType::Histogram(Buckets::Custom(&[0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0])),
+            help: "Unacknowledged stanzas when the connection dropped."
+        }
+    ],
+    "A resumable session lost its connection and waits for a resume."
+);
+event!(
+    SM_ACK,
+    "sm_ack",
+    Debug,
+    [],
+    [
+        COUNT,
+        seconds("From the oldest unacknowledged stanza to the ack that covered it.")
+    ],
+    "The client acknowledged stanzas (<a/>)."
+);
+
 // --- storage -------------------------------------------------------------------
 
 event!(
@@ -350,6 +409,11 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &SESSION_REPLACED,
     &ROUTED,
     &HANDLER,
+    &SM_ENABLED,
+    &SM_RESUMED,
+    &SM_FAILED,
+    &SM_DETACHED,
+    &SM_ACK,
     &STORAGE_QUERY,
     &LIMIT_HIT,
     &SESSIONS,

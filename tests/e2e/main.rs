@@ -31,5 +31,6 @@ mod roster_race;
 mod shaping;
 mod slixmpp;
 mod soak;
+mod stream_mgmt;
 mod top;
 mod trace;

@@ -97,6 +97,7 @@ impl<T: Transport> Connection<T> {
                         };
                         break e.into();
                     }
+                    Wake::Mail(Some(Outbound::Detach)) => break taken_over(),
                     Wake::Mail(Some(Outbound::OfflineWaiting)) => {
                         if let Err(end) = Box::pin(self.flush_offline(&mut s, &mut batch)).await {
                             break end;
@@ -130,7 +131,7 @@ impl<T: Transport> Connection<T> {
             batch.clear();
             keep_unwritten(&self.ctx, &handle, unwritten).await;
         }
-        let dropped = matches!(end, SessionEnd::Dropped | SessionEnd::Io(_));
+        let dropped = matches!(end, SessionEnd::Dropped | SessionEnd::Io(_)) || is_taken_over(&end);
         if dropped && !shutdown.is_cancelled() && !handle.is_overflowed() {
             match self.ctx.hooks.run_detach(&self.ctx, s) {
                 Ok(()) => {
@@ -406,6 +407,7 @@ impl<T: Transport> Connection<T> {
         let mut items = vec![(first, first_tags)];
         let mut size = items[0].0.len();
         let mut close = None;
+        let mut detach = false;
         let mut offline = false;
         while size < BATCH_BYTES {
             match s.mailbox.try_recv() {
@@ -418,6 +420,10 @@ impl<T: Transport> Connection<T> {
                     break;
                 }
                 Some(Outbound::OfflineWaiting) => offline = true,
+                Some(Outbound::Detach) => {
+                    detach = true;
+                    break;
+                }
                 None => break,
             }
         }
@@ -426,6 +432,9 @@ impl<T: Transport> Connection<T> {
         self.write_items(s, items.into_iter(), batch).await?;
         if let Some(e) = close {
             return Err(e.into());
+        }
+        if detach {
+            return Err(taken_over());
         }
         if offline {
             Box::pin(self.flush_offline(s, batch)).await?;
@@ -498,6 +507,17 @@ impl<T: Transport> Connection<T> {
         )
         .into()
     }
+}
+
+/// A resume on another connection takes the session: this stream gets
+/// `<conflict/>` (XEP-0198 §5) and the session detaches for the taker.
+fn taken_over() -> SessionEnd {
+    StreamError::with_text(StreamCondition::Conflict, "resumed on another connection").into()
+}
+
+fn is_taken_over(end: &SessionEnd) -> bool {
+    matches!(end, SessionEnd::Stream(e) if e.condition == StreamCondition::Conflict
+        && e.text.as_deref() == Some("resumed on another connection"))
 }
 
 /// Stanzas that did not wholly reach the socket go to offline storage (a

@@ -20,6 +20,7 @@
 //! Not modules: [`iq`] (IQ dispatch to the handlers modules registered)
 //! and [`message`] (a client's message into the router).
 
+pub mod csi;
 pub mod disco;
 pub mod iq;
 pub mod message;
@@ -27,6 +28,7 @@ pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod roster;
+pub mod stream_management;
 pub mod subscription;
 pub mod version;
 
@@ -70,6 +72,8 @@ pub static MODULES: &[ModuleDef] = &[
     offline::DEF,
     ping::DEF,
     version::DEF,
+    stream_management::DEF,
+    csi::DEF,
 ];
 
 /// Parses a module's settings: `T` denies unknown keys; `enabled` is

@@ -20,6 +20,9 @@ pub enum Outbound {
     Stanza(String, Tags),
     /// Close the stream with this error (kick, replaced by a new login).
     Close(StreamError),
+    /// Give up the transport and detach (a resume on another connection
+    /// takes the session over while this one still looks open).
+    Detach,
     /// A message was stored offline while this session was available: it
     /// raced the session's own offline delivery, so take the store again.
     OfflineWaiting,
@@ -238,6 +241,11 @@ impl SessionHandle {
     /// Asks the session to deliver what is stored offline for it.
     pub fn offline_waiting(&self) {
         let _ = self.push(Outbound::OfflineWaiting);
+    }
+
+    /// Asks the session's task to drop its transport and detach.
+    pub fn detach_now(&self) {
+        let _ = self.push(Outbound::Detach);
     }
 
     /// Asks the session to close with a stream error.
