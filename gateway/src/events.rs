@@ -287,6 +287,7 @@ pub mod handlers {
     handler!(BLOCKING_OUTBOUND, "blocking", "outbound");
     handler!(BLOCKING_INBOUND, "blocking", "inbound");
     handler!(BLOCKING_SESSION, "blocking", "session");
+    handler!(BLOCKING_REMOVED, "blocking", "account_removed");
     handler!(ACCOUNT_REMOVED, "account", "removed");
 }
 

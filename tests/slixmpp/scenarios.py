@@ -526,6 +526,128 @@ async def s_errors():
     await bye(c)
 
 
+# --- XEP modules (driven by tests/e2e/slixmpp_xeps.rs, with the modules on) ---
+
+async def login_with(i, resource, plugins, presence=True):
+    """Like login(), with extra slixmpp plugins registered before connecting;
+    with xep_0198, also waits until stream management is enabled."""
+    c = Client(f"{user(i)}/{resource}", CONF.password)
+    for p in plugins:
+        c.register_plugin(p)
+    started = c.once("session_start")
+    enabled = c.once("sm_enabled") if "xep_0198" in plugins else None
+    c.connect(address=("127.0.0.1", CONF.port))
+    try:
+        await asyncio.wait_for(started, STEP)
+        if enabled is not None:
+            await asyncio.wait_for(enabled, STEP)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{user(i)}/{resource}: no session (or no <enabled/>) with {plugins}") from None
+    if presence:
+        c.send_presence()
+        await c.barrier()
+    return c
+
+
+async def s_sm_resume():
+    alice = await login_with(0, "phone", ["xep_0198"])
+    check(alice["xep_0198"].sm_id, "stream management enabled without an SM-ID (no resumption)")
+    full = alice.boundjid.full
+    bob = await login(1, "desk")
+    for i in range(50):
+        bob.send_message(mto=full, mbody=str(i), mtype="chat")
+    got = []
+    while len(got) < 10:
+        m = await next_item(alice.messages, f"message {len(got)} before the drop")
+        got.append(int(m["body"]))
+    # The TCP connection dies with messages in flight: no </stream:stream>.
+    gone = alice.once("disconnected")
+    alice.abort()
+    await asyncio.wait_for(gone, STEP)
+    for i in range(50, 100):
+        bob.send_message(mto=full, mbody=str(i), mtype="chat")
+    await bob.barrier()
+    resumed = alice.once("session_resumed")
+    started = alice.once("session_start")
+    alice.connect(address=("127.0.0.1", CONF.port))
+    done, _ = await asyncio.wait([resumed, started], timeout=STEP, return_when=asyncio.FIRST_COMPLETED)
+    check(resumed in done, f"the stream was not resumed (a new session started: {started in done})")
+    check(alice.boundjid.full == full, f"resumed as {alice.boundjid.full}, was {full}")
+    while len(got) < 100:
+        m = await next_item(alice.messages, f"message {len(got)} after resumption (got {got})")
+        got.append(int(m["body"]))
+    check(got == list(range(100)), f"each message once and in order; got {got}")
+    await nothing_in(alice.messages, "a message delivered twice", 1.0)
+    alice.send_message(mto=bob.boundjid.full, mbody="back", mtype="chat")
+    m = await next_item(bob.messages, "alice's message after resumption")
+    check((m["body"], m["from"].full) == ("back", full), f"got {m['body']!r} from {m['from']}")
+    await bye(alice, bob)
+
+
+async def s_carbons():
+    a1 = await login_with(0, "one", ["xep_0280"])
+    a2 = await login_with(0, "two", ["xep_0280"])
+    bob = await login(1, "b")
+    info = await a1["xep_0030"].get_info(jid=domain(), timeout=STEP)
+    check("urn:xmpp:carbons:2" in info["disco_info"]["features"], "carbons missing from disco#info")
+    received, sent = asyncio.Queue(), asyncio.Queue()
+    a2.add_event_handler("carbon_received", received.put_nowait)
+    a2.add_event_handler("carbon_sent", sent.put_nowait)
+    for c in (a1, a2):
+        await c["xep_0280"].enable(timeout=STEP)
+
+    bob.send_message(mto=a1.boundjid.full, mbody="to one", mtype="chat")
+    m = await next_item(a1.messages, "bob's message at alice/one")
+    check(m["body"] == "to one", f"got {m['body']!r}")
+    c = await next_item(received, "the received carbon at alice/two")
+    check(c["from"] == user(0), f"carbon from {c['from']}, want the bare {user(0)}")
+    inner = c["carbon_received"]
+    check((inner["from"], inner["to"], inner["body"]) == (bob.boundjid, a1.boundjid, "to one"),
+          f"forwarded: {inner['from']} -> {inner['to']}: {inner['body']!r}")
+
+    a1.send_message(mto=bob.boundjid.full, mbody="to bob", mtype="chat")
+    m = await next_item(bob.messages, "alice/one's message at bob")
+    check(m["body"] == "to bob", f"got {m['body']!r}")
+    c = await next_item(sent, "the sent carbon at alice/two")
+    inner = c["carbon_sent"]
+    check((inner["to"], inner["body"]) == (bob.boundjid, "to bob"), f"forwarded: {inner['to']}: {inner['body']!r}")
+
+    await a2["xep_0280"].disable(timeout=STEP)
+    bob.send_message(mto=a1.boundjid.full, mbody="after disable", mtype="chat")
+    await next_item(a1.messages, "bob's message after alice/two disabled carbons")
+    await nothing_in(received, "a carbon after disable")
+    await bye(a1, a2, bob)
+
+
+async def s_blocking():
+    alice = await login_with(0, "a", ["xep_0191"])
+    bob = await login(1, "b")
+    res = await alice["xep_0191"].get_blocked(timeout=STEP)
+    check(not res["blocklist"]["items"], f"blocklist not empty: {res['blocklist']['items']}")
+    pushed = alice.once("blocked")
+    await alice["xep_0191"].block(slixmpp.JID(user(1)), timeout=STEP)
+    push = await asyncio.wait_for(pushed, STEP)
+    check(push["block"]["items"] == {slixmpp.JID(user(1))}, f"block push {push['block']['items']}")
+    res = await alice["xep_0191"].get_blocked(timeout=STEP)
+    check(res["blocklist"]["items"] == {slixmpp.JID(user(1))}, f"blocklist {res['blocklist']['items']}")
+
+    bob.send_message(mto=user(0), mbody="blocked?", mtype="chat")
+    err = await next_item(bob.errors, "the error for a message to a user who blocked bob")
+    check(err["error"]["condition"] == "service-unavailable", f"condition {err['error']['condition']}")
+    await nothing_in(alice.messages, "a message from a blocked contact")
+    alice.send_message(mto=user(1), mbody="to the blocked", mtype="chat")
+    err = await next_item(alice.errors, "the error for a message to a blocked contact")
+    check(err["error"]["condition"] == "not-acceptable", f"condition {err['error']['condition']}")
+    check(err.xml.find(".//{urn:xmpp:blocking:errors}blocked") is not None, f"no <blocked/> in {err}")
+    await nothing_in(bob.messages, "a message to a blocked contact")
+
+    await alice["xep_0191"].unblock(slixmpp.JID(user(1)), timeout=STEP)
+    bob.send_message(mto=user(0), mbody="unblocked", mtype="chat")
+    m = await next_item(alice.messages, "bob's message after unblocking")
+    check(m["body"] == "unblocked", f"got {m['body']!r}")
+    await bye(alice, bob)
+
+
 # How many accounts (JIDs on the command line) each scenario uses.
 ROLES = {
     "login": 1,
@@ -537,6 +659,9 @@ ROLES = {
     "offline": 2,
     "disco_ping": 1,
     "errors": 2,
+    "sm_resume": 2,
+    "carbons": 2,
+    "blocking": 2,
 }
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 assert set(SCENARIOS) == set(ROLES)

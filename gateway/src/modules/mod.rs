@@ -20,6 +20,8 @@
 //! Not modules: [`iq`] (IQ dispatch to the handlers modules registered)
 //! and [`message`] (a client's message into the router).
 
+pub mod blocking;
+pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod iq;
@@ -74,6 +76,8 @@ pub static MODULES: &[ModuleDef] = &[
     version::DEF,
     stream_management::DEF,
     csi::DEF,
+    carbons::DEF,
+    blocking::DEF,
 ];
 
 /// Parses a module's settings: `T` denies unknown keys; `enabled` is
