@@ -190,6 +190,11 @@ impl StanzaCondition {
 pub struct StanzaError {
     pub condition: StanzaCondition,
     pub text: Option<String>,
+    /// Overrides the condition's default type (a XEP may ask for another).
+    pub typ: Option<ErrorType>,
+    /// An application-specific condition (serialized XML), after the
+    /// defined one (RFC 6120 §8.3.2), e.g. XEP-0191's `<blocked/>`.
+    pub app: Option<String>,
 }
 
 impl StanzaError {
@@ -197,23 +202,39 @@ impl StanzaError {
         StanzaError {
             condition,
             text: None,
+            typ: None,
+            app: None,
         }
     }
 
     pub fn with_text(condition: StanzaCondition, text: impl Into<String>) -> Self {
         StanzaError {
-            condition,
             text: Some(text.into()),
+            ..StanzaError::new(condition)
         }
+    }
+
+    pub fn typed(mut self, typ: ErrorType) -> Self {
+        self.typ = Some(typ);
+        self
+    }
+
+    pub fn with_app(mut self, app: String) -> Self {
+        self.app = Some(app);
+        self
     }
 
     /// `<error type='…'><condition/>[<text/>]</error>`
     pub fn error_element(&self) -> El {
+        let typ = self.typ.unwrap_or_else(|| self.condition.default_type());
         let mut e = El::new("error")
-            .attr("type", self.condition.default_type().wire_name())
+            .attr("type", typ.wire_name())
             .child(El::new(self.condition.wire_name()).xmlns(NS_STANZAS_ERR));
         if let Some(t) = &self.text {
             e = e.child(El::new("text").xmlns(NS_STANZAS_ERR).text(t));
+        }
+        if let Some(app) = &self.app {
+            e = e.raw_child(app);
         }
         e
     }

@@ -133,12 +133,12 @@ impl<T: Transport> Connection<T> {
         }
         let dropped = matches!(end, SessionEnd::Dropped | SessionEnd::Io(_)) || is_taken_over(&end);
         if dropped && !shutdown.is_cancelled() && !handle.is_overflowed() {
-            match self.ctx.hooks.run_detach(&self.ctx, s) {
+            match self.ctx.hooks.run_detach(&self.ctx, Box::new(s)) {
                 Ok(()) => {
                     tracing::info!(jid = %handle.full(), session = handle.id(), "session detached");
                     return end;
                 }
-                Err(back) => s = back,
+                Err(back) => s = *back,
             }
         }
         if close_reason.is_empty() {

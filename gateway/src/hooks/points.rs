@@ -111,6 +111,9 @@ pub struct WriteCx<'a> {
     /// Stanzas to write before this one (e.g. a CSI buffer flushed by a
     /// message); they pass the hooks after this one.
     pub prepend: Vec<String>,
+    /// Set to end the session with this stream error once what is being
+    /// written has gone out (e.g. XEP-0198's unacknowledged limit).
+    pub close: Option<crate::errors::StreamError>,
 }
 
 pub trait WriteHook: Send + Sync {
@@ -154,7 +157,7 @@ pub trait SessionHook: Send + Sync {
 /// A session whose transport broke without a clean close: a module may
 /// take it (returns `Ok`), else it is handed back and closed.
 pub trait DetachHook: Send + Sync {
-    fn detach(&self, ctx: &Arc<Ctx>, session: Session) -> Result<(), Session>;
+    fn detach(&self, ctx: &Arc<Ctx>, session: Box<Session>) -> Result<(), Box<Session>>;
 }
 
 // --- IQ -------------------------------------------------------------------

@@ -330,7 +330,11 @@ impl Hooks {
     }
 
     /// Offers a session whose transport broke to the detach hooks.
-    pub fn run_detach(&self, ctx: &Arc<Ctx>, mut session: Session) -> Result<(), Session> {
+    pub fn run_detach(
+        &self,
+        ctx: &Arc<Ctx>,
+        mut session: Box<Session>,
+    ) -> Result<(), Box<Session>> {
         for r in &self.detach {
             match call_sync(ctx, r.name, || r.hook.detach(ctx, session)) {
                 Ok(()) => return Ok(()),

@@ -28,7 +28,7 @@ use super::roster::internal;
 use super::subscription::send_presence_of;
 use super::{IqRequest, IqResult, Module, ModuleDef, NoSettings, Target};
 use crate::config::Config;
-use crate::errors::{StanzaCondition, StanzaError};
+use crate::errors::{ErrorType, StanzaCondition, StanzaError};
 use crate::events::handlers as h;
 use crate::hooks::{
     AccountHook, Flow, Hooks, IqHandler, IqType, Route, RouteHook, SessionEvent, SessionHook,
@@ -251,21 +251,6 @@ fn matches(list: &[String], other: &Jid) -> bool {
         .any(|i| *i == full || *i == bare || i == domain || Some(i) == domain_resource.as_ref())
 }
 
-/// XEP-0191 §3.6 (example 18): the error as `cancel`, with the
-/// application condition `<blocked/>` after the defined one.
-fn with_blocked(reply: &str) -> String {
-    let Some(at) = reply.rfind("<error ") else {
-        return reply.to_string();
-    };
-    let (head, error) = reply.split_at(at);
-    let error = error.replacen("type='modify'", "type='cancel'", 1);
-    let blocked = El::new("blocked").xmlns(NS_BLOCKING_ERRORS).to_string();
-    match error.rfind("</error>") {
-        Some(i) => format!("{head}{}{blocked}{}", &error[..i], &error[i..]),
-        None => reply.to_string(),
-    }
-}
-
 /// A message or an IQ request (what is refused rather than dropped).
 fn refusable(route: &Route<'_>) -> bool {
     match route.kind {
@@ -338,20 +323,13 @@ impl RouteHook for Outbound {
         if !refusable(route) {
             return Flow::Drop;
         }
-        // §3.6: not-acceptable with the blocked condition, answered here
-        // (a Bounce carries no application condition).
-        let (Some(st), Some(res)) = (route.stanza, route.from.resource()) else {
-            return Flow::Drop;
-        };
-        let Some(sender) = ctx.sessions.full(&route.from.bare(), res) else {
-            return Flow::Drop;
-        };
-        let err = StanzaError::new(StanzaCondition::NotAcceptable);
-        ctx.instr.stanza_error(&err.condition);
-        let reply = err.reply_to(&st.el, &route.to.to_string(), sender.full());
-        let reply = with_blocked(&reply);
-        let _ = router::deliver(ctx, &sender, reply);
-        Flow::Handled
+        // §3.6 (example 18): not-acceptable, type cancel, with <blocked/>.
+        let blocked = El::new("blocked").xmlns(NS_BLOCKING_ERRORS).to_string();
+        Flow::Bounce(
+            StanzaError::new(StanzaCondition::NotAcceptable)
+                .typed(ErrorType::Cancel)
+                .with_app(blocked),
+        )
     }
 }
 
@@ -489,6 +467,22 @@ mod tests {
             )
             .await;
         assert!(r.contains("not-allowed"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn requests_to_the_blockers_bare_jid_are_refused_too() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        let b = t.session("bob", "b").await;
+        let disco = "<iq to='alice@localhost' type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>";
+        assert!(t.iq(&b, disco).await.contains("category='account'"));
+        command(&t, &a, "b", "block", &["bob@localhost"]).await;
+        let _ = t.take_all(&a);
+        let r = t.iq(&b, disco).await;
+        assert!(
+            r.contains("service-unavailable") && r.contains("from='alice@localhost'"),
+            "{r}"
+        );
     }
 
     #[tokio::test]

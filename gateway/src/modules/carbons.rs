@@ -266,7 +266,9 @@ fn forwardable(xml: &str) -> String {
     )
 }
 
-/// `<message from=bare to=full><sent|received><forwarded>…` (XEP-0280 §6, §7).
+/// `<message from=bare to=full><sent|received><forwarded>…` (XEP-0280 §6, §7),
+/// with XEP-0334's `<no-store/>`: a copy that never reached its session is
+/// not kept offline (the original already was delivered or stored).
 fn carbon(dir: &str, bare: &str, to: &SessionRef, typ: Option<&str>, original: &str) -> String {
     El::new("message")
         .attr("from", bare)
@@ -277,6 +279,7 @@ fn carbon(dir: &str, bare: &str, to: &SessionRef, typ: Option<&str>, original: &
                 .xmlns(NS_CARBONS)
                 .child(El::new("forwarded").xmlns(NS_FORWARD).raw_child(original)),
         )
+        .child(El::new("no-store").xmlns(crate::router::NS_HINTS))
         .to_string()
 }
 

@@ -87,6 +87,23 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, st: &Stanza) {
             return bounce(StanzaError::new(StanzaCondition::RemoteServerNotFound));
         }
     };
+    // Answered on another account's behalf: that account's route policy
+    // (e.g. its block list, XEP-0191) applies as if it were delivered.
+    if let (Target::OtherAccount(t), true) = (&target, ctx.hooks.has_route_hooks(st.kind)) {
+        let route = Route {
+            from: &st.from,
+            to: t,
+            kind: st.kind,
+            typ,
+            xml: st.raw(),
+            stanza: Some(st),
+        };
+        match ctx.hooks.run_route_before(ctx, &route).await {
+            crate::hooks::Flow::Continue => {}
+            crate::hooks::Flow::Bounce(err) => return bounce(err),
+            crate::hooks::Flow::Handled | crate::hooks::Flow::Drop => return,
+        }
+    }
     let set = typ == Some("set");
     let ns = payload.tag_name().namespace().unwrap_or("");
     let answer = if ns == super::NS_SESSION && set {

@@ -269,3 +269,97 @@ async fn on_disconnect(ctx: &Ctx, me: &Arc<SessionHandle>, ext: &mut Extensions)
         broadcast_inner(ctx, me, ext, &el, false).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::modules::testing::TestServer;
+
+    /// alice and bob subscribed both ways, through the real handshake.
+    async fn friends(
+        t: &TestServer,
+    ) -> (
+        super::super::testing::TestSession,
+        super::super::testing::TestSession,
+    ) {
+        let a = t.session("alice", "a").await;
+        let b = t.session("bob", "b").await;
+        for (x, y, yname) in [(&a, &b, "bob"), (&b, &a, "alice")] {
+            t.send(
+                x,
+                &format!("<presence to='{yname}@localhost' type='subscribe'/>"),
+            )
+            .await;
+            let xname = if yname == "bob" { "alice" } else { "bob" };
+            t.send(
+                y,
+                &format!("<presence to='{xname}@localhost' type='subscribed'/>"),
+            )
+            .await;
+        }
+        let _ = t.take_all(&a);
+        let _ = t.take_all(&b);
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn initial_presence_reaches_subscribers_and_probes_theirs() {
+        let t = TestServer::new(&[]).await;
+        let (a, b) = friends(&t).await;
+        t.send(&b, "<presence><show>away</show></presence>").await;
+        let _ = t.take_all(&a);
+        let _ = t.take_all(&b);
+        t.send(&a, "<presence><priority>5</priority></presence>")
+            .await;
+        let to_bob = t.take_all(&b);
+        assert!(
+            to_bob
+                .iter()
+                .any(|x| x.contains("from='alice@localhost/a'")
+                    && x.contains("<priority>5</priority>")),
+            "{to_bob:?}"
+        );
+        // Alice gets her own echo and bob's current presence (answered probe).
+        let to_alice = t.take_all(&a);
+        assert!(
+            to_alice
+                .iter()
+                .any(|x| x.contains("from='bob@localhost/b'") && x.contains("away")),
+            "{to_alice:?}"
+        );
+        assert!(
+            to_alice
+                .iter()
+                .any(|x| x.contains("from='alice@localhost/a'")),
+            "{to_alice:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_sends_unavailable_to_subscribers_and_directed_targets() {
+        let t = TestServer::new(&[]).await;
+        let (a, b) = friends(&t).await;
+        let c = t.session("carol", "c").await;
+        t.send(&c, "<presence/>").await;
+        t.send(&b, "<presence/>").await;
+        t.send(&a, "<presence/>").await;
+        t.send(&a, "<presence to='carol@localhost/c'/>").await;
+        let _ = (t.take_all(&b), t.take_all(&c));
+        t.close(a).await;
+        let to_bob = t.take_all(&b);
+        assert!(to_bob.iter().any(|x| x.contains("from='alice@localhost/a'") && x.contains("type='unavailable'")), "{to_bob:?}");
+        let to_carol = t.take_all(&c);
+        assert!(
+            to_carol.iter().any(|x| x.contains("type='unavailable'")),
+            "{to_carol:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_presence_types_bounce() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        t.send(&a, "<presence type='nonsense' id='x'/>").await;
+        let out = t.take_all(&a);
+        assert!(out.iter().any(|x| x.contains("bad-request")), "{out:?}");
+    }
+}

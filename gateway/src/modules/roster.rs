@@ -289,3 +289,93 @@ pub(crate) fn internal(e: StorageError) -> StanzaError {
     tracing::warn!(error = %e, "storage failed");
     StanzaError::new(StanzaCondition::InternalServerError)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::modules::testing::TestServer;
+
+    const GET: &str = "<iq type='get' id='g'><query xmlns='jabber:iq:roster' ver=''/></iq>";
+
+    #[tokio::test]
+    async fn set_pushes_to_interested_resources_with_a_new_version() {
+        let t = TestServer::new(&[]).await;
+        let a1 = t.session("alice", "a1").await;
+        let a2 = t.session("alice", "a2").await;
+        let r = t.iq(&a1, GET).await;
+        assert!(
+            r.contains("<query xmlns='jabber:iq:roster' ver='0'/>"),
+            "{r}"
+        );
+        t.send(&a1, "<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob'><group>Friends</group></item></query></iq>").await;
+        let out = t.take_all(&a1);
+        assert!(
+            out.iter()
+                .any(|x| x.contains("id='s'") && x.contains("type='result'")),
+            "{out:?}"
+        );
+        let push = out
+            .iter()
+            .find(|x| x.contains("type='set'"))
+            .expect("a push to a1");
+        assert!(
+            push.contains("ver='1'")
+                && push.contains("name='Bob'")
+                && push.contains("<group>Friends</group>"),
+            "{push}"
+        );
+        // a2 never asked for the roster: no push (RFC 6121 §2.1.6).
+        assert!(t.take_all(&a2).is_empty());
+    }
+
+    #[tokio::test]
+    async fn current_version_gets_an_empty_result_older_the_full_roster() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        t.iq(&a, "<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>").await;
+        let r = t
+            .iq(
+                &a,
+                "<iq type='get' id='g1'><query xmlns='jabber:iq:roster' ver='1'/></iq>",
+            )
+            .await;
+        assert!(
+            r.ends_with("type='result' from='alice@localhost' to='alice@localhost/a'/>")
+                || !r.contains("<query"),
+            "{r}"
+        );
+        let r = t
+            .iq(
+                &a,
+                "<iq type='get' id='g2'><query xmlns='jabber:iq:roster' ver='0'/></iq>",
+            )
+            .await;
+        assert!(
+            r.contains("ver='1'") && r.contains("jid='bob@localhost'"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn versioning_off_means_no_ver_and_no_feature() {
+        let t = TestServer::new(&[("roster", "versioning = false")]).await;
+        let a = t.session("alice", "a").await;
+        let r = t.iq(&a, GET).await;
+        assert!(r.contains("<query xmlns='jabber:iq:roster'/>"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn remove_unknown_is_item_not_found_and_others_rosters_are_forbidden() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        t.add_account("bob");
+        let r = t.iq(&a, "<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='x@localhost' subscription='remove'/></query></iq>").await;
+        assert!(r.contains("item-not-found"), "{r}");
+        let r = t
+            .iq(
+                &a,
+                "<iq type='get' id='o' to='bob@localhost'><query xmlns='jabber:iq:roster'/></iq>",
+            )
+            .await;
+        assert!(r.contains("forbidden"), "{r}");
+    }
+}

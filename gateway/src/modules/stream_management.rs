@@ -37,6 +37,12 @@ pub const DEF: ModuleDef = ModuleDef {
     name: "stream_management",
     build: |t| {
         let s = super::settings::<Settings>(t)?;
+        if s.ack_request_every == 0 || s.max_unacked < s.ack_request_every {
+            return Err((
+                "max_unacked".into(),
+                "must be at least ack_request_every, which must be at least 1".into(),
+            ));
+        }
         if s.resume_timeout == 0 || s.max_resume_timeout < s.resume_timeout {
             return Err((
                 "resume_timeout".into(),
@@ -57,6 +63,13 @@ pub struct Settings {
     pub resume_timeout: u64,
     /// The most a client may ask for with `max`.
     pub max_resume_timeout: u64,
+    /// The server asks for an ack (`<r/>`) each time this many stanzas
+    /// are unacknowledged.
+    pub ack_request_every: usize,
+    /// Unacknowledged stanzas a session may hold; beyond it the session is
+    /// closed (`resource-constraint`) and they are kept offline, rather
+    /// than grow without bound for a client that never acks.
+    pub max_unacked: usize,
 }
 
 impl Default for Settings {
@@ -64,6 +77,8 @@ impl Default for Settings {
         Settings {
             resume_timeout: 300,
             max_resume_timeout: 600,
+            ack_request_every: 50,
+            max_unacked: 5000,
         }
     }
 }
@@ -365,6 +380,15 @@ impl WriteHook for StreamManagement {
             return Flow::Continue;
         }
         if let Some(sm) = cx.ext.get_mut::<Sm>() {
+            let n = sm.unacked.len();
+            if n >= self.settings.max_unacked {
+                cx.close = Some(StreamError::with_text(
+                    StreamCondition::ResourceConstraint,
+                    format!("{n} stanzas unacknowledged"),
+                ));
+            } else if n > 0 && n % self.settings.ack_request_every == 0 {
+                cx.prepend.push(El::new("r").xmlns(NS_SM).to_string());
+            }
             sm.unacked.push_back(cx.xml.to_string());
             sm.sent = sm.sent.wrapping_add(1);
             sm.since.get_or_insert_with(Instant::now);
@@ -374,7 +398,7 @@ impl WriteHook for StreamManagement {
 }
 
 impl DetachHook for StreamManagement {
-    fn detach(&self, ctx: &Arc<Ctx>, session: Session) -> Result<(), Session> {
+    fn detach(&self, ctx: &Arc<Ctx>, session: Box<Session>) -> Result<(), Box<Session>> {
         let Some((id, timeout, unacked)) = session
             .ext
             .get::<Sm>()
@@ -395,7 +419,7 @@ impl DetachHook for StreamManagement {
         let ctx = ctx.clone();
         let this = ctx.hooks.state::<Registry>();
         ctx.tasks
-            .spawn(wait(ctx.clone(), this, id, session, timeout, rx));
+            .spawn(wait(ctx.clone(), this, id, *session, timeout, rx));
         Ok(())
     }
 }
@@ -492,4 +516,117 @@ async fn wait(
     }
     tracing::info!(jid = %s.handle.full(), session = s.id(), reason, "detached session ends");
     crate::session::leave(&ctx, s, reason).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::errors::SessionEnd;
+    use crate::modules::testing::TestServer;
+
+    const ENABLE: &str = "<enable xmlns='urn:xmpp:sm:3' resume='true' max='100000'/>";
+
+    #[tokio::test]
+    async fn enable_gives_an_id_and_caps_max() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        let r = t.nonza(&a, ENABLE).await.expect("enabled");
+        assert!(
+            r[0].starts_with("<enabled xmlns='urn:xmpp:sm:3' id='"),
+            "{r:?}"
+        );
+        assert!(
+            r[0].contains("resume='true'") && r[0].contains("max='600'"),
+            "{r:?}"
+        );
+        // Twice is refused.
+        let r = t.nonza(&a, ENABLE).await.expect("answered");
+        assert!(r[0].contains("unexpected-request"), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn counts_handled_stanzas_and_acks_what_was_written() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        t.send(&a, "<presence/>").await; // before enable: not counted
+        let _ = t.take_all(&a);
+        t.nonza(&a, ENABLE).await.expect("enabled");
+        for i in 0..3 {
+            t.send(
+                &a,
+                &format!("<iq type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>"),
+            )
+            .await;
+        }
+        let r = t.nonza(&a, "<r xmlns='urn:xmpp:sm:3'/>").await.expect("a");
+        assert_eq!(r, ["<a xmlns='urn:xmpp:sm:3' h='3'/>"]);
+        // Three results written: acking 2, then 3, is fine; 4 is too many.
+        assert_eq!(t.take_all(&a).len(), 3);
+        t.nonza(&a, "<a xmlns='urn:xmpp:sm:3' h='2'/>")
+            .await
+            .expect("ok");
+        t.nonza(&a, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
+            .await
+            .expect("ok");
+        match t.nonza(&a, "<a xmlns='urn:xmpp:sm:3' h='4'/>").await {
+            Err(SessionEnd::Stream(e)) => {
+                assert_eq!(e.condition.wire_name(), "undefined-condition");
+                let app = e.app.expect("application condition");
+                assert!(
+                    app.contains("handled-count-too-high") && app.contains("send-count='3'"),
+                    "{app}"
+                );
+            }
+            other => panic!("expected a stream error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn asks_for_acks_and_closes_a_session_that_never_acks() {
+        let t = TestServer::new(&[(
+            "stream_management",
+            "ack_request_every = 2\nmax_unacked = 4",
+        )])
+        .await;
+        let a = t.session("alice", "a").await;
+        let b = t.session("bob", "b").await;
+        t.nonza(&a, ENABLE).await.expect("enabled");
+        for i in 0..5 {
+            t.send(&b, &format!("<message to='alice@localhost/a' type='chat' id='m{i}'><body>{i}</body></message>"))
+                .await;
+        }
+        let out = t.take_all(&a);
+        let requests = out
+            .iter()
+            .filter(|x| x.as_str() == "<r xmlns='urn:xmpp:sm:3'/>")
+            .count();
+        assert_eq!(requests, 1, "{out:?}");
+        assert_eq!(out.iter().filter(|x| x.starts_with("<message")).count(), 5);
+        let closing = a.session.try_lock().expect("free").closing.take();
+        assert!(closing.is_some_and(|e| e.condition.wire_name() == "resource-constraint"));
+    }
+
+    #[tokio::test]
+    async fn resume_of_an_unknown_id_fails() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        let r = t
+            .nonza(&a, "<resume xmlns='urn:xmpp:sm:3' previd='nope' h='0'/>")
+            .await
+            .expect("answered");
+        // A bound session cannot resume another.
+        assert!(r[0].contains("unexpected-request"), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn settings_are_checked() {
+        let bad = crate::config::Config::parse(
+            "[modules.stream_management]\nresume_timeout = 900\nmax_resume_timeout = 600\n",
+            std::path::Path::new("t.toml"),
+        );
+        let e = bad.expect_err("refused").to_string();
+        assert!(
+            e.contains("modules.stream_management.resume_timeout"),
+            "{e}"
+        );
+    }
 }

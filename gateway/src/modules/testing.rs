@@ -86,6 +86,31 @@ impl TestServer {
             .expect("no stream error");
     }
 
+    /// A nonza from a bound session: the module's replies (unencoded), or
+    /// the stream error that ends the session.
+    pub async fn nonza(
+        &self,
+        s: &TestSession,
+        xml: &str,
+    ) -> Result<Vec<String>, crate::errors::SessionEnd> {
+        let el = Element::parse(xml).expect("nonza");
+        let ns = el.ns().unwrap_or_default().to_string();
+        let mut session = s.session.lock().await;
+        let account = session.handle.jid().to_bare();
+        let mut cx = crate::hooks::NonzaCx {
+            ctx: &self.ctx,
+            el: &el,
+            session: Some(&mut session),
+            account: &account,
+            replies: Vec::new(),
+        };
+        match self.ctx.hooks.run_nonza(&ns, &mut cx).await {
+            Some(Ok(_)) => Ok(cx.replies),
+            Some(Err(e)) => Err(e),
+            None => panic!("no module handles {ns}"),
+        }
+    }
+
     /// Everything queued to `s` so far, as written (write hooks applied).
     pub fn take_all(&self, s: &TestSession) -> Vec<String> {
         let mut session = s.session.try_lock().expect("session free");
@@ -113,6 +138,11 @@ impl TestServer {
         all.into_iter()
             .find(|x| x.contains(&format!("id='{id}'")))
             .unwrap_or_else(|| panic!("no answer to {id}"))
+    }
+
+    /// Ends the session as a closed connection would (`session::leave`).
+    pub async fn close(&self, s: TestSession) {
+        crate::session::leave(&self.ctx, s.session.into_inner(), "peer_closed").await;
     }
 
     /// What the session's offline flush would write now.

@@ -272,14 +272,22 @@ fn route_iq_to_full(ctx: &Ctx, to: &Jid, xml: String) -> Result<(), StanzaError>
     deliver(ctx, &session, xml).map_err(|_| unavailable())
 }
 
+/// XEP-0334 message processing hints.
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+
 /// A stanza queued to a session that never reached its client: a chat or
-/// normal message is kept for the owner (offline storage); anything else
-/// is dropped. Whether it was kept.
+/// normal message is kept for the owner (offline storage), unless it says
+/// `<no-store/>` (XEP-0334); anything else is dropped. Whether it was kept.
 pub async fn keep_undelivered(ctx: &Ctx, owner: &Jid, xml: &str) -> bool {
     let Ok(el) = crate::xml::Element::parse(xml) else {
         return false;
     };
-    if el.name() != "message" {
+    if el.name() != "message"
+        || el
+            .node()
+            .children()
+            .any(|c| c.has_tag_name((NS_HINTS, "no-store")))
+    {
         return false;
     }
     let kind = MessageType::parse(el.attr("type")).unwrap_or(MessageType::Normal);

@@ -39,6 +39,8 @@ pub struct Session {
     /// it (XEP-0198), so a failed write loses nothing and the core need not
     /// keep the unwritten part itself.
     pub keeps_unacked: bool,
+    /// A write hook asked to end the session with this error.
+    pub closing: Option<crate::errors::StreamError>,
 }
 
 /// Stanzas ready for the transport: the bytes, and where each stanza ends
@@ -91,6 +93,7 @@ impl Session {
             host_ev: None,
             replay: Vec::new(),
             keeps_unacked: false,
+            closing: None,
         }
     }
 
@@ -114,9 +117,13 @@ impl Session {
             xml,
             kind: Kind::of_xml(xml),
             prepend: Vec::new(),
+            close: None,
         };
         let (flow, next) = ctx.hooks.run_write(ctx, from, &mut cx);
         let prepend = std::mem::take(&mut cx.prepend);
+        if let Some(e) = cx.close.take() {
+            self.closing.get_or_insert(e);
+        }
         for p in &prepend {
             self.encode_from(ctx, next, p, batch);
         }
