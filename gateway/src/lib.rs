@@ -2,27 +2,38 @@
 //!
 //! # Layout
 //!
-//! Follow one message through the data path; each stage is a module:
+//! Follow one message through the data path (`docs/architecture.md` tells
+//! the same story in prose); each stage is a module:
 //!
 //! - [`config`]: the TOML configuration, with errors naming file, line and key.
 //! - [`tls`]: certificates (loaded, or generated on first start) and acceptors.
 //! - [`xml`]: the incremental framer (which enforces the XML caps before any
-//!   parser sees a byte), stanza views (roxmltree) and the writer.
-//! - [`c2s`]: one task per client connection: the negotiation state machine
-//!   (stream header, STARTTLS, SASL, bind; one deadline for all of it) and the
-//!   established session loop, paced by its input shapers.
+//!   parser sees a byte), element views (roxmltree) and the writer.
+//! - [`c2s`]: one task per client connection over a `Transport` (TCP/TLS and
+//!   the framer first): negotiation (stream header, STARTTLS, SASL, bind or a
+//!   module's resume; one deadline for all of it), then the session loop,
+//!   paced by its input shapers.
+//! - [`session`]: a bound session as a value that can outlive its transport
+//!   (identity, mailbox, per-module state, counters); `Session::encode` is
+//!   the one way out, through the write hooks.
+//! - [`stanza`]: a client's stanza parsed once (kind, JIDs, element, bytes).
+//! - [`hooks`]: the typed hook registry modules register into, and the one
+//!   wrapper that instruments every hook call.
+//! - [`modules`]: every XMPP feature as a `Module` (roster, presence,
+//!   offline, disco, ping, version, stream management, CSI, carbons,
+//!   blocking), configured as `[modules.NAME]`.
+//! - [`router`]: the one entry point (`router::route`), destination classes
+//!   (local, component, remote) and RFC 6121 §8 over a `SessionRegistry`.
 //! - [`sasl`]: SCRAM-SHA-1/256 and PLAIN, server side, on stored SCRAM keys.
-//! - [`router`]: the session table (JID → session handles) and delivery rules
-//!   of RFC 6121 §8.
-//! - [`modules`]: roster, presence, offline, disco, ping: each adds its
-//!   features and IQ handlers in one place.
-//! - [`storage`]: sqlx behind one interface, SQLite or PostgreSQL; per-account
-//!   locks serialise read-modify-writes (roster, offline quota).
+//! - [`storage`]: traits per domain (accounts, roster, offline, blocking)
+//!   with the sqlx implementation (SQLite or PostgreSQL) and an in-memory one;
+//!   per-account locks serialise read-modify-writes.
 //! - [`errors`]: stream and stanza errors, with their wire names.
 //! - [`jid`]: JID parsing and normalisation (RFC 7622).
 //! - [`server`]: listeners, admission (connection caps per address and in
 //!   total), accept loops and graceful shutdown.
-//! - [`events`]: the catalogue of every instrumentation event.
+//! - [`events`]: the catalogue of every instrumentation event and module
+//!   handler name.
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
 //! - [`snapshots`]: the once-a-second snapshot of every series, for `osprey top`.

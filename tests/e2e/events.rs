@@ -53,7 +53,7 @@ buffer_lines = 1
     let running = osprey::server::start(config, vec![Box::new(rec.clone())])
         .await
         .expect("start");
-    for u in ["alice", "bob", "carol", "dave"] {
+    for u in ["alice", "bob", "carol", "dave", "erin"] {
         let creds = osprey::sasl::account_credentials("pw", 4096).unwrap();
         running
             .ctx
@@ -332,6 +332,52 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
     })
     .await;
     assert!(rec.sum("c2s_tls_established", &[("method", "direct")], "count") >= 1.0);
+
+    // Stream management (XEP-0198): enable, an ack, a dropped connection, a
+    // resume, and a resume of an id nobody has.
+    let mut erin = Raw::login_abortable(plain, "erin", "pw", "e").await;
+    erin.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let enabled = erin.expect("/>").await;
+    let id = enabled
+        .split("id='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("an SM id")
+        .to_string();
+    erin.send("<iq type='get' id='smp'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    erin.expect("id='smp'").await;
+    erin.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    eventually(&rec, "sm enabled and acked", |r| {
+        r.sum("sm_enabled", &[("mode", "resume")], "count") == 1.0
+            && r.sum("sm_ack", &[], "count") >= 1.0
+    })
+    .await;
+    drop(erin);
+    eventually(&rec, "sm detached", |r| {
+        r.sum("sm_detached", &[], "count") == 1.0
+    })
+    .await;
+    let mut again = Raw::connect(plain).await;
+    again.authenticate("erin", "pw").await;
+    again
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
+        ))
+        .await;
+    again.expect("<resumed").await;
+    let mut stranger = Raw::connect(plain).await;
+    stranger.authenticate("erin", "pw").await;
+    stranger
+        .send("<resume xmlns='urn:xmpp:sm:3' previd='nobody' h='0'/>")
+        .await;
+    stranger.expect("item-not-found").await;
+    eventually(&rec, "sm resumed and failed", |r| {
+        r.sum("sm_resumed", &[], "count") == 1.0
+            && r.sum("sm_failed", &[("reason", "item_not_found")], "count") == 1.0
+    })
+    .await;
 
     // Disconnect: session closed with its duration.
     alice.send("</stream:stream>").await;

@@ -83,6 +83,15 @@ pub struct SessionRow {
     pub queued_bytes: u64,
     pub available: bool,
     pub priority: i64,
+    /// `active`, or `detached`: the connection dropped and the session
+    /// waits for a XEP-0198 resume.
+    pub state: String,
+}
+
+impl SessionRow {
+    pub fn is_detached(&self) -> bool {
+        self.state == "detached"
+    }
 }
 
 /// An entry of `/api/events`.

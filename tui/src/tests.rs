@@ -202,6 +202,7 @@ fn session(jid: &str, id: u64, port: u16, stanzas: u64) -> SessionRow {
         queued_bytes: 0,
         available: true,
         priority: 0,
+        state: "active".into(),
     }
 }
 
@@ -319,6 +320,32 @@ fn overview_shows_health_and_traffic() {
     }
     // The session history is plotted.
     assert!(screen.contains('█'), "no sparkline:\n{screen}");
+}
+
+#[test]
+fn detached_sessions_are_shown_as_such() {
+    let mut app = app();
+    let mut rows = vec![
+        session("alice@localhost/phone", 1, 50001, 2400),
+        session("bob@localhost/laptop", 2, 50002, 3100),
+    ];
+    rows[1].state = "detached".into();
+    app.apply_sessions(rows);
+    press(&mut app, KeyCode::Char('2'));
+    let screen = render(&app, 140, 40);
+    let bob = screen
+        .lines()
+        .find(|l| l.contains("bob@localhost") && l.contains("laptop"))
+        .expect("bob's row");
+    assert!(bob.contains("detached"), "{screen}");
+    let alice = screen
+        .lines()
+        .find(|l| l.contains("alice@localhost") && l.contains("phone"))
+        .expect("alice's row");
+    assert!(
+        alice.contains("tcp") && !alice.contains("detached"),
+        "{screen}"
+    );
 }
 
 #[test]

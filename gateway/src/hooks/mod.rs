@@ -7,7 +7,7 @@
 //! records the live-trace call/return, all named by a typed
 //! [`Handler`](crate::events::Handler) from the catalogue.
 //!
-//! Points (see [`points`] for their contexts):
+//! Points (see `points.rs` for their contexts):
 //! - stream features, pre- and post-authentication ([`FeaturesHook`]);
 //! - nonzas by namespace ([`NonzaHook`]);
 //! - a user sends a stanza, per kind ([`SendHook`]);

@@ -47,7 +47,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 Cell::from(r.bare.clone()),
                 Cell::from(r.resource.clone()),
                 Cell::from(r.address.clone()),
-                Cell::from(r.transport.clone()),
+                // A detached session has no transport until it is resumed.
+                Cell::from(if r.is_detached() {
+                    "detached".to_string()
+                } else {
+                    r.transport.clone()
+                }),
                 Cell::from(if r.tls { "yes" } else { "no" }),
                 Cell::from(age(r.connected_seconds as f64)),
                 Cell::from(count(r.stanzas_in as f64)),
@@ -130,10 +135,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                     }
                 )),
                 Line::from(format!(
-                    "stanzas in {} · out {} · queued {}",
+                    "stanzas in {} · out {} · queued {}{}",
                     r.stanzas_in,
                     r.stanzas_out,
-                    bytes(r.queued_bytes as f64)
+                    bytes(r.queued_bytes as f64),
+                    if r.is_detached() {
+                        " · detached: connection lost, waiting for a resume (XEP-0198)"
+                    } else {
+                        ""
+                    }
                 )),
             ];
             match &v.confirm_kick {
