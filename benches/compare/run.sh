@@ -9,7 +9,12 @@
 # Targets: osprey (default instrumentation: Prometheus + log handlers and
 # the metrics/admin HTTP listener, scraped every SCRAPE_INTERVAL s),
 # osprey-bare (no handler, no HTTP listener, RUST_LOG=warn), prosody,
-# ejabberd. Each server is pinned to SERVER_CPU, the generator to LOAD_CPU.
+# ejabberd; and, for before/after comparisons of Osprey itself (not in the
+# default TARGETS): osprey-base (the binary OSPREY_BASE_BIN, e.g. a build
+# of an older commit, configured as osprey, with its own data directory)
+# and osprey-sm (osprey, with the generator enabling stream management on
+# every session: --stream-management --sm-ack-every SM_ACK_EVERY). Each
+# server is pinned to SERVER_CPU, the generator to LOAD_CPU.
 # Results: RESULTS/<target>.<scenario>.<repeat>.json (+ .txt summaries),
 # RESULTS/env.txt, RESULTS/table.md.
 set -euo pipefail
@@ -28,6 +33,13 @@ source "$HERE/servers.sh"
 : "${FRESH:=idle idle-tls chat}"
 : "${SERVER_CPU:=0}"
 : "${LOAD_CPU:=1}"
+# 1: repeat k starts with the k-th target (rotating the order), so that no
+# target always runs first or right after the same other one.
+: "${ROTATE:=0}"
+# osprey-base: the Osprey binary to compare against (required with it).
+: "${OSPREY_BASE_BIN:=}"
+# osprey-sm: the generator's ack interval (stanzas per <a/>).
+: "${SM_ACK_EVERY:=8}"
 # SCRAM-SHA-1: the one SCRAM all three offer (Prosody and ejabberd, as
 # configured here, keep SHA-1 keys only; Osprey offers SHA-256 too).
 # login-sha256 logs in with SCRAM-SHA-256: Osprey as it is, ejabberd
@@ -73,6 +85,8 @@ NACCOUNTS=$(max "$LOGIN_USERS" "$IDLE_USERS" "$IDLE_TLS_USERS" $((CHAT_PAIRS * 2
 # Copies of the release binaries, taken right after the build, so that a
 # rebuild in the shared target directory cannot swap them mid-run.
 OSPREY="$WORK/bin/osprey"
+# A copy of OSPREY_BASE_BIN (named osprey too: target_pid checks the name).
+OSPREY_BASE="$WORK/bin/base/osprey"
 LOAD="$WORK/bin/osprey-load"
 ODIR="$WORK/osprey"
 PDIR="$WORK/prosody"
@@ -84,6 +98,12 @@ EJ_DIR="$EDIR"
 # Osprey
 ###########################################################################
 
+# osprey_bin VARIANT / osprey_data VARIANT: the binary and the data
+# directory of a variant. osprey-base has its own data directory: another
+# version's database migrations may not be this one's.
+osprey_bin() { if [ "$1" = osprey-base ]; then echo "$OSPREY_BASE"; else echo "$OSPREY"; fi; }
+osprey_data() { if [ "$1" = osprey-base ]; then echo "$ODIR/data-base"; else echo "$ODIR/data"; fi; }
+
 # osprey_config VARIANT: the configuration file of a variant.
 osprey_config() {
 	local variant=$1 f="$ODIR/$1.toml"
@@ -92,7 +112,7 @@ osprey_config() {
 # benches/compare/run.sh: Osprey, variant "$variant".
 [general]
 hosts = ["localhost"]
-data_dir = "$ODIR/data"
+data_dir = "$(osprey_data "$variant")"
 
 EOF
 		if [ "$variant" = osprey-bare ]; then
@@ -123,7 +143,7 @@ shaper = "none"
 max_stanza_rate = 0
 
 EOF
-		if [ "$variant" = osprey ]; then
+		if [ "$variant" != osprey-bare ]; then
 			cat <<EOF
 # The built-in defaults' instrumentation: metrics/admin listener,
 # Prometheus and log handlers (level info).
@@ -140,13 +160,14 @@ EOF
 	echo "$f"
 }
 
+# osprey_prepare [VARIANT]: accounts in the variant's data directory.
 osprey_prepare() {
-	mkdir -p "$ODIR/data"
+	local variant=${1:-osprey} cfg
+	mkdir -p "$(osprey_data "$variant")"
 	_srv_cert "$ODIR/certs" >/dev/null
-	local cfg
-	cfg=$(osprey_config osprey)
-	"$OSPREY" --config "$cfg" account populate --prefix user --count "$NACCOUNTS" \
-		--password password >&2
+	cfg=$(osprey_config "$variant")
+	"$(osprey_bin "$variant")" --config "$cfg" account populate --prefix user \
+		--count "$NACCOUNTS" --password password >&2
 }
 
 SCRAPER=""
@@ -158,14 +179,14 @@ osprey_start() {
 		_srv_nofile
 		# osprey-bare: the process log at warn, as Prosody and ejabberd log.
 		[ "$variant" = osprey-bare ] && export RUST_LOG=warn
-		cd "$ODIR" && exec taskset -c "$SERVER_CPU" "$OSPREY" --config "$cfg" serve \
+		cd "$ODIR" && exec taskset -c "$SERVER_CPU" "$(osprey_bin "$variant")" --config "$cfg" serve \
 			>"$ODIR/$variant.log" 2>&1 </dev/null
 	) &
 	pid=$!
 	echo "$pid" >"$ODIR/run.pid"
 	_srv_wait_port osprey "$pid" "$OSPREY_C2S_PORT" "$ODIR/$variant.log" || return 1
 	_srv_wait_port osprey "$pid" "$OSPREY_TLS_PORT" "$ODIR/$variant.log" || return 1
-	if [ "$variant" = osprey ] && [ "$SCRAPE_INTERVAL" -gt 0 ]; then
+	if [ "$variant" != osprey-bare ] && [ "$SCRAPE_INTERVAL" -gt 0 ]; then
 		# What a Prometheus server would do; on the generator's core, in
 		# bash alone (no curl to start each time), so the scraper's own
 		# cost barely touches the generator's measurements.
@@ -199,11 +220,19 @@ osprey_stop() {
 # One interface over the four targets
 ###########################################################################
 
-server_of() { case $1 in osprey | osprey-bare) echo osprey ;; *) echo "$1" ;; esac; }
+# The server (and its accounts) a target runs on.
+server_of() { case $1 in osprey | osprey-bare | osprey-sm) echo osprey ;; *) echo "$1" ;; esac; }
+
+# Extra generator options of a target.
+target_load_args() {
+	case $1 in
+	osprey-sm) echo "--stream-management --sm-ack-every $SM_ACK_EVERY" ;;
+	esac
+}
 
 target_start() {
 	case $1 in
-	osprey | osprey-bare) osprey_start "$1" ;;
+	osprey | osprey-bare | osprey-base | osprey-sm) osprey_start "$1" ;;
 	prosody) prosody_start "$PDIR" "$SERVER_CPU" "$NACCOUNTS" ;;
 	ejabberd) ejabberd_start "$EJ_DIR" "$SERVER_CPU" "$NACCOUNTS" ;;
 	*) die "unknown target $1" ;;
@@ -212,7 +241,7 @@ target_start() {
 
 target_stop() {
 	case $1 in
-	osprey | osprey-bare) osprey_stop ;;
+	osprey | osprey-bare | osprey-base | osprey-sm) osprey_stop ;;
 	prosody) prosody_stop "$PDIR" ;;
 	ejabberd) ejabberd_stop "$EJ_DIR" ;;
 	esac
@@ -220,7 +249,7 @@ target_stop() {
 
 target_pid() {
 	case $1 in
-	osprey | osprey-bare) _srv_pid_of "$ODIR/run.pid" osprey ;;
+	osprey | osprey-bare | osprey-base | osprey-sm) _srv_pid_of "$ODIR/run.pid" osprey ;;
 	prosody) prosody_pid "$PDIR" ;;
 	ejabberd) ejabberd_pid "$EJ_DIR" ;;
 	esac
@@ -243,12 +272,13 @@ FAILED_RUNS=()
 # load TARGET NAME REPEAT SCENARIO ARGS...: one generator run; the JSON
 # report to RESULTS/TARGET.NAME.REPEAT.json, the summary next to it.
 load() {
-	local target=$1 name=$2 rep=$3 scenario=$4 pid out
+	local target=$1 name=$2 rep=$3 scenario=$4 pid out extra
 	shift 4
 	pid=$(target_pid "$target") || die "$target is not running"
 	out="$RESULTS/$target.$name.$rep"
+	read -r -a extra <<<"$(target_load_args "$target")"
 	if taskset -c "$LOAD_CPU" "$LOAD" "$scenario" --label "$target" --mech "${LOAD_MECH:-$MECH}" \
-		--server-pid "$pid" "$@" --json >"$out.json" 2>"$out.txt"; then
+		--server-pid "$pid" "$@" "${extra[@]}" --json >"$out.json" 2>"$out.txt"; then
 		sed 's/^/    /' "$out.txt" >&2
 	else
 		log "FAILED: $target $name (repeat $rep); see $out.txt"
@@ -331,6 +361,29 @@ build() {
 	(cd "$ROOT" && cargo build --release --bin osprey --bin osprey-load) >&2
 	mkdir -p "$WORK/bin"
 	cp "$ROOT/target/release/osprey" "$ROOT/target/release/osprey-load" "$WORK/bin/"
+	if has_target osprey-base; then
+		[ -x "$OSPREY_BASE_BIN" ] ||
+			die "target osprey-base needs OSPREY_BASE_BIN, an Osprey binary (got '$OSPREY_BASE_BIN')"
+		mkdir -p "$(dirname "$OSPREY_BASE")"
+		cp "$OSPREY_BASE_BIN" "$OSPREY_BASE"
+	fi
+}
+
+# has_target T: whether T is one of TARGETS.
+has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# The targets of repeat REP, in order (rotated by REP - 1 with ROTATE=1).
+targets_of_repeat() {
+	local rep=$1 list i n
+	read -r -a list <<<"$TARGETS"
+	n=${#list[@]}
+	for ((i = 0; i < n; i++)); do
+		if [ "$ROTATE" = 1 ]; then
+			echo "${list[$(((i + rep - 1) % n))]}"
+		else
+			echo "${list[$i]}"
+		fi
+	done
 }
 
 cleanup() {
@@ -349,16 +402,21 @@ main() {
 	(("$(ulimit -n)" > IDLE_USERS + 100)) ||
 		die "open-file limit $(ulimit -n) is too low for IDLE_USERS=$IDLE_USERS"
 	build
-	install_servers
+	# Prosody and ejabberd only when they are compared.
+	if has_target prosody || has_target ejabberd; then install_servers; fi
 	trap cleanup EXIT
 
 	{
 		echo "date: $(date -u +%FT%TZ)"
 		echo "host: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
 		echo "osprey: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)"
-		echo "prosody: $(dpkg-query -W -f='${Version}' prosody)"
-		echo "ejabberd: $(dpkg-query -W -f='${Version}' ejabberd)"
-		echo "server cpu: $SERVER_CPU, generator cpu: $LOAD_CPU, repeats: $REPEATS, mech: $MECH"
+		if has_target osprey-base; then
+			echo "osprey-base: $OSPREY_BASE_BIN ($("$OSPREY_BASE" --version 2>/dev/null || echo '?'))"
+		fi
+		if has_target osprey-sm; then echo "osprey-sm: generator $(target_load_args osprey-sm)"; fi
+		if has_target prosody; then echo "prosody: $(dpkg-query -W -f='${Version}' prosody)"; fi
+		if has_target ejabberd; then echo "ejabberd: $(dpkg-query -W -f='${Version}' ejabberd)"; fi
+		echo "server cpu: $SERVER_CPU, generator cpu: $LOAD_CPU, repeats: $REPEATS, rotate: $ROTATE, mech: $MECH"
 		echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg) (other processes share this machine)"
 		for v in TARGETS SCENARIOS FRESH LOGIN_USERS LOGIN_FOR LOGIN_CONCURRENCY IDLE_USERS \
 			IDLE_TLS_USERS IDLE_CONCURRENCY IDLE_HOLD CHAT_PAIRS CHAT_DURATION CHAT_WINDOW \
@@ -375,7 +433,7 @@ main() {
 		s=$(server_of "$t")
 		case $done_servers in *" $s "*) continue ;; esac
 		done_servers+="$s "
-		[ "$s" = osprey ] && osprey_prepare
+		case $s in osprey | osprey-base) osprey_prepare "$t" ;; esac
 		target_start "$t"
 		case " $SCENARIOS " in *" mixed "*) prepare_rosters "$t" ;; esac
 		target_stop "$t"
@@ -383,7 +441,7 @@ main() {
 
 	local rep name fresh
 	for ((rep = 1; rep <= REPEATS; rep++)); do
-		for t in $TARGETS; do
+		for t in $(targets_of_repeat "$rep"); do
 			target_start "$t"
 			fresh=1
 			for name in $SCENARIOS; do

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Medians and ratios of a benches/compare/run.sh results directory.
 
-  table.py RESULTS_DIR
+  table.py RESULTS_DIR [--ratios A/B ...] [--metrics TEXT ...] [--runs]
 
 Reads RESULTS_DIR/<target>.<scenario>.<repeat>.json (osprey-load --json
 reports) and prints markdown: one row per metric, the median over the
 repeats for each target, then the ratios osprey ÷ ejabberd, osprey ÷
 prosody and osprey ÷ osprey-bare (the cost of the default
-instrumentation), and a second table with each median's spread.
+instrumentation), osprey ÷ osprey-base and osprey-sm ÷ osprey (those of
+them whose targets ran), and a second table with each median's spread.
+
+--ratios A/B ...   these ratios instead (e.g. osprey/osprey-base)
+--metrics TEXT ... only the metrics whose name contains one of the TEXTs
+--runs             a third table: every run's value, in repeat order
 """
 
+import argparse
 import glob
 import json
 import os
@@ -17,8 +23,14 @@ import re
 import statistics
 import sys
 
-TARGETS = ["osprey", "osprey-bare", "prosody", "ejabberd"]
-RATIOS = [("osprey", "ejabberd"), ("osprey", "prosody"), ("osprey", "osprey-bare")]
+TARGETS = ["osprey", "osprey-bare", "osprey-base", "osprey-sm", "prosody", "ejabberd"]
+RATIOS = [
+    ("osprey", "ejabberd"),
+    ("osprey", "prosody"),
+    ("osprey", "osprey-bare"),
+    ("osprey", "osprey-base"),
+    ("osprey-sm", "osprey"),
+]
 
 
 def res(kind, *path):
@@ -92,14 +104,15 @@ def failed(r):
 
 
 def load(d):
-    runs = {}
+    """{(target, scenario): [report, ...]}, in repeat order."""
+    found = {}
     for path in glob.glob(os.path.join(d, "*.json")):
         m = re.match(r"(.+)\.([a-z0-9-]+)\.(\d+)\.json$", os.path.basename(path))
         if not m:
             continue
         with open(path) as f:
-            runs.setdefault((m.group(1), m.group(2)), []).append(json.load(f))
-    return runs
+            found.setdefault((m.group(1), m.group(2)), []).append((int(m.group(3)), json.load(f)))
+    return {k: [r for _, r in sorted(v, key=lambda x: x[0])] for k, v in found.items()}
 
 
 def fmt(v):
@@ -118,15 +131,26 @@ def fmt(v):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    runs = load(sys.argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results")
+    ap.add_argument("--ratios", nargs="+", metavar="A/B")
+    ap.add_argument("--metrics", nargs="+", metavar="TEXT")
+    ap.add_argument("--runs", action="store_true")
+    args = ap.parse_args()
+    runs = load(args.results)
     targets = [t for t in TARGETS if any(k[0] == t for k in runs)]
     targets += sorted({k[0] for k in runs} - set(targets))
-    ratios = [(a, b) for a, b in RATIOS if a in targets and b in targets]
+    wanted = RATIOS
+    if args.ratios:
+        wanted = [tuple(r.split("/", 1)) for r in args.ratios if "/" in r]
+    ratios = [(a, b) for a, b in wanted if a in targets and b in targets]
+    metrics = [
+        m for m in METRICS
+        if not args.metrics or any(t in m[1] for t in args.metrics)
+    ]
 
-    med, spread = {}, {}
-    for scen, name, get, _ in METRICS:
+    med, spread, each = {}, {}, {}
+    for scen, name, get, _ in metrics:
         for t in targets:
             vals = []
             for r in runs.get((t, scen), []):
@@ -137,6 +161,7 @@ def main():
                 if v is not None:
                     vals.append(v)
             if vals:
+                each[(name, t)] = vals
                 m = statistics.median(vals)
                 med[(name, t)] = m
                 spread[(name, t)] = (
@@ -147,7 +172,7 @@ def main():
     head = ["metric"] + targets + [f"{a} ÷ {b}" for a, b in ratios]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
-    for _, name, _, better in METRICS:
+    for _, name, _, better in metrics:
         if not any((name, t) in med for t in targets):
             continue
         row = [f"{name} {better}"]
@@ -170,7 +195,7 @@ def main():
     print()
     print("| metric | " + " | ".join(targets) + " |")
     print("|---|" + "|".join(["--:"] * len(targets)) + "|")
-    for _, name, _, _ in METRICS:
+    for _, name, _, _ in metrics:
         if not any((name, t) in spread for t in targets):
             continue
         cells = []
@@ -178,6 +203,18 @@ def main():
             s = spread.get((name, t))
             cells.append(f"{s[0]:.0f} % (n={s[1]})" if s else "–")
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+    if args.runs:
+        print()
+        print("Every run, in repeat order.")
+        print()
+        print("| metric | " + " | ".join(targets) + " |")
+        print("|---|" + "|".join(["--:"] * len(targets)) + "|")
+        for _, name, _, _ in metrics:
+            if not any((name, t) in each for t in targets):
+                continue
+            cells = [", ".join(fmt(v) for v in each.get((name, t), [])) or "–" for t in targets]
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

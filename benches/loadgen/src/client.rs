@@ -18,6 +18,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::error::Error;
 use crate::sasl::{Exchange, Mech};
 use crate::scan::{self, Frame, Scanner};
+use crate::sm::{self, SmCounter};
 
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -49,6 +50,10 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Largest element accepted from the server.
     pub max_element: usize,
+    /// `Some(every)`: enable stream management (XEP-0198) with resume
+    /// right after bind, count the stanzas received and acknowledge every
+    /// `every` of them (0: only when the server asks), and each `<r/>`.
+    pub stream_management: Option<u32>,
 }
 
 /// The socket, before or after TLS.
@@ -158,6 +163,10 @@ pub struct Client {
     scan: Scanner,
     /// The full JID the server bound.
     pub jid: String,
+    /// Stream management's count, once the server said `<enabled/>`.
+    sm: Option<SmCounter>,
+    /// The stream id `<enabled/>` gave for a resume.
+    pub sm_id: Option<String>,
 }
 
 impl Client {
@@ -200,6 +209,8 @@ impl Client {
             io: Io::Plain(tcp),
             scan: Scanner::new(opts.max_element),
             jid: String::new(),
+            sm: None,
+            sm_id: None,
         };
         let mut features = c.open_stream(&opts.domain).await?;
         if opts.tls == TlsMode::Starttls {
@@ -218,6 +229,9 @@ impl Client {
         c.authenticate(&features, opts.mech, user, password).await?;
         let features = c.open_stream(&opts.domain).await?;
         c.bind(&features, &opts.resource).await?;
+        if let Some(every) = opts.stream_management {
+            c.enable_sm(&features, every).await?;
+        }
         Ok(c)
     }
 
@@ -343,6 +357,49 @@ impl Client {
         Ok(())
     }
 
+    /// `<enable resume='true'/>`, then waits for `<enabled/>` (anything
+    /// before it was sent before the server's count started: not counted).
+    async fn enable_sm(&mut self, features: &[u8], every: u32) -> Result<(), Error> {
+        if !scan::child_attrs(features, "sm", "xmlns")
+            .iter()
+            .any(|ns| *ns == sm::NS_SM.as_bytes())
+        {
+            return Err(Error::Protocol(
+                "the server does not offer stream management (urn:xmpp:sm:3)".into(),
+            ));
+        }
+        self.send(sm::ENABLE.as_bytes()).await?;
+        loop {
+            let el = self.next_owned().await?;
+            if !sm::is_sm(&el) {
+                continue;
+            }
+            match scan::tag_name(&el) {
+                b"enabled" => {
+                    self.sm_id =
+                        scan::attr(&el, "id").map(|i| String::from_utf8_lossy(i).into_owned());
+                    self.sm = Some(SmCounter::new(every));
+                    return Ok(());
+                }
+                b"failed" => {
+                    return Err(Error::Protocol(format!(
+                        "stream management refused: {}",
+                        scan::first_child_name(&el).unwrap_or_else(|| "failed".into())
+                    )))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends the stream management ack that is due, if any.
+    async fn send_ack_if_due(&mut self, ack: Option<u32>) -> Result<(), Error> {
+        if let Some(h) = ack {
+            self.send(&sm::ack(h)).await?;
+        }
+        Ok(())
+    }
+
     /// Waits for the `<iq>` answering `id` (anything else is skipped);
     /// an error reply is an error.
     pub async fn reply_to(&mut self, id: &str) -> Result<Vec<u8>, Error> {
@@ -368,6 +425,9 @@ impl Client {
         while seen < n {
             let (a, b) = next_element(&mut self.io, &mut self.scan).await?;
             let el = self.scan.slice(a, b);
+            let ack = self.sm.as_mut().and_then(|s| s.on_element(el));
+            self.send_ack_if_due(ack).await?;
+            let el = self.scan.slice(a, b);
             if scan::tag_name(el) != b"iq"
                 || !scan::attr(el, "id").is_some_and(|id| id.starts_with(prefix.as_bytes()))
             {
@@ -392,7 +452,10 @@ impl Client {
     /// The next element, copied (negotiation is not the hot path).
     pub async fn next_owned(&mut self) -> Result<Vec<u8>, Error> {
         let (a, b) = next_element(&mut self.io, &mut self.scan).await?;
-        Ok(self.scan.slice(a, b).to_vec())
+        let el = self.scan.slice(a, b).to_vec();
+        let ack = self.sm.as_mut().and_then(|s| s.on_element(&el));
+        self.send_ack_if_due(ack).await?;
+        Ok(el)
     }
 
     /// Separate halves for a reading task and a writing task.
@@ -402,6 +465,8 @@ impl Client {
             Reader {
                 io: r,
                 scan: self.scan,
+                sm: self.sm,
+                ack_due: None,
             },
             Writer { io: w },
         )
@@ -421,12 +486,34 @@ pub struct Reader {
     /// What was received and not yet returned (public: a caller may ask
     /// whether the stream ended inside an element).
     pub scan: Scanner,
+    /// Stream management's count (when enabled at login).
+    sm: Option<SmCounter>,
+    /// The `h` an ack is due for (taken with [`Reader::take_ack`]).
+    ack_due: Option<u32>,
 }
 
 impl Reader {
-    /// The next element; read it with [`Reader::bytes`].
+    /// The next element; read it with [`Reader::bytes`]. With stream
+    /// management on it is counted, and an ack may become due: send
+    /// [`Reader::take_ack`]'s bytes on the writer.
     pub async fn next_element(&mut self) -> Result<(usize, usize), Error> {
-        next_element(&mut self.io, &mut self.scan).await
+        let (a, b) = next_element(&mut self.io, &mut self.scan).await?;
+        if let Some(sm) = &mut self.sm {
+            if let Some(h) = sm.on_element(self.scan.slice(a, b)) {
+                self.ack_due = Some(h);
+            }
+        }
+        Ok((a, b))
+    }
+
+    /// The `<a h='N'/>` due (stream management on), if any, once.
+    pub fn take_ack(&mut self) -> Option<Vec<u8>> {
+        self.ack_due.take().map(sm::ack)
+    }
+
+    /// Stream management's count of stanzas received, if it is on.
+    pub fn sm_h(&self) -> Option<u32> {
+        self.sm.as_ref().map(SmCounter::h)
     }
 
     pub fn bytes(&self, (a, b): (usize, usize)) -> &[u8] {
@@ -455,9 +542,17 @@ impl Writer {
         Ok(())
     }
 
-    /// `</stream:stream>`, then wait up to 2 s for the server's end.
+    /// `</stream:stream>` (after a last `<a h/>` with stream management,
+    /// so nothing is left unacknowledged), then wait up to 2 s for the
+    /// server's end.
     pub async fn close(mut self, mut reader: Reader) {
-        if self.send(b"</stream:stream>").await.is_ok() {
+        let mut end = reader
+            .sm
+            .as_mut()
+            .map(|s| sm::ack(s.acked()))
+            .unwrap_or_default();
+        end.extend_from_slice(b"</stream:stream>");
+        if self.send(&end).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 let mut sink = [0u8; 1024];
                 while matches!(reader.io.read(&mut sink).await, Ok(n) if n > 0) {}

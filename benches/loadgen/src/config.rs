@@ -86,6 +86,12 @@ pub struct ScenarioConfig {
     /// Loopback source addresses to spread connections over (127.0.0.1,
     /// .2, …); 0 = one per 20,000 connections.
     pub source_ips: usize,
+    /// Enable stream management (XEP-0198) with resume after bind on every
+    /// session, and keep acknowledging what arrives.
+    pub stream_management: bool,
+    /// With stream management: an `<a h/>` after this many received
+    /// stanzas (0 = only when the server sends `<r/>`, and at close).
+    pub sm_ack_every: u32,
 }
 
 impl ScenarioConfig {
@@ -118,6 +124,8 @@ impl ScenarioConfig {
             timeout: Duration::from_secs(30),
             server_pid: None,
             source_ips: 0,
+            stream_management: false,
+            sm_ack_every: crate::sm::DEFAULT_ACK_EVERY,
         }
     }
 
@@ -169,6 +177,7 @@ impl ScenarioConfig {
             resource: self.resource.clone(),
             timeout: self.timeout,
             max_element: 1 << 20,
+            stream_management: self.stream_management.then_some(self.sm_ack_every),
         })
     }
 

@@ -23,6 +23,7 @@
 //! - [`scan`]: the byte scanner that splits the stream into elements and
 //!   reads attributes without a DOM.
 //! - [`scenario`]: `login`, `idle`, `chat`, `mixed`, and what they share.
+//! - [`sm`]: stream management (XEP-0198) acks: the client's count `h`.
 //! - [`stats`]: the clock, the latency histogram and percentile math.
 //! - [`report`]: the result structs (JSON) and the human summary.
 //! - [`proc`]: the server's RSS and CPU time from /proc; the fd limit.
@@ -36,6 +37,7 @@ pub mod report;
 pub mod sasl;
 pub mod scan;
 pub mod scenario;
+pub mod sm;
 pub mod stats;
 pub mod tls;
 

@@ -85,6 +85,14 @@ struct Cli {
     /// Loopback source addresses to use (0 = one per 20,000 connections).
     #[arg(long, default_value_t = 0)]
     source_ips: usize,
+    /// Enable stream management (XEP-0198, urn:xmpp:sm:3) with resume
+    /// after bind on every session, and acknowledge received stanzas.
+    #[arg(long)]
+    stream_management: bool,
+    /// With --stream-management: send <a h/> after this many received
+    /// stanzas (0 = only when the server sends <r/>, and at close).
+    #[arg(long, default_value_t = osprey_loadgen::sm::DEFAULT_ACK_EVERY)]
+    sm_ack_every: u32,
     /// Print the report as JSON on stdout (the summary goes to stderr).
     #[arg(long)]
     json: bool,
@@ -121,6 +129,8 @@ fn config(cli: &Cli) -> Result<ScenarioConfig, String> {
     c.timeout = secs(cli.timeout, "timeout")?;
     c.server_pid = cli.server_pid;
     c.source_ips = cli.source_ips;
+    c.stream_management = cli.stream_management;
+    c.sm_ack_every = cli.sm_ack_every;
     Ok(c)
 }
 

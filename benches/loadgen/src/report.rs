@@ -43,6 +43,10 @@ pub struct Params {
     pub interval_s: f64,
     pub contacts: usize,
     pub body_size: usize,
+    /// With stream management (XEP-0198) on: the ack interval (absent
+    /// when off, so reports without it read as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_ack_every: Option<u32>,
 }
 
 impl Params {
@@ -64,6 +68,7 @@ impl Params {
             interval_s: c.interval.as_secs_f64(),
             contacts: c.contacts,
             body_size: c.body_size,
+            sm_ack_every: c.stream_management.then_some(c.sm_ack_every),
         }
     }
 }
@@ -221,7 +226,7 @@ impl fmt::Display for Report {
         let p = &self.params;
         writeln!(
             f,
-            "{} {} → {}:{} ({}, {}, tls {:?}) in {:.1} s",
+            "{} {} → {}:{} ({}, {}, tls {:?}{}) in {:.1} s",
             self.scenario.name(),
             self.label,
             p.host,
@@ -229,6 +234,9 @@ impl fmt::Display for Report {
             p.domain,
             p.mech.name(),
             p.tls,
+            p.sm_ack_every
+                .map(|n| format!(", stream management, ack every {n}"))
+                .unwrap_or_default(),
             self.elapsed_s
         )?;
         match &self.result {

@@ -687,6 +687,7 @@ mod tests {
             resource: "soak".into(),
             timeout: Duration::from_secs(1),
             max_element: 1 << 20,
+            stream_management: None,
         };
         Shared::new(&cfg, opts, "c0ffee".into()).0
     }

@@ -2,9 +2,10 @@
 //!
 //! The stream moves through explicit phases (MongooseIM's `mongoose_c2s`):
 //! `WaitStream → Features → (STARTTLS) → Sasl → WaitStream → Bind →
-//! Established → Closing`. [`negotiate`] runs everything up to a bound
-//! resource, [`established`] the session loop (`select!` over the socket,
-//! the mailbox and shutdown), [`dispatch`] each stanza of a bound session.
+//! Established → Closing`. `negotiate` runs everything up to a bound (or
+//! resumed) session; `established` runs the session over the [`Transport`]
+//! (`select!` over its input, the mailbox and shutdown); `dispatch` takes
+//! each stanza of a bound session to the hooks and the router.
 
 mod conn;
 pub(crate) mod dispatch;

@@ -215,6 +215,10 @@ impl Sender {
                 continue;
             }
             batch.clear();
+            // Answers and acks the reader queued go out with the messages.
+            while let Ok(r) = self.replies.try_recv() {
+                batch.extend_from_slice(&r);
+            }
             for _ in 0..k {
                 push_message(&mut batch, &self.to, &self.body);
             }

@@ -27,20 +27,27 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut held = tokio::task::JoinSet::new();
     for c in clients.into_iter().flatten() {
-        let (mut reader, writer) = c.into_split();
+        let (mut reader, mut writer) = c.into_split();
         let (online, mut stop, ctx) = (online.clone(), stop_rx.clone(), ctx.clone());
         online.fetch_add(1, Relaxed);
         // Read (and drop) whatever arrives, so the server never blocks on
-        // us; a session that ends early no longer counts as online.
+        // us (acknowledging it with stream management on); a session that
+        // ends early no longer counts as online.
         held.spawn(async move {
             loop {
-                tokio::select! {
-                    r = reader.next_element() => if let Err(e) = r {
-                        ctx.failures.add(&e);
-                        online.fetch_sub(1, Relaxed);
-                        return None;
-                    },
+                let r = tokio::select! {
+                    r = reader.next_element() => r.map(|_| reader.take_ack()),
                     _ = stop.wait_for(|s| *s) => return Some((writer, reader)),
+                };
+                let r = match r {
+                    Ok(Some(ack)) => writer.send(&ack).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    ctx.failures.add(&e);
+                    online.fetch_sub(1, Relaxed);
+                    return None;
                 }
             }
         });

@@ -178,8 +178,9 @@ pub(crate) type OnDelivery = Box<dyn Fn() + Send + Sync>;
 /// Reads one session's incoming stanzas until `stop` turns true or the
 /// connection ends: timestamps of our messages become latencies, error
 /// stanzas are counted, and IQs from the server (roster pushes, pings)
-/// get an answer through `replies`. Returns the reader for closing, or
-/// `None` when the connection ended early.
+/// get an answer through `replies`, as do stream management acks when
+/// they are due. Returns the reader for closing, or `None` when the
+/// connection ended early.
 pub(crate) async fn receive(
     mut reader: Reader,
     totals: Arc<Totals>,
@@ -200,6 +201,9 @@ pub(crate) async fn receive(
                 return None;
             }
         };
+        if let Some(ack) = reader.take_ack() {
+            let _ = replies.send(ack);
+        }
         let el = reader.bytes(range);
         match scan::tag_name(el) {
             b"message" => {
