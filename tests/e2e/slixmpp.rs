@@ -33,8 +33,13 @@ fn require_slixmpp() {
 /// Starts a server, registers `users`@localhost and runs one scenario;
 /// fails with the client's output (and the server log) unless it exits 0.
 fn run(backend: Backend, scenario: &str, users: &[&str]) {
+    run_with(Options::new(backend), scenario, users)
+}
+
+/// [`run`] against a server started with `opts` (e.g. module sections).
+pub(crate) fn run_with(opts: Options, scenario: &str, users: &[&str]) {
     require_slixmpp();
-    let server = Server::start(Options::new(backend));
+    let server = Server::start(opts);
     let jids: Vec<String> = users.iter().map(|u| format!("{u}@localhost")).collect();
     for jid in &jids {
         server.register(jid, PASSWORD);
