@@ -172,9 +172,13 @@ osprey_prepare() {
 
 SCRAPER=""
 osprey_start() {
-	local variant=$1 cfg pid
+	local variant=$1 cfg pid port
 	cfg=$(osprey_config "$variant")
 	osprey_stop
+	# A server left over from elsewhere would answer instead of this one.
+	for port in "$OSPREY_C2S_PORT" "$OSPREY_TLS_PORT"; do
+		! _srv_port_open "$port" || die "port $port is already in use (another server running?)"
+	done
 	(
 		_srv_nofile
 		# osprey-bare: the process log at warn, as Prosody and ejabberd log.

@@ -284,8 +284,7 @@ pub mod handlers {
     handler!(BLOCKING_GET, "blocking", "get");
     handler!(BLOCKING_BLOCK, "blocking", "block");
     handler!(BLOCKING_UNBLOCK, "blocking", "unblock");
-    handler!(BLOCKING_OUTBOUND, "blocking", "outbound");
-    handler!(BLOCKING_INBOUND, "blocking", "inbound");
+    handler!(BLOCKING_CHECK, "blocking", "check");
     handler!(BLOCKING_SESSION, "blocking", "session");
     handler!(BLOCKING_REMOVED, "blocking", "account_removed");
     handler!(ACCOUNT_REMOVED, "account", "removed");

@@ -209,6 +209,11 @@ impl Instr {
         h
     }
 
+    /// The `module_handler` series of one (module, operation), to keep.
+    pub fn handler_series(&self, module: &'static str, operation: &'static str) -> Labelled {
+        self.pair(&ev::HANDLER, module, operation)
+    }
+
     /// Times a module handler.
     pub fn handler(&self, module: &'static str, operation: &'static str, took: Duration) {
         self.pair(&ev::HANDLER, module, operation).emit(

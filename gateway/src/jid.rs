@@ -88,6 +88,11 @@ impl Jid {
         }
     }
 
+    /// Same bare JID (local part and domain), without building either.
+    pub fn same_bare(&self, other: &Jid) -> bool {
+        self.local == other.local && self.domain == other.domain
+    }
+
     pub fn to_bare(&self) -> Jid {
         Jid {
             local: self.local.clone(),

@@ -2,6 +2,9 @@
 //! element view and the bytes it arrived as. Everything after the c2s
 //! checks takes a [`Stanza`]; nothing downstream parses it again.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use crate::jid::Jid;
 use crate::xml::Element;
 
@@ -47,7 +50,9 @@ pub struct Stanza {
     pub kind: Kind,
     /// The sender: for a client's stanza, its session's full JID (a `from`
     /// it sent was checked to be exactly that, RFC 6120 §8.1.2.1).
-    pub from: Jid,
+    pub from: Arc<Jid>,
+    /// `from` as text (the session keeps it: stamping costs no formatting).
+    pub from_full: Arc<str>,
     /// `None` when the stanza had no `to` (addressed to the account itself).
     pub to: Option<Jid>,
     pub el: Element,
@@ -70,8 +75,11 @@ impl Stanza {
 
     /// The destination: `to`, or the sender's bare JID when absent
     /// (RFC 6120 §10.3.1).
-    pub fn destination(&self) -> Jid {
-        self.to.clone().unwrap_or_else(|| self.from.to_bare())
+    pub fn destination(&self) -> Cow<'_, Jid> {
+        match &self.to {
+            Some(to) => Cow::Borrowed(to),
+            None => Cow::Owned(self.from.to_bare()),
+        }
     }
 
     /// A first child element with this namespace and name.
@@ -86,11 +94,7 @@ impl Stanza {
     /// with the destination when the client left it out.
     pub fn forwardable(&self) -> String {
         let stamped_to = self.to.is_none().then(|| self.from.to_bare().to_string());
-        crate::xml::rewrite_from_to(
-            &self.el,
-            Some(&self.from.to_string()),
-            stamped_to.as_deref(),
-        )
+        crate::xml::rewrite_from_to(&self.el, Some(&self.from_full), stamped_to.as_deref())
     }
 }
 
@@ -112,7 +116,8 @@ mod tests {
         let el = Element::parse("<message type='chat'><body>x</body></message>").expect("el");
         let s = Stanza {
             kind: Kind::Message,
-            from: Jid::parse("a@h/r").expect("jid"),
+            from: Arc::new(Jid::parse("a@h/r").expect("jid")),
+            from_full: "a@h/r".into(),
             to: None,
             el,
         };

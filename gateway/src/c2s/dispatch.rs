@@ -68,17 +68,23 @@ pub(crate) async fn stanza(
     };
     let st = Stanza {
         kind,
-        from: me.jid().clone(),
+        from: me.jid_arc(),
+        from_full: me.full_arc(),
         to,
         el,
     };
-    let mut cx = SendCx {
-        ctx,
-        session: &mut *session,
+    let flow = if ctx.hooks.has_send_hooks(kind) {
+        let mut cx = SendCx {
+            ctx,
+            session: &mut *session,
+        };
+        // Boxed: hooks that await storage make this future kilobytes, and
+        // inline it would make every message's future as large.
+        Box::pin(ctx.hooks.run_send(&mut cx, &st)).await
+    } else {
+        Flow::Continue
     };
-    // Boxed: hooks that await storage make this future kilobytes, and
-    // inline it would make every message's future as large.
-    match Box::pin(ctx.hooks.run_send(&mut cx, &st)).await {
+    match flow {
         Flow::Continue => {}
         Flow::Handled | Flow::Drop => return Ok(()),
         Flow::Bounce(err) => {

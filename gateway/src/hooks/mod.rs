@@ -47,47 +47,98 @@ pub enum Flow {
     Bounce(crate::errors::StanzaError),
 }
 
+/// Where a hook call is: its handler name and, once resolved, its
+/// `module_handler` series.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    pub name: &'static Handler,
+    pub ev: Option<&'a osprey_instrument::Labelled>,
+}
+
+impl From<&'static Handler> for Site<'static> {
+    fn from(name: &'static Handler) -> Self {
+        Site { name, ev: None }
+    }
+}
+
+impl Site<'_> {
+    fn done(&self, ctx: &Ctx, took: std::time::Duration) {
+        match self.ev {
+            Some(ev) => ev.emit(
+                &[("count", 1.0), ("seconds", took.as_secs_f64())],
+                &osprey_instrument::Meta::NONE,
+            ),
+            None => ctx
+                .instr
+                .handler(self.name.module, self.name.operation, took),
+        }
+    }
+}
+
+/// Whether a hook call needs its span and live-trace records.
+fn observed() -> bool {
+    crate::otel::in_trace() || crate::live::active()
+}
+
 /// Runs an async hook: the one place that times, spans and traces it.
-pub async fn call<F: Future>(ctx: &Ctx, h: &'static Handler, fut: F) -> F::Output {
+pub async fn call<'a, F: Future>(ctx: &Ctx, site: impl Into<Site<'a>>, fut: F) -> F::Output {
+    let site = site.into();
+    let h = site.name;
     let started = Instant::now();
-    let span = crate::child_span!("module.handler", module = h.module, operation = h.operation);
-    let out = crate::live::call("module", || h.call.to_string(), fut.instrument(span)).await;
-    ctx.instr.handler(h.module, h.operation, started.elapsed());
+    let out = if observed() {
+        let span = crate::child_span!("module.handler", module = h.module, operation = h.operation);
+        crate::live::call("module", || h.call.to_string(), fut.instrument(span)).await
+    } else {
+        fut.await
+    };
+    site.done(ctx, started.elapsed());
     out
 }
 
 /// [`call`] without an OTLP span of its own (the caller's span covers it).
-pub async fn call_unspanned<F: Future>(ctx: &Ctx, h: &'static Handler, fut: F) -> F::Output {
+pub async fn call_unspanned<'a, F: Future>(
+    ctx: &Ctx,
+    site: impl Into<Site<'a>>,
+    fut: F,
+) -> F::Output {
+    let site = site.into();
+    let h = site.name;
     let started = Instant::now();
     let out = crate::live::call("module", || h.call.to_string(), fut).await;
-    ctx.instr.handler(h.module, h.operation, started.elapsed());
+    site.done(ctx, started.elapsed());
     out
 }
 
 /// Runs a synchronous hook (the per-delivery points): the same event, span
 /// and live-trace records as [`call`].
-pub fn call_sync<R>(ctx: &Ctx, h: &'static Handler, f: impl FnOnce() -> R) -> R {
+pub fn call_sync<'a, R>(ctx: &Ctx, site: impl Into<Site<'a>>, f: impl FnOnce() -> R) -> R {
+    let site = site.into();
+    let h = site.name;
     let started = Instant::now();
-    let span = crate::child_span!("module.handler", module = h.module, operation = h.operation);
-    let traced = crate::live::active();
-    if traced {
-        crate::live::record(
-            osprey_instrument::live::Kind::Call,
-            h.call,
-            String::new(),
-            None,
-        );
-    }
-    let out = span.in_scope(f);
-    let took = started.elapsed();
-    if traced {
-        crate::live::record(
-            osprey_instrument::live::Kind::Return,
-            h.call,
-            String::new(),
-            Some(took),
-        );
-    }
-    ctx.instr.handler(h.module, h.operation, took);
+    let out = if observed() {
+        let span = crate::child_span!("module.handler", module = h.module, operation = h.operation);
+        let traced = crate::live::active();
+        if traced {
+            crate::live::record(
+                osprey_instrument::live::Kind::Call,
+                h.call,
+                String::new(),
+                None,
+            );
+        }
+        let out = span.in_scope(f);
+        if traced {
+            crate::live::record(
+                osprey_instrument::live::Kind::Return,
+                h.call,
+                String::new(),
+                Some(started.elapsed()),
+            );
+        }
+        out
+    } else {
+        f()
+    };
+    site.done(ctx, started.elapsed());
     out
 }

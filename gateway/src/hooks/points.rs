@@ -78,14 +78,21 @@ pub struct Route<'a> {
     pub to: &'a Jid,
     pub kind: Kind,
     pub typ: Option<&'a str>,
-    /// Serialized, `from` stamped: what recipients get.
-    pub xml: &'a str,
+    /// Serialized, `from` stamped: what recipients get. Owned when the
+    /// router may hand it on without a copy.
+    pub xml: std::borrow::Cow<'a, str>,
     /// The parsed stanza when it came from a local client.
     pub stanza: Option<&'a Stanza>,
 }
 
 #[async_trait]
 pub trait RouteHook: Send + Sync {
+    /// A cheap test, outside the instrumented call: `false` when the hook
+    /// has nothing to do at all now (e.g. nobody enabled carbons).
+    fn active(&self, _route: &Route<'_>) -> bool {
+        true
+    }
+
     /// Before routing `outcome` is `None`; after, the router's result.
     async fn route(
         &self,
@@ -117,6 +124,12 @@ pub struct WriteCx<'a> {
 }
 
 pub trait WriteHook: Send + Sync {
+    /// A cheap test, outside the instrumented call: `false` when the hook
+    /// has nothing to do for this session (e.g. CSI while active).
+    fn active(&self, _ext: &Extensions) -> bool {
+        true
+    }
+
     /// `Handled` keeps the stanza back (the hook owns it now), `Drop`
     /// discards it, `Continue` writes it.
     fn write(&self, cx: &mut WriteCx<'_>) -> Flow;

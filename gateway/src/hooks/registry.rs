@@ -6,34 +6,51 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::points::*;
-use super::{call, call_sync, Flow};
+use super::{call, call_sync, Flow, Site};
 use crate::errors::{SessionEnd, StanzaError};
 use crate::events::Handler;
+use crate::instr::Instr;
 use crate::router::{Routed, SessionHandle};
 use crate::server::Ctx;
 use crate::session::Session;
 use crate::stanza::{Kind, Stanza};
 use crate::xml::El;
+use osprey_instrument::Labelled;
 
 struct Reg<T: ?Sized> {
     name: &'static Handler,
     order: i32,
     hook: Arc<T>,
+    /// The `module_handler` series of `name`, resolved once the registry
+    /// exists ([`Hooks::resolve`]): a hook call then costs no lookup.
+    ev: Option<Labelled>,
 }
 
-impl<T: ?Sized> Clone for Reg<T> {
-    fn clone(&self) -> Self {
+impl<T: ?Sized> Reg<T> {
+    fn new(name: &'static Handler, order: i32, hook: Arc<T>) -> Self {
         Reg {
-            name: self.name,
-            order: self.order,
-            hook: self.hook.clone(),
+            name,
+            order,
+            hook,
+            ev: None,
         }
+    }
+
+    fn site(&self) -> Site<'_> {
+        Site {
+            name: self.name,
+            ev: self.ev.as_ref(),
+        }
+    }
+
+    fn resolve(&mut self, instr: &Instr) {
+        self.ev = Some(instr.handler_series(self.name.module, self.name.operation));
     }
 }
 
 fn add<T: ?Sized>(list: &mut Vec<Reg<T>>, name: &'static Handler, order: i32, hook: Arc<T>) {
     let at = list.partition_point(|r| r.order <= order);
-    list.insert(at, Reg { name, order, hook });
+    list.insert(at, Reg::new(name, order, hook));
 }
 
 fn kind_index(k: Kind) -> usize {
@@ -59,7 +76,8 @@ pub struct Hooks {
     /// By payload namespace: the get handler, then the set handler.
     iq: HashMap<&'static str, [Option<Reg<dyn IqHandler>>; 2]>,
     account_removed: Vec<Reg<dyn AccountHook>>,
-    offline: Option<(Reg<dyn OfflineHook>, &'static Handler)>,
+    /// The store, and the take's name (same hook).
+    offline: Option<(Reg<dyn OfflineHook>, Reg<()>)>,
     /// Module-wide state other modules may read, keyed by type.
     state: Vec<(std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>)>,
     server_features: Vec<&'static str>,
@@ -76,14 +94,7 @@ impl Hooks {
     /// One handler per namespace: a second registration is a programming
     /// error caught at start.
     pub fn nonza(&mut self, ns: &'static str, name: &'static Handler, hook: Arc<dyn NonzaHook>) {
-        let prev = self.nonzas.insert(
-            ns,
-            Reg {
-                name,
-                order: 0,
-                hook,
-            },
-        );
+        let prev = self.nonzas.insert(ns, Reg::new(name, 0, hook));
         assert!(prev.is_none(), "two nonza handlers for {ns}");
     }
 
@@ -149,11 +160,7 @@ impl Hooks {
         for &set in sets {
             let slot = &mut self.iq.entry(ns).or_default()[usize::from(set)];
             assert!(slot.is_none(), "two IQ handlers for {ns}");
-            *slot = Some(Reg {
-                name,
-                order: 0,
-                hook: hook.clone(),
-            });
+            *slot = Some(Reg::new(name, 0, hook.clone()));
         }
     }
 
@@ -166,12 +173,7 @@ impl Hooks {
         hook: Arc<dyn OfflineHook>,
     ) {
         assert!(self.offline.is_none(), "two offline stores");
-        let reg = Reg {
-            name: store,
-            order: 0,
-            hook,
-        };
-        self.offline = Some((reg, take));
+        self.offline = Some((Reg::new(store, 0, hook), Reg::new(take, 0, Arc::new(()))));
     }
 
     pub fn account_removed(&mut self, name: &'static Handler, hook: Arc<dyn AccountHook>) {
@@ -204,6 +206,39 @@ impl Hooks {
     }
 }
 
+impl Hooks {
+    /// Resolves every hook's `module_handler` series (once, at start).
+    pub fn resolve(&mut self, instr: &Instr) {
+        fn all<T: ?Sized>(list: &mut [Reg<T>], instr: &Instr) {
+            list.iter_mut().for_each(|r| r.resolve(instr));
+        }
+        all(&mut self.features, instr);
+        self.nonzas.values_mut().for_each(|r| r.resolve(instr));
+        for l in self.send.iter_mut() {
+            all(l, instr);
+        }
+        for l in self
+            .route_before
+            .iter_mut()
+            .chain(self.route_after.iter_mut())
+        {
+            all(l, instr);
+        }
+        all(&mut self.deliver, instr);
+        all(&mut self.write, instr);
+        all(&mut self.session, instr);
+        all(&mut self.detach, instr);
+        for pair in self.iq.values_mut() {
+            pair.iter_mut().flatten().for_each(|r| r.resolve(instr));
+        }
+        all(&mut self.account_removed, instr);
+        if let Some((store, take)) = &mut self.offline {
+            store.resolve(instr);
+            take.resolve(instr);
+        }
+    }
+}
+
 /// Running the points: what the data path calls.
 impl Hooks {
     /// A module's shared state, if that module is on.
@@ -229,7 +264,7 @@ impl Hooks {
     pub fn run_features(&self, cx: &FeaturesCx<'_>) -> Vec<El> {
         let mut out = Vec::new();
         for r in &self.features {
-            call_sync(cx.ctx, r.name, || r.hook.features(cx, &mut out));
+            call_sync(cx.ctx, r.site(), || r.hook.features(cx, &mut out));
         }
         out
     }
@@ -245,13 +280,13 @@ impl Hooks {
         cx: &mut NonzaCx<'_>,
     ) -> Option<Result<Nonza, SessionEnd>> {
         let r = self.nonzas.get(ns)?;
-        Some(call(cx.ctx, r.name, r.hook.nonza(cx)).await)
+        Some(call(cx.ctx, r.site(), r.hook.nonza(cx)).await)
     }
 
     /// The user-send hooks of the stanza's kind, until one decides.
     pub async fn run_send(&self, cx: &mut SendCx<'_>, stanza: &Stanza) -> Flow {
         for r in &self.send[kind_index(stanza.kind)] {
-            match call(cx.ctx, r.name, r.hook.send(cx, stanza)).await {
+            match call(cx.ctx, r.site(), r.hook.send(cx, stanza)).await {
                 Flow::Continue => {}
                 other => return other,
             }
@@ -259,9 +294,16 @@ impl Hooks {
         Flow::Continue
     }
 
+    pub fn has_send_hooks(&self, kind: Kind) -> bool {
+        !self.send[kind_index(kind)].is_empty()
+    }
+
     pub async fn run_route_before(&self, ctx: &Ctx, route: &Route<'_>) -> Flow {
         for r in &self.route_before[kind_index(route.kind)] {
-            match call(ctx, r.name, r.hook.route(ctx, route, None)).await {
+            if !r.hook.active(route) {
+                continue;
+            }
+            match call(ctx, r.site(), r.hook.route(ctx, route, None)).await {
                 Flow::Continue => {}
                 other => return other,
             }
@@ -276,8 +318,11 @@ impl Hooks {
         outcome: &Result<Routed, StanzaError>,
     ) {
         for r in &self.route_after[kind_index(route.kind)] {
+            if !r.hook.active(route) {
+                continue;
+            }
             if !matches!(
-                call(ctx, r.name, r.hook.route(ctx, route, Some(outcome))).await,
+                call(ctx, r.site(), r.hook.route(ctx, route, Some(outcome))).await,
                 Flow::Continue
             ) {
                 return;
@@ -298,7 +343,7 @@ impl Hooks {
         kind: Option<Kind>,
     ) -> Flow {
         for r in &self.deliver {
-            match call_sync(ctx, r.name, || r.hook.deliver(ctx, to, xml, kind)) {
+            match call_sync(ctx, r.site(), || r.hook.deliver(ctx, to, xml, kind)) {
                 Flow::Continue => {}
                 other => return other,
             }
@@ -311,7 +356,10 @@ impl Hooks {
     /// prepended stanzas pass only the hooks after it.
     pub(crate) fn run_write(&self, ctx: &Ctx, from: usize, cx: &mut WriteCx<'_>) -> (Flow, usize) {
         for (i, r) in self.write.iter().enumerate().skip(from) {
-            let flow = call_sync(ctx, r.name, || r.hook.write(cx));
+            if !r.hook.active(cx.ext) {
+                continue;
+            }
+            let flow = call_sync(ctx, r.site(), || r.hook.write(cx));
             if !cx.prepend.is_empty() || !matches!(flow, Flow::Continue) {
                 return (flow, i + 1);
             }
@@ -325,7 +373,7 @@ impl Hooks {
 
     pub async fn run_session(&self, ctx: &Arc<Ctx>, session: &mut Session, event: SessionEvent) {
         for r in &self.session {
-            call(ctx, r.name, r.hook.session(ctx, session, event)).await;
+            call(ctx, r.site(), r.hook.session(ctx, session, event)).await;
         }
     }
 
@@ -336,7 +384,7 @@ impl Hooks {
         mut session: Box<Session>,
     ) -> Result<(), Box<Session>> {
         for r in &self.detach {
-            match call_sync(ctx, r.name, || r.hook.detach(ctx, session)) {
+            match call_sync(ctx, r.site(), || r.hook.detach(ctx, session)) {
                 Ok(()) => return Ok(()),
                 Err(back) => session = back,
             }
@@ -358,7 +406,7 @@ impl Hooks {
     /// Takes the next stored messages of an account (none without a store).
     pub async fn offline_take(&self, ctx: &Ctx, owner: &crate::jid::Jid) -> Vec<String> {
         match &self.offline {
-            Some((r, take)) => call(ctx, take, r.hook.take(ctx, owner)).await,
+            Some((r, take)) => call(ctx, take.site(), r.hook.take(ctx, owner)).await,
             None => Vec::new(),
         }
     }
@@ -372,7 +420,7 @@ impl Hooks {
         match &self.offline {
             // No span of its own: the store is part of the route's span
             // (route → storage query), as operators read a message's trace.
-            Some((r, _)) => super::call_unspanned(ctx, r.name, r.hook.store(ctx, to, xml)).await,
+            Some((r, _)) => super::call_unspanned(ctx, r.site(), r.hook.store(ctx, to, xml)).await,
             None => Err(StanzaError::new(
                 crate::errors::StanzaCondition::ServiceUnavailable,
             )),
@@ -381,7 +429,7 @@ impl Hooks {
 
     pub async fn run_account_removed(&self, ctx: &Ctx, host: &str, user: &str) {
         for r in &self.account_removed {
-            call(ctx, r.name, r.hook.removed(ctx, host, user)).await;
+            call(ctx, r.site(), r.hook.removed(ctx, host, user)).await;
         }
     }
 }

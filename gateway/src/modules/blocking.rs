@@ -65,6 +65,23 @@ pub struct Blocking {
 struct Outbound(Arc<Blocking>);
 /// A stanza to a user from someone on the user's list.
 struct Inbound(Arc<Blocking>);
+/// Both, the sender's list first.
+struct Check(Outbound, Inbound);
+
+#[async_trait]
+impl RouteHook for Check {
+    async fn route(
+        &self,
+        ctx: &Ctx,
+        route: &Route<'_>,
+        outcome: Option<&Result<Routed, StanzaError>>,
+    ) -> Flow {
+        match self.0.route(ctx, route, outcome).await {
+            Flow::Continue => self.1.route(ctx, route, outcome).await,
+            decided => decided,
+        }
+    }
+}
 
 impl Module for Blocking {
     fn register(self: Arc<Self>, hooks: &mut Hooks, _: &Config) {
@@ -75,12 +92,11 @@ impl Module for Blocking {
         hooks.iq(NS_BLOCKING, IqType::Set, &h::BLOCKING_BLOCK, self.clone());
         hooks.session(0, &h::BLOCKING_SESSION, self.clone());
         hooks.account_removed(&h::BLOCKING_REMOVED, self.clone());
-        let out = Arc::new(Outbound(self.clone()));
-        let inb = Arc::new(Inbound(self));
+        // One hook for both directions: one instrumented call per stanza.
+        let check = Arc::new(Check(Outbound(self.clone()), Inbound(self)));
         // Early: a blocked stanza reaches no other module.
         for kind in [Kind::Message, Kind::Presence, Kind::Iq] {
-            hooks.route_before(kind, -50, &h::BLOCKING_OUTBOUND, out.clone());
-            hooks.route_before(kind, -50, &h::BLOCKING_INBOUND, inb.clone());
+            hooks.route_before(kind, -50, &h::BLOCKING_CHECK, check.clone());
         }
     }
 }
@@ -311,7 +327,7 @@ impl RouteHook for Outbound {
         route: &Route<'_>,
         _: Option<&Result<Routed, StanzaError>>,
     ) -> Flow {
-        if route.from.bare() == route.to.bare() {
+        if route.from.same_bare(route.to) {
             return Flow::Continue;
         }
         let Some(list) = self.0.list(ctx, route.from).await else {
@@ -341,7 +357,7 @@ impl RouteHook for Inbound {
         route: &Route<'_>,
         _: Option<&Result<Routed, StanzaError>>,
     ) -> Flow {
-        if route.from.bare() == route.to.bare() {
+        if route.from.same_bare(route.to) {
             return Flow::Continue;
         }
         let Some(list) = self.0.list(ctx, route.to).await else {

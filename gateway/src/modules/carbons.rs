@@ -59,11 +59,32 @@ pub const DEF: ModuleDef = ModuleDef {
 #[derive(Default)]
 pub struct Carbons {
     enabled: DashMap<u64, ()>,
+    /// How many sessions have carbons on: with none, routing skips the
+    /// copy hooks at the cost of one atomic read.
+    count: std::sync::atomic::AtomicUsize,
 }
 
 impl Carbons {
     pub fn is_enabled(&self, session: u64) -> bool {
         self.enabled.contains_key(&session)
+    }
+
+    fn any(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    fn enable(&self, session: u64) {
+        if self.enabled.insert(session, ()).is_none() {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn disable(&self, session: u64) {
+        if self.enabled.remove(&session).is_some() {
+            self.count
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -98,10 +119,10 @@ impl IqHandler for Carbons {
         }
         match req.payload.tag_name().name() {
             "enable" => {
-                self.enabled.insert(req.me.id(), ());
+                self.enable(req.me.id());
             }
             "disable" => {
-                self.enabled.remove(&req.me.id());
+                self.disable(req.me.id());
             }
             _ => return Err(StanzaError::new(StanzaCondition::BadRequest)),
         }
@@ -113,7 +134,7 @@ impl IqHandler for Carbons {
 impl SessionHook for Carbons {
     async fn session(&self, _: &Arc<Ctx>, session: &mut Session, event: SessionEvent) {
         if event == SessionEvent::Closed {
-            self.enabled.remove(&session.id());
+            self.disable(session.id());
         }
     }
 }
@@ -121,12 +142,19 @@ impl SessionHook for Carbons {
 /// `<received/>` copies to the recipient's other resources.
 #[async_trait]
 impl RouteHook for Carbons {
+    fn active(&self, _: &Route<'_>) -> bool {
+        self.any()
+    }
+
     async fn route(
         &self,
         ctx: &Ctx,
         route: &Route<'_>,
         outcome: Option<&Result<Routed, StanzaError>>,
     ) -> Flow {
+        if !self.any() {
+            return Flow::Continue;
+        }
         let Some(stored) = copied(route, outcome) else {
             return Flow::Continue;
         };
@@ -149,7 +177,7 @@ impl RouteHook for Carbons {
             if !self.is_enabled(s.id()) || got.contains(&s.id()) || s.full() == sender {
                 continue;
             }
-            let fwd = original.get_or_insert_with(|| forwardable(route.xml));
+            let fwd = original.get_or_insert_with(|| forwardable(&route.xml));
             let _ = router::deliver(ctx, s, carbon("received", &bare, s, route.typ, fwd));
         }
         Flow::Continue
@@ -159,13 +187,17 @@ impl RouteHook for Carbons {
 /// `<sent/>` copies to the sender's other resources.
 #[async_trait]
 impl RouteHook for Sent {
+    fn active(&self, _: &Route<'_>) -> bool {
+        self.0.any()
+    }
+
     async fn route(
         &self,
         ctx: &Ctx,
         route: &Route<'_>,
         outcome: Option<&Result<Routed, StanzaError>>,
     ) -> Flow {
-        if copied(route, outcome).is_none() {
+        if !self.0.any() || copied(route, outcome).is_none() {
             return Flow::Continue;
         }
         let from = route.from;
@@ -179,7 +211,7 @@ impl RouteHook for Sent {
             if !self.0.is_enabled(s.id()) || s.full() == sender {
                 continue;
             }
-            let fwd = original.get_or_insert_with(|| forwardable(route.xml));
+            let fwd = original.get_or_insert_with(|| forwardable(&route.xml));
             let _ = router::deliver(ctx, &s, carbon("sent", &bare, &s, route.typ, fwd));
         }
         Flow::Continue
@@ -197,7 +229,7 @@ fn copied(route: &Route<'_>, outcome: Option<&Result<Routed, StanzaError>>) -> O
     let el = match route.stanza {
         Some(st) => &st.el,
         None => {
-            parsed = Element::parse(route.xml).ok()?;
+            parsed = Element::parse(&route.xml).ok()?;
             &parsed
         }
     };

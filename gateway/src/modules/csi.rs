@@ -97,6 +97,10 @@ impl NonzaHook for Csi {
 }
 
 impl WriteHook for Csi {
+    fn active(&self, ext: &crate::session::Extensions) -> bool {
+        ext.get::<State>().is_some_and(|s| s.inactive)
+    }
+
     fn write(&self, cx: &mut WriteCx<'_>) -> Flow {
         let Some(kind) = cx.kind else {
             return Flow::Continue;

@@ -49,10 +49,10 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, st: &Stanza) {
             to: t,
             kind: st.kind,
             typ,
-            xml: &xml,
+            xml: xml.into(),
             stanza: Some(st),
         };
-        let routed = router::route(ctx, &route).await;
+        let routed = router::route(ctx, route).await;
         let outcome = if routed.is_ok() {
             "delivered"
         } else {
@@ -95,7 +95,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, st: &Stanza) {
             to: t,
             kind: st.kind,
             typ,
-            xml: st.raw(),
+            xml: st.raw().into(),
             stanza: Some(st),
         };
         match ctx.hooks.run_route_before(ctx, &route).await {

@@ -25,13 +25,13 @@ pub async fn handle(ctx: &Ctx, me: &SessionHandle, st: &Stanza) {
         to: &to,
         kind: st.kind,
         typ: st.typ(),
-        xml: &xml,
+        xml: xml.into(),
         stanza: Some(st),
     };
     let routed = crate::live::call(
         "router",
         || "router.route".into(),
-        router::route(ctx, &route).instrument(span.clone()),
+        router::route(ctx, route).instrument(span.clone()),
     )
     .await;
     let outcome = match &routed {

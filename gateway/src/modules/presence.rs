@@ -111,12 +111,12 @@ async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, ext: &mut Extensions, st: &S
             }
             let routed = router::route(
                 ctx,
-                &crate::hooks::Route {
+                crate::hooks::Route {
                     from: me.jid(),
                     to: &to,
                     kind: Kind::Presence,
                     typ,
-                    xml: &xml,
+                    xml: xml.into(),
                     stanza: Some(st),
                 },
             )

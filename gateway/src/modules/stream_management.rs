@@ -375,6 +375,10 @@ impl StreamManagement {
 }
 
 impl WriteHook for StreamManagement {
+    fn active(&self, ext: &crate::session::Extensions) -> bool {
+        ext.get::<Sm>().is_some()
+    }
+
     fn write(&self, cx: &mut WriteCx<'_>) -> Flow {
         if cx.kind.is_none() {
             return Flow::Continue;

@@ -80,32 +80,37 @@ pub fn classify(ctx: &Ctx, domain: &str) -> Destination {
 
 /// The router's one entry point. `route.xml` is what recipients get (the
 /// sender stamped); an error is for the caller to bounce.
-pub async fn route(ctx: &Ctx, route: &Route<'_>) -> Result<Routed, StanzaError> {
+pub async fn route(ctx: &Ctx, mut route: Route<'_>) -> Result<Routed, StanzaError> {
     let hooked = ctx.hooks.has_route_hooks(route.kind);
     if hooked {
-        match ctx.hooks.run_route_before(ctx, route).await {
+        match ctx.hooks.run_route_before(ctx, &route).await {
             Flow::Continue => {}
             Flow::Handled => return Ok(Routed::Handled),
             Flow::Drop => return Ok(Routed::Dropped),
             Flow::Bounce(e) => return Err(e),
         }
     }
+    // The XML moves on without a copy unless an after-hook still needs it.
+    let xml = if hooked {
+        route.xml.to_string()
+    } else {
+        std::mem::take(&mut route.xml).into_owned()
+    };
     let outcome = match classify(ctx, route.to.domain()) {
         Destination::Local => match route.kind {
             Kind::Message => {
                 let kind = MessageType::parse(route.typ).unwrap_or(MessageType::Normal);
                 // Boxed: the offline fallback's future is kilobytes.
-                Box::pin(route_message(ctx, route.to, kind, route.xml.to_string())).await
+                Box::pin(route_message(ctx, route.to, kind, xml)).await
             }
-            Kind::Presence => Ok(Routed::Delivered(route_presence(ctx, route.to, route.xml))),
-            Kind::Iq => route_iq_to_full(ctx, route.to, route.xml.to_string())
-                .map(|()| Routed::Delivered(1)),
+            Kind::Presence => Ok(Routed::Delivered(route_presence(ctx, route.to, &xml))),
+            Kind::Iq => route_iq_to_full(ctx, route.to, xml).map(|()| Routed::Delivered(1)),
         },
         Destination::Component => Err(StanzaError::new(StanzaCondition::ServiceUnavailable)),
         Destination::Remote => Err(StanzaError::new(StanzaCondition::RemoteServerNotFound)),
     };
     if hooked {
-        ctx.hooks.run_route_after(ctx, route, &outcome).await;
+        ctx.hooks.run_route_after(ctx, &route, &outcome).await;
     }
     outcome
 }
@@ -121,12 +126,12 @@ pub async fn route_xml(
 ) -> Result<Routed, StanzaError> {
     route(
         ctx,
-        &Route {
+        Route {
             from,
             to,
             kind,
             typ: None,
-            xml,
+            xml: xml.into(),
             stanza: None,
         },
     )

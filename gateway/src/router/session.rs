@@ -103,9 +103,9 @@ const KEEP_CAPACITY: usize = 16;
 
 pub struct SessionHandle {
     id: u64,
-    jid: Jid,
+    jid: Arc<Jid>,
     bare: String,
-    full: String,
+    full: Arc<str>,
     info: ConnInfo,
     mail: Mutex<Queue>,
     mail_ready: Notify,
@@ -132,8 +132,8 @@ impl SessionHandle {
         let handle = Arc::new(SessionHandle {
             id,
             bare: jid.bare(),
-            full: jid.to_string(),
-            jid,
+            full: jid.to_string().into(),
+            jid: Arc::new(jid),
             info,
             mail: Mutex::new(Queue::default()),
             mail_ready: Notify::new(),
@@ -176,6 +176,15 @@ impl SessionHandle {
     pub fn bare(&self) -> &str {
         &self.bare
     }
+    /// The JID, shared (a stanza keeps its sender without copying it).
+    pub fn jid_arc(&self) -> Arc<Jid> {
+        self.jid.clone()
+    }
+
+    pub fn full_arc(&self) -> Arc<str> {
+        self.full.clone()
+    }
+
     pub fn full(&self) -> &str {
         &self.full
     }

@@ -45,7 +45,7 @@ impl Ctx {
     pub fn new(
         config: Arc<Config>,
         storage: Storage,
-        hooks: Hooks,
+        mut hooks: Hooks,
         instr: Instr,
         live: Arc<crate::live::Live>,
         admission: Arc<super::admission::Admission>,
@@ -54,6 +54,7 @@ impl Ctx {
             config.auth.throttle_after_failures,
             std::time::Duration::from_secs(config.auth.throttle_max_delay),
         );
+        hooks.resolve(&instr);
         Ctx {
             config,
             stores: Stores::sql(&storage),
