@@ -83,7 +83,14 @@ impl Jid {
     /// `local@domain` (or `domain`).
     pub fn bare(&self) -> String {
         match &self.local {
-            Some(l) => format!("{l}@{}", self.domain),
+            // Not format!: this runs several times per routed stanza.
+            Some(l) => {
+                let mut s = String::with_capacity(l.len() + 1 + self.domain.len());
+                s.push_str(l);
+                s.push('@');
+                s.push_str(&self.domain);
+                s
+            }
             None => self.domain.to_string(),
         }
     }
@@ -113,11 +120,13 @@ impl Jid {
 impl fmt::Display for Jid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(l) = &self.local {
-            write!(f, "{l}@")?;
+            f.write_str(l)?;
+            f.write_str("@")?;
         }
         f.write_str(&self.domain)?;
         if let Some(r) = &self.resource {
-            write!(f, "/{r}")?;
+            f.write_str("/")?;
+            f.write_str(r)?;
         }
         Ok(())
     }

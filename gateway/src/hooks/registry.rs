@@ -330,6 +330,14 @@ impl Hooks {
         }
     }
 
+    /// Whether an after-hook would act on this route (it then needs the XML
+    /// after delivery, so the router keeps a copy).
+    pub fn wants_route_after(&self, route: &Route<'_>) -> bool {
+        self.route_after[kind_index(route.kind)]
+            .iter()
+            .any(|r| r.hook.active(route))
+    }
+
     pub fn has_route_hooks(&self, kind: Kind) -> bool {
         !self.route_before[kind_index(kind)].is_empty()
             || !self.route_after[kind_index(kind)].is_empty()
@@ -365,6 +373,10 @@ impl Hooks {
             }
         }
         (Flow::Continue, self.write.len())
+    }
+
+    pub fn has_deliver_hooks(&self) -> bool {
+        !self.deliver.is_empty()
     }
 
     pub fn has_write_hooks(&self) -> bool {

@@ -91,7 +91,8 @@ pub async fn route(ctx: &Ctx, mut route: Route<'_>) -> Result<Routed, StanzaErro
         }
     }
     // The XML moves on without a copy unless an after-hook still needs it.
-    let xml = if hooked {
+    let after = hooked && ctx.hooks.wants_route_after(&route);
+    let xml = if after {
         route.xml.to_string()
     } else {
         std::mem::take(&mut route.xml).into_owned()
@@ -109,7 +110,7 @@ pub async fn route(ctx: &Ctx, mut route: Route<'_>) -> Result<Routed, StanzaErro
         Destination::Component => Err(StanzaError::new(StanzaCondition::ServiceUnavailable)),
         Destination::Remote => Err(StanzaError::new(StanzaCondition::RemoteServerNotFound)),
     };
-    if hooked {
+    if after {
         ctx.hooks.run_route_after(ctx, &route, &outcome).await;
     }
     outcome
@@ -155,6 +156,9 @@ pub fn deliver(ctx: &Ctx, to: &SessionRef, xml: String) -> Result<(), Undelivere
 
 /// [`deliver`] to a local handle (a session answering itself).
 pub fn deliver_local(ctx: &Ctx, to: &SessionHandle, xml: String) -> Result<(), Undelivered> {
+    if !ctx.hooks.has_deliver_hooks() {
+        return to.deliver(xml);
+    }
     match ctx.hooks.run_deliver(ctx, to, &xml, Kind::of_xml(&xml)) {
         Flow::Continue => to.deliver(xml),
         Flow::Handled | Flow::Drop | Flow::Bounce(_) => Ok(()),

@@ -43,12 +43,15 @@ pub struct Admission {
     total: AtomicUsize,
     /// Process-wide cap on client connections.
     max_total: usize,
+    /// Connections closed so far (the memory trimmer's cue).
+    closed: AtomicUsize,
 }
 
 impl Admission {
     pub fn new(max_total: usize) -> Arc<Admission> {
         Arc::new(Admission {
             per_address: Mutex::new(HashMap::new()),
+            closed: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
             max_total: max_total.max(1),
         })
@@ -106,9 +109,17 @@ pub struct Admitted {
     ip: IpAddr,
 }
 
+impl Admission {
+    /// Connections closed since the process started.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         let a = &self.admission;
+        a.closed.fetch_add(1, Ordering::Relaxed);
         {
             let mut map = a.per_address.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = map.get_mut(&self.ip) {

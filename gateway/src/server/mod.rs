@@ -6,6 +6,7 @@ mod admission;
 mod context;
 mod listeners;
 mod probes;
+mod trim;
 
 pub use accept::AcceptBackoff;
 pub use admission::{Admission, Admitted, Refused};
@@ -188,6 +189,7 @@ pub async fn start(
     let ctx = Arc::new(ctx);
     let _ = slot.set(Arc::downgrade(&ctx));
 
+    tokio::spawn(trim::run(ctx.clone()));
     let mut bound = ListenerFile::default();
     for (key, name, lc, tls, listener) in c2s {
         let local = listener.local_addr()?;

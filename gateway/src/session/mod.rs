@@ -105,17 +105,18 @@ impl Session {
     /// is to be written is appended to `batch`.
     pub fn encode(&mut self, ctx: &Ctx, xml: &str, batch: &mut Batch) {
         if !ctx.hooks.has_write_hooks() {
-            self.emit(xml, batch);
+            self.emit(xml, Kind::of_xml(xml).is_some(), batch);
             return;
         }
         self.encode_from(ctx, 0, xml, batch);
     }
 
     fn encode_from(&mut self, ctx: &Ctx, from: usize, xml: &str, batch: &mut Batch) {
+        let kind = Kind::of_xml(xml);
         let mut cx = WriteCx {
             ext: &mut self.ext,
             xml,
-            kind: Kind::of_xml(xml),
+            kind,
             prepend: Vec::new(),
             close: None,
         };
@@ -129,15 +130,15 @@ impl Session {
         }
         if let Flow::Continue = flow {
             if prepend.is_empty() {
-                self.emit(xml, batch);
+                self.emit(xml, kind.is_some(), batch);
             } else {
                 self.encode_from(ctx, next, xml, batch);
             }
         }
     }
 
-    fn emit(&mut self, xml: &str, batch: &mut Batch) {
-        if Kind::of_xml(xml).is_some() {
+    fn emit(&mut self, xml: &str, stanza: bool, batch: &mut Batch) {
+        if stanza {
             self.written += 1;
         }
         batch.push(xml);
