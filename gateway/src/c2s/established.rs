@@ -11,6 +11,7 @@ use osprey_instrument::live::Kind;
 
 use super::{Connection, Transport};
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
+use crate::hooks::SessionEvent;
 use crate::router::{self, Outbound, SessionHandle, Tags};
 use crate::server::Ctx;
 use crate::session::{Batch, Session};
@@ -48,6 +49,10 @@ impl<T: Transport> Connection<T> {
         let mut paused: Option<tokio::time::Instant> = None;
         // Stanzas left in the framer by the stanza rate, handled on resume.
         let mut backlog = false;
+        if std::mem::take(&mut s.just_bound) {
+            let ctx = self.ctx.clone();
+            Box::pin(ctx.hooks.run_session(&ctx, &mut s, SessionEvent::Bound)).await;
+        }
         // A resumed session first writes what its previous transport did
         // not get acknowledged.
         let replay = std::mem::take(&mut s.replay);

@@ -280,18 +280,22 @@ impl<T: Transport> Connection<T> {
         let hooks = &self.ctx.clone().hooks;
         let outcome = hooks.run_nonza(&ns, &mut cx).await;
         let replies = std::mem::take(&mut cx.replies);
+        if let Some(Ok(crate::hooks::Nonza::Resume(mut session))) = outcome {
+            // No await from here on: a session taken over must reach the
+            // session loop (which leaves cleanly), so its replies go first
+            // in what the loop writes.
+            session.replay.splice(0..0, replies);
+            self.phase = Phase::Established;
+            self.traces = Default::default();
+            tracing::info!(jid = %session.handle.full(), peer = %self.peer, session = session.id(), "session resumed");
+            return Ok(Some(*session));
+        }
         for r in &replies {
             self.send(r).await?;
         }
         match outcome {
-            Some(Ok(crate::hooks::Nonza::Resume(session))) => {
-                self.phase = Phase::Established;
-                self.traces = Default::default();
-                tracing::info!(jid = %session.handle.full(), peer = %self.peer, session = session.id(), "session resumed");
-                Ok(Some(*session))
-            }
-            Some(Ok(crate::hooks::Nonza::Handled)) | None => Ok(None),
             Some(Err(end)) => Err(end),
+            _ => Ok(None),
         }
     }
 
@@ -375,10 +379,10 @@ impl<T: Transport> Connection<T> {
         tracing::info!(jid = %jid, peer = %self.peer, session = id, "session bound");
         let mut session = Session::new(handle, rx);
         session.host_ev = self.host_ev.clone();
-        let ctx = self.ctx.clone();
-        ctx.hooks
-            .run_session(&ctx, &mut session, crate::hooks::SessionEvent::Bound)
-            .await;
+        // The bound hooks run first thing in the session loop, not here: a
+        // shutdown during negotiation drops this future, and a bound session
+        // must never be dropped without leaving (its input would be lost).
+        session.just_bound = true;
         Ok(Some(session))
     }
 }

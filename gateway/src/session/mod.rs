@@ -41,6 +41,9 @@ pub struct Session {
     pub keeps_unacked: bool,
     /// A write hook asked to end the session with this error.
     pub closing: Option<crate::errors::StreamError>,
+    /// Bound, and the `Bound` hooks have not run yet (the session loop
+    /// runs them before anything else).
+    pub just_bound: bool,
 }
 
 /// Stanzas ready for the transport: the bytes, and where each stanza ends
@@ -94,6 +97,7 @@ impl Session {
             replay: Vec::new(),
             keeps_unacked: false,
             closing: None,
+            just_bound: false,
         }
     }
 
