@@ -114,8 +114,19 @@ impl Blocking {
         if !ctx.serves(jid.domain()) {
             return None;
         }
-        if let Some(l) = self.lists.get(&jid.bare()) {
-            return Some(l.clone());
+        // The bare JID is built in a reused buffer: this runs for both sides
+        // of every routed stanza.
+        thread_local!(static BARE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+        let cached = BARE.with(|b| {
+            let mut b = b.borrow_mut();
+            b.clear();
+            b.push_str(user);
+            b.push('@');
+            b.push_str(jid.domain());
+            self.lists.get(b.as_str()).map(|l| l.clone())
+        });
+        if let Some(l) = cached {
+            return Some(l);
         }
         match ctx.stores.blocking.blocklist_get(jid.domain(), user).await {
             Ok(l) => Some(Arc::new(l)),
