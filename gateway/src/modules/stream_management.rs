@@ -84,7 +84,28 @@ impl Default for Settings {
 }
 
 /// A detached session's waiting task, asked for the session.
-type Take = mpsc::Sender<oneshot::Sender<Session>>;
+type Take = mpsc::Sender<oneshot::Sender<Handover>>;
+
+/// A session on its way from its waiting task to the stream resuming it.
+/// Dropped on the way (the new stream went away at that instant), it
+/// still leaves cleanly instead of vanishing with its queue.
+struct Handover(Option<(Session, Arc<Ctx>)>);
+
+impl Handover {
+    fn take(mut self) -> Option<Session> {
+        self.0.take().map(|(s, _)| s)
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if let Some((s, ctx)) = self.0.take() {
+            let leaving = ctx.clone();
+            ctx.tasks
+                .spawn(async move { crate::session::leave(&leaving, s, "sm_abandoned").await });
+        }
+    }
+}
 
 pub struct StreamManagement {
     settings: Settings,
@@ -317,7 +338,7 @@ impl StreamManagement {
             Some(take) => {
                 let (tx, rx) = oneshot::channel();
                 match take.send(tx).await {
-                    Ok(()) => rx.await.ok(),
+                    Ok(()) => rx.await.ok().and_then(Handover::take),
                     Err(_) => None,
                 }
             }
@@ -460,7 +481,7 @@ async fn wait(
     id: String,
     mut s: Session,
     timeout: Duration,
-    mut take: mpsc::Receiver<oneshot::Sender<Session>>,
+    mut take: mpsc::Receiver<oneshot::Sender<Handover>>,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
     let max_bytes = ctx
@@ -485,10 +506,13 @@ async fn wait(
                     if offline {
                         s.handle.offline_waiting();
                     }
-                    match reply.send(s) {
+                    match reply.send(Handover(Some((s, ctx.clone())))) {
                         Ok(()) => return,
                         // The new stream went away before it got it.
-                        Err(back) => { s = back; break "sm_abandoned"; }
+                        Err(back) => match back.take() {
+                            Some(back) => { s = back; break "sm_abandoned"; }
+                            None => return,
+                        },
                     }
                 }
                 None => break "sm_abandoned",
