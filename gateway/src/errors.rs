@@ -279,6 +279,10 @@ pub enum SessionEnd {
     /// connection): XEP-0198 may keep the session for a resume.
     #[error("connection dropped")]
     Dropped,
+    /// A resume on another connection took the session over: this stream
+    /// gets `<conflict/>` (XEP-0198 §5) and the session detaches for it.
+    #[error("session taken over by a resume")]
+    TakenOver,
     #[error("connection lost: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -293,6 +297,7 @@ impl SessionEnd {
                 _ => "stream_error",
             },
             SessionEnd::PeerClosed | SessionEnd::Dropped => "peer_closed",
+            SessionEnd::TakenOver => "replaced",
             // Many clients drop TLS without close_notify: still a hang-up.
             SessionEnd::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "peer_closed",
             SessionEnd::Io(_) => "io_error",

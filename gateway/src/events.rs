@@ -246,7 +246,6 @@ macro_rules! handler {
 pub mod handlers {
     handler!(ROSTER_GET, "roster", "get");
     handler!(ROSTER_SET, "roster", "set");
-    handler!(ROSTER_REMOVE, "roster", "remove");
     handler!(ROSTER_PUSH, "roster", "push");
     handler!(ROSTER_FEATURES, "roster", "features");
     handler!(PRESENCE_SEND, "presence", "send");
@@ -264,30 +263,24 @@ pub mod handlers {
     handler!(DISCO_INFO, "disco", "info");
     handler!(DISCO_ITEMS, "disco", "items");
     handler!(PING_GET, "ping", "get");
-    handler!(SESSION_SET, "session", "set");
     handler!(VERSION_GET, "version", "get");
-    handler!(SM_ENABLE, "stream_management", "enable");
-    handler!(SM_RESUME, "stream_management", "resume");
-    handler!(SM_ACK, "stream_management", "ack");
-    handler!(SM_REQUEST, "stream_management", "request");
+    handler!(SM_NONZA, "stream_management", "nonza");
+    handler!(SM_CLOSED, "stream_management", "closed");
     handler!(SM_COUNT, "stream_management", "count");
     handler!(SM_DETACH, "stream_management", "detach");
     handler!(SM_FEATURES, "stream_management", "features");
     handler!(CSI_STATE, "csi", "state");
     handler!(CSI_FILTER, "csi", "filter");
     handler!(CSI_FEATURES, "csi", "features");
-    handler!(CARBONS_ENABLE, "carbons", "enable");
-    handler!(CARBONS_DISABLE, "carbons", "disable");
+    handler!(CARBONS_SET, "carbons", "set");
     handler!(CARBONS_SENT, "carbons", "sent");
     handler!(CARBONS_RECEIVED, "carbons", "received");
     handler!(CARBONS_CLOSED, "carbons", "closed");
     handler!(BLOCKING_GET, "blocking", "get");
-    handler!(BLOCKING_BLOCK, "blocking", "block");
-    handler!(BLOCKING_UNBLOCK, "blocking", "unblock");
+    handler!(BLOCKING_SET, "blocking", "set");
     handler!(BLOCKING_CHECK, "blocking", "check");
     handler!(BLOCKING_SESSION, "blocking", "session");
     handler!(BLOCKING_REMOVED, "blocking", "account_removed");
-    handler!(ACCOUNT_REMOVED, "account", "removed");
 }
 
 // --- stream management (XEP-0198) -------------------------------------------------

@@ -367,6 +367,37 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
         ))
         .await;
     again.expect("<resumed").await;
+    // The XEP modules: carbons, blocking (and its per-stanza check), CSI.
+    again
+        .send("<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        .await;
+    again.expect("id='cb'").await;
+    again
+        .send("<iq type='set' id='bl'><block xmlns='urn:xmpp:blocking'><item jid='mallory@localhost'/></block></iq>")
+        .await;
+    again.expect("id='bl'").await;
+    again
+        .send("<message to='bob@localhost' type='chat' id='eb'><body>hi</body></message>")
+        .await;
+    again.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    again.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    eventually(&rec, "module handlers of the XEP modules", |r| {
+        [
+            ("carbons", "set"),
+            ("blocking", "set"),
+            ("blocking", "check"),
+            ("csi", "state"),
+        ]
+        .iter()
+        .all(|(m, o)| {
+            r.sum(
+                "module_handler",
+                &[("module", m), ("operation", o)],
+                "count",
+            ) >= 1.0
+        })
+    })
+    .await;
     let mut stranger = Raw::connect(plain).await;
     stranger.authenticate("erin", "pw").await;
     stranger

@@ -102,7 +102,7 @@ impl<T: Transport> Connection<T> {
                         };
                         break e.into();
                     }
-                    Wake::Mail(Some(Outbound::Detach)) => break taken_over(),
+                    Wake::Mail(Some(Outbound::Detach)) => break SessionEnd::TakenOver,
                     Wake::Mail(Some(Outbound::OfflineWaiting)) => {
                         if let Err(end) = Box::pin(self.flush_offline(&mut s, &mut batch)).await {
                             break end;
@@ -136,7 +136,10 @@ impl<T: Transport> Connection<T> {
             batch.clear();
             keep_unwritten(&self.ctx, &handle, unwritten).await;
         }
-        let dropped = matches!(end, SessionEnd::Dropped | SessionEnd::Io(_)) || is_taken_over(&end);
+        let dropped = matches!(
+            end,
+            SessionEnd::Dropped | SessionEnd::Io(_) | SessionEnd::TakenOver
+        );
         if dropped && !shutdown.is_cancelled() && !handle.is_overflowed() {
             match self.ctx.hooks.run_detach(&self.ctx, Box::new(s)) {
                 Ok(()) => {
@@ -439,7 +442,7 @@ impl<T: Transport> Connection<T> {
             return Err(e.into());
         }
         if detach {
-            return Err(taken_over());
+            return Err(SessionEnd::TakenOver);
         }
         if offline {
             Box::pin(self.flush_offline(s, batch)).await?;
@@ -512,17 +515,6 @@ impl<T: Transport> Connection<T> {
         )
         .into()
     }
-}
-
-/// A resume on another connection takes the session: this stream gets
-/// `<conflict/>` (XEP-0198 §5) and the session detaches for the taker.
-fn taken_over() -> SessionEnd {
-    StreamError::with_text(StreamCondition::Conflict, "resumed on another connection").into()
-}
-
-fn is_taken_over(end: &SessionEnd) -> bool {
-    matches!(end, SessionEnd::Stream(e) if e.condition == StreamCondition::Conflict
-        && e.text.as_deref() == Some("resumed on another connection"))
 }
 
 /// Stanzas that did not wholly reach the socket go to offline storage (a

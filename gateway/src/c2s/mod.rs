@@ -390,6 +390,13 @@ impl<T: Transport> Connection<T> {
     /// Ends the stream: the error (after a header if none went out yet),
     /// the closing tag, then a lingering close.
     async fn close(&mut self, end: SessionEnd) {
+        let end = match end {
+            SessionEnd::TakenOver => {
+                StreamError::with_text(StreamCondition::Conflict, "resumed on another connection")
+                    .into()
+            }
+            other => other,
+        };
         self.phase = Phase::Closing;
         let mut out = String::new();
         match &end {
@@ -413,7 +420,7 @@ impl<T: Transport> Connection<T> {
                 );
             }
             SessionEnd::PeerClosed => out.push_str(self.t.stream_close()),
-            SessionEnd::Io(_) | SessionEnd::Dropped => return,
+            SessionEnd::Io(_) | SessionEnd::Dropped | SessionEnd::TakenOver => return,
         }
         let write = async {
             self.t.write_all(out.as_bytes()).await?;

@@ -26,7 +26,7 @@ use dashmap::DashMap;
 
 use super::roster::internal;
 use super::subscription::send_presence_of;
-use super::{IqRequest, IqResult, Module, ModuleDef, NoSettings, Target};
+use super::{IqRequest, IqResult, Module, ModuleDef, Target};
 use crate::config::Config;
 use crate::errors::{ErrorType, StanzaCondition, StanzaError};
 use crate::events::handlers as h;
@@ -47,10 +47,26 @@ pub const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const DEF: ModuleDef = ModuleDef {
     name: "blocking",
     build: |t| {
-        super::settings::<NoSettings>(t)?;
-        Ok(Arc::new(Blocking::default()))
+        let s = super::settings::<Settings>(t)?;
+        Ok(Arc::new(Blocking {
+            max_items: s.max_items,
+            ..Blocking::default()
+        }))
     },
 };
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    /// Entries one account's block list may hold.
+    max_items: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { max_items: 1000 }
+    }
+}
 
 /// The module and its state (provided to the registry).
 #[derive(Default)]
@@ -59,29 +75,13 @@ pub struct Blocking {
     lists: DashMap<String, Arc<Vec<String>>>,
     /// Sessions that asked for the list, and so get pushes.
     interested: DashMap<u64, ()>,
+    /// Entries one list may hold (a bound on storage and on each check).
+    max_items: usize,
 }
 
-/// A stanza from a user to someone on the user's list.
-struct Outbound(Arc<Blocking>);
-/// A stanza to a user from someone on the user's list.
-struct Inbound(Arc<Blocking>);
-/// Both, the sender's list first.
-struct Check(Outbound, Inbound);
-
-#[async_trait]
-impl RouteHook for Check {
-    async fn route(
-        &self,
-        ctx: &Ctx,
-        route: &Route<'_>,
-        outcome: Option<&Result<Routed, StanzaError>>,
-    ) -> Flow {
-        match self.0.route(ctx, route, outcome).await {
-            Flow::Continue => self.1.route(ctx, route, outcome).await,
-            decided => decided,
-        }
-    }
-}
+/// The route check, both directions in one hook (one instrumented call
+/// per stanza): the sender's list first (§3.6), then the recipient's (§3.5).
+struct Check(Arc<Blocking>);
 
 impl Module for Blocking {
     fn register(self: Arc<Self>, hooks: &mut Hooks, _: &Config) {
@@ -89,11 +89,11 @@ impl Module for Blocking {
         hooks.account_feature(NS_BLOCKING);
         hooks.provide(self.clone());
         hooks.iq(NS_BLOCKING, IqType::Get, &h::BLOCKING_GET, self.clone());
-        hooks.iq(NS_BLOCKING, IqType::Set, &h::BLOCKING_BLOCK, self.clone());
+        hooks.iq(NS_BLOCKING, IqType::Set, &h::BLOCKING_SET, self.clone());
         hooks.session(0, &h::BLOCKING_SESSION, self.clone());
         hooks.account_removed(&h::BLOCKING_REMOVED, self.clone());
         // One hook for both directions: one instrumented call per stanza.
-        let check = Arc::new(Check(Outbound(self.clone()), Inbound(self)));
+        let check = Arc::new(Check(self));
         // Early: a blocked stanza reaches no other module.
         for kind in [Kind::Message, Kind::Presence, Kind::Iq] {
             hooks.route_before(kind, -50, &h::BLOCKING_CHECK, check.clone());
@@ -174,6 +174,7 @@ impl Blocking {
             _ => return Err(bad("expected <block/> or <unblock/>")),
         };
         let mut jids: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for item in req.payload.children().filter(|c| c.is_element()) {
             if !item.has_tag_name((NS_BLOCKING, "item")) {
                 return Err(bad("expected <item/>"));
@@ -183,7 +184,7 @@ impl Blocking {
                 .and_then(|j| Jid::parse(j).ok())
                 .ok_or_else(|| bad("an item needs a valid 'jid'"))?
                 .to_string();
-            if !jids.contains(&jid) {
+            if seen.insert(jid.clone()) {
                 jids.push(jid);
             }
         }
@@ -197,14 +198,23 @@ impl Blocking {
         let _account = ctx.stores.roster.lock_account(host, user).await;
         let old = self.load(ctx, &me).await?;
         let store = &ctx.stores.blocking;
+        let have: std::collections::HashSet<&String> = old.iter().collect();
         if block {
+            let added = jids.iter().filter(|j| !have.contains(j)).count();
+            if old.len() + added > self.max_items {
+                ctx.instr.limit("blocklist_items");
+                return Err(StanzaError::with_text(
+                    StanzaCondition::ResourceConstraint,
+                    format!("a block list holds at most {} entries", self.max_items),
+                ));
+            }
             store
                 .blocklist_add(host, user, &jids)
                 .await
                 .map_err(internal)?;
             // §3.3: a subscribed contact sees the user go offline; sent
             // while the cache still holds the old list, so it passes.
-            for jid in jids.iter().filter(|j| !old.contains(j)) {
+            for jid in jids.iter().filter(|j| !have.contains(j)) {
                 if subscribed(ctx, &me, jid).await {
                     if let Ok(contact) = Jid::parse(jid) {
                         send_presence_of(ctx, &me, &contact, false).await;
@@ -331,57 +341,41 @@ impl AccountHook for Blocking {
 }
 
 #[async_trait]
-impl RouteHook for Outbound {
+impl RouteHook for Check {
     async fn route(
         &self,
         ctx: &Ctx,
         route: &Route<'_>,
         _: Option<&Result<Routed, StanzaError>>,
     ) -> Flow {
+        // Resources of one account never block each other.
         if route.from.same_bare(route.to) {
             return Flow::Continue;
         }
-        let Some(list) = self.0.list(ctx, route.from).await else {
-            return Flow::Continue;
-        };
-        if !matches(&list, route.to) {
-            return Flow::Continue;
+        if let Some(list) = self.0.list(ctx, route.from).await {
+            if matches(&list, route.to) {
+                if !refusable(route) {
+                    return Flow::Drop;
+                }
+                // §3.6 (example 18): not-acceptable, type cancel, <blocked/>.
+                let blocked = El::new("blocked").xmlns(NS_BLOCKING_ERRORS).to_string();
+                return Flow::Bounce(
+                    StanzaError::new(StanzaCondition::NotAcceptable)
+                        .typed(ErrorType::Cancel)
+                        .with_app(blocked),
+                );
+            }
         }
-        if !refusable(route) {
-            return Flow::Drop;
-        }
-        // §3.6 (example 18): not-acceptable, type cancel, with <blocked/>.
-        let blocked = El::new("blocked").xmlns(NS_BLOCKING_ERRORS).to_string();
-        Flow::Bounce(
-            StanzaError::new(StanzaCondition::NotAcceptable)
-                .typed(ErrorType::Cancel)
-                .with_app(blocked),
-        )
-    }
-}
-
-#[async_trait]
-impl RouteHook for Inbound {
-    async fn route(
-        &self,
-        ctx: &Ctx,
-        route: &Route<'_>,
-        _: Option<&Result<Routed, StanzaError>>,
-    ) -> Flow {
-        if route.from.same_bare(route.to) {
-            return Flow::Continue;
-        }
-        let Some(list) = self.0.list(ctx, route.to).await else {
-            return Flow::Continue;
-        };
-        if !matches(&list, route.from) {
-            return Flow::Continue;
-        }
-        // §3.5: as if the user did not exist.
-        if refusable(route) {
-            Flow::Bounce(StanzaError::new(StanzaCondition::ServiceUnavailable))
-        } else {
-            Flow::Drop
+        match self.0.list(ctx, route.to).await {
+            Some(list) if matches(&list, route.from) => {
+                // §3.5: as if the user did not exist.
+                if refusable(route) {
+                    Flow::Bounce(StanzaError::new(StanzaCondition::ServiceUnavailable))
+                } else {
+                    Flow::Drop
+                }
+            }
+            _ => Flow::Continue,
         }
     }
 }
@@ -429,6 +423,33 @@ mod tests {
         assert!(!m("bob@example.org/laptop"));
         assert!(!m("carol@example.org"));
         assert!(!m("other.org"));
+    }
+
+    #[tokio::test]
+    async fn a_list_is_capped_and_duplicates_count_once() {
+        let t = TestServer::new(&[("blocking", "max_items = 3")]).await;
+        let a = t.session("alice", "a").await;
+        let r = command(
+            &t,
+            &a,
+            "1",
+            "block",
+            &["x@localhost", "x@localhost", "y@localhost"],
+        )
+        .await;
+        assert!(r.contains("type='result'"), "{r}");
+        let r = command(&t, &a, "2", "block", &["z@localhost", "y@localhost"]).await;
+        assert!(r.contains("type='result'"), "{r}");
+        let r = command(&t, &a, "3", "block", &["w@localhost"]).await;
+        assert!(r.contains("resource-constraint"), "{r}");
+        let list = t
+            .ctx
+            .stores
+            .blocking
+            .blocklist_get("localhost", "alice")
+            .await
+            .expect("list");
+        assert_eq!(list.len(), 3, "{list:?}");
     }
 
     #[tokio::test]

@@ -95,7 +95,7 @@ impl Module for Carbons {
     fn register(self: Arc<Self>, hooks: &mut Hooks, _: &Config) {
         hooks.server_feature(NS_CARBONS);
         hooks.provide(self.clone());
-        hooks.iq(NS_CARBONS, IqType::Set, &h::CARBONS_ENABLE, self.clone());
+        hooks.iq(NS_CARBONS, IqType::Set, &h::CARBONS_SET, self.clone());
         hooks.session(0, &h::CARBONS_CLOSED, self.clone());
         hooks.route_after(
             Kind::Message,

@@ -142,11 +142,11 @@ impl Module for StreamManagement {
     fn register(self: Arc<Self>, hooks: &mut Hooks, _: &Config) {
         hooks.provide(Arc::new(Registry(self.clone())));
         hooks.stream_features(&h::SM_FEATURES, self.clone());
-        hooks.nonza(NS_SM, &h::SM_REQUEST, self.clone());
+        hooks.nonza(NS_SM, &h::SM_NONZA, self.clone());
         // Last: it counts what is really written (after CSI's filtering).
         hooks.write(100, &h::SM_COUNT, self.clone());
         hooks.detach(&h::SM_DETACH, self.clone());
-        hooks.session(100, &h::SM_DETACH, self);
+        hooks.session(100, &h::SM_CLOSED, self);
     }
 }
 
@@ -631,6 +631,31 @@ mod tests {
         assert_eq!(out.iter().filter(|x| x.starts_with("<message")).count(), 5);
         let closing = a.session.try_lock().expect("free").closing.take();
         assert!(closing.is_some_and(|e| e.condition.wire_name() == "resource-constraint"));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_count_is_a_bad_format_stream_error() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        t.nonza(&a, ENABLE).await.expect("enabled");
+        for bad in [
+            "<a xmlns='urn:xmpp:sm:3' h='x'/>",
+            "<a xmlns='urn:xmpp:sm:3'/>",
+            "<a xmlns='urn:xmpp:sm:3' h='4294967296'/>",
+        ] {
+            match t.nonza(&a, bad).await {
+                Err(SessionEnd::Stream(e)) => {
+                    assert_eq!(e.condition.wire_name(), "bad-format", "{bad}")
+                }
+                other => panic!("{bad}: expected a stream error, got {other:?}"),
+            }
+        }
+        // An unknown element of the namespace is ignored.
+        assert!(t
+            .nonza(&a, "<nonsense xmlns='urn:xmpp:sm:3'/>")
+            .await
+            .expect("ok")
+            .is_empty());
     }
 
     #[tokio::test]
