@@ -82,14 +82,6 @@ impl Stanza {
         }
     }
 
-    /// A first child element with this namespace and name.
-    pub fn child(&self, ns: &str, name: &str) -> Option<roxmltree::Node<'_, '_>> {
-        self.el
-            .node()
-            .children()
-            .find(|c| c.is_element() && c.has_tag_name((ns, name)))
-    }
-
     /// The XML to forward: `from` stamped with the sender, and `to` stamped
     /// with the destination when the client left it out.
     pub fn forwardable(&self) -> String {

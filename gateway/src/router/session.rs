@@ -208,12 +208,6 @@ impl SessionHandle {
             .store(state == SessionState::Detached, Ordering::Relaxed);
     }
 
-    /// Lets a resumed session's queue grow again after an overflow was
-    /// handled by keeping the excess offline.
-    pub fn clear_overflow(&self) {
-        self.overflowed.store(false, Ordering::Relaxed);
-    }
-
     /// Queues XML for the client. The queue is bounded in bytes: a client
     /// that stops reading gets its session closed (`overflowed`) rather than
     /// growing the server's memory, and the stanza is handed back.
