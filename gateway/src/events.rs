@@ -218,7 +218,7 @@ event!(
     Debug,
     ["module", "operation"],
     [COUNT, seconds("Handler time.")],
-    "A module handled a request (e.g. roster get, presence broadcast, offline deliver)."
+    "A module handled a request (e.g. roster get, presence broadcast, offline deliver). Write hooks (CSI, XEP-0198 counting), which run for every stanza written, report once per written batch: the count is exact, the time observed is the batch's mean per call."
 );
 
 /// A module's handler as one typed value: the `module_handler` labels,

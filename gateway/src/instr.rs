@@ -50,7 +50,10 @@ pub struct Instr {
     storage: DashMap<(&'static str, bool), Labelled>,
     /// Handles of events whose two labels are static strings (routing,
     /// module handlers), resolved on first use: a lookup, not a resolve.
-    pairs: DashMap<(&'static str, &'static str, &'static str), Labelled>,
+    /// Hashed with foldhash: looked up for several events of every stanza,
+    /// by keys that are program constants (no HashDoS exposure).
+    pairs:
+        DashMap<(&'static str, &'static str, &'static str), Labelled, foldhash::fast::RandomState>,
 }
 
 /// The whole catalogue (the gateway's events and the process probe's).
@@ -121,7 +124,7 @@ impl Instr {
             graphite,
             hosts,
             storage: DashMap::new(),
-            pairs: DashMap::new(),
+            pairs: DashMap::default(),
         })
     }
 
@@ -201,12 +204,25 @@ impl Instr {
         a: &'static str,
         b: &'static str,
     ) -> Labelled {
+        self.with_pair(spec, a, b, Labelled::clone)
+    }
+
+    /// Runs `f` on the series of (spec, a, b), resolved the first time
+    /// (no reference count touched once it is).
+    fn with_pair<R>(
+        &self,
+        spec: &'static osprey_instrument::EventSpec,
+        a: &'static str,
+        b: &'static str,
+        f: impl FnOnce(&Labelled) -> R,
+    ) -> R {
         if let Some(h) = self.pairs.get(&(spec.name, a, b)) {
-            return h.clone();
+            return f(&h);
         }
         let h = self.registry.resolve(spec, &[a, b]);
-        self.pairs.insert((spec.name, a, b), h.clone());
-        h
+        let out = f(&h);
+        self.pairs.insert((spec.name, a, b), h);
+        out
     }
 
     /// The `module_handler` series of one (module, operation), to keep.
@@ -216,19 +232,34 @@ impl Instr {
 
     /// Times a module handler.
     pub fn handler(&self, module: &'static str, operation: &'static str, took: Duration) {
-        self.pair(&ev::HANDLER, module, operation).emit(
-            &[("count", 1.0), ("seconds", took.as_secs_f64())],
-            &Meta::NONE,
-        );
+        self.with_pair(&ev::HANDLER, module, operation, |h| {
+            h.emit(
+                &[("count", 1.0), ("seconds", took.as_secs_f64())],
+                &Meta::NONE,
+            )
+        });
+    }
+
+    /// `calls` calls of a module handler, reported at once with their mean
+    /// duration (per-stanza write hooks, once per written batch).
+    pub fn handler_calls(
+        &self,
+        module: &'static str,
+        operation: &'static str,
+        calls: u64,
+        mean: f64,
+    ) {
+        self.with_pair(&ev::HANDLER, module, operation, |h| {
+            h.emit(&[("count", calls as f64), ("seconds", mean)], &Meta::NONE)
+        });
     }
 
     /// A stanza was routed (`took`: the routing time, when measured).
     pub fn routed(&self, kind: &'static str, outcome: &'static str, took: Option<Duration>) {
-        let h = self.pair(&ev::ROUTED, kind, outcome);
-        match took {
+        self.with_pair(&ev::ROUTED, kind, outcome, |h| match took {
             Some(t) => h.emit(&[("count", 1.0), ("seconds", t.as_secs_f64())], &Meta::NONE),
             None => h.count(),
-        }
+        });
     }
 
     pub fn limit(&self, limit: &str) {

@@ -37,11 +37,18 @@ impl Kind {
     /// The kind of serialized XML, from its first bytes (outgoing queues
     /// hold strings; nonzas and stream elements are `None`).
     pub fn of_xml(xml: &str) -> Option<Kind> {
-        let rest = xml.strip_prefix('<')?;
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .unwrap_or(rest.len());
-        Kind::of(&rest[..end])
+        // Byte prefixes, not a char scan: this runs for every written stanza.
+        let b = xml.as_bytes();
+        let (kind, len) = match b.get(1)? {
+            b'm' if b.starts_with(b"<message") => (Kind::Message, 8),
+            b'p' if b.starts_with(b"<presence") => (Kind::Presence, 9),
+            b'i' if b.starts_with(b"<iq") => (Kind::Iq, 3),
+            _ => return None,
+        };
+        match b.get(len) {
+            None | Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r') => Some(kind),
+            Some(_) => None,
+        }
     }
 }
 
@@ -101,6 +108,10 @@ mod tests {
         assert_eq!(Kind::of_xml("<presence/>"), Some(Kind::Presence));
         assert_eq!(Kind::of_xml("<a xmlns='urn:xmpp:sm:3' h='1'/>"), None);
         assert_eq!(Kind::of_xml("</stream:stream>"), None);
+        assert_eq!(Kind::of_xml("<messages/>"), None);
+        assert_eq!(Kind::of_xml("<message"), Some(Kind::Message));
+        assert_eq!(Kind::of_xml("<iq\ttype='get'/>"), Some(Kind::Iq));
+        assert_eq!(Kind::of_xml(""), None);
     }
 
     #[test]

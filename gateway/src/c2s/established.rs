@@ -344,11 +344,16 @@ impl<T: Transport> Connection<T> {
             scope = self.traces.scope(handle.id());
         }
         let ctx = self.ctx.clone();
+        if span.is_none() && scope.is_none() && !crate::live::active() {
+            // Untraced (nearly always): no wrapper layers, each of which
+            // would move the whole stanza future once more.
+            return super::dispatch::stanza(&ctx, s, el).await;
+        }
         let work = super::dispatch::stanza(&ctx, s, el).instrument(span);
-        crate::live::scoped(
+        Box::pin(crate::live::scoped(
             scope,
             crate::live::call("c2s", || format!("c2s.stanza.{name}"), work),
-        )
+        ))
         .await
     }
 
@@ -473,6 +478,7 @@ impl<T: Transport> Connection<T> {
                 self.take_tags(&handle, &xml, tags, &mut deliveries);
             }
         }
+        ctx.hooks.report_writes(&ctx, &mut batch.tally);
         if batch.is_empty() {
             return Ok(());
         }

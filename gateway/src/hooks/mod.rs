@@ -62,6 +62,21 @@ impl From<&'static Handler> for Site<'static> {
 }
 
 impl Site<'_> {
+    /// `calls` calls that took `took` in all, as one emission: the count
+    /// is exact, the duration observed is their mean.
+    fn done_many(&self, ctx: &Ctx, calls: u64, took: std::time::Duration) {
+        let mean = took.as_secs_f64() / calls as f64;
+        match self.ev {
+            Some(ev) => ev.emit(
+                &[("count", calls as f64), ("seconds", mean)],
+                &osprey_instrument::Meta::NONE,
+            ),
+            None => ctx
+                .instr
+                .handler_calls(self.name.module, self.name.operation, calls, mean),
+        }
+    }
+
     fn done(&self, ctx: &Ctx, took: std::time::Duration) {
         match self.ev {
             Some(ev) => ev.emit(
@@ -72,6 +87,23 @@ impl Site<'_> {
                 .instr
                 .handler(self.name.module, self.name.operation, took),
         }
+    }
+}
+
+/// The write hooks' calls over one written batch, per hook: they run for
+/// every stanza written, so their `module_handler` event is emitted once
+/// per batch (exact count, mean duration) rather than once per call.
+#[derive(Default)]
+pub struct WriteTally(Vec<(u64, std::time::Duration)>);
+
+impl WriteTally {
+    fn add(&mut self, hook: usize, took: std::time::Duration) {
+        if self.0.len() <= hook {
+            self.0.resize(hook + 1, (0, std::time::Duration::ZERO));
+        }
+        let t = &mut self.0[hook];
+        t.0 += 1;
+        t.1 += took;
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::points::*;
-use super::{call, call_sync, Flow, Site};
+use super::{call, call_sync, Flow, Site, WriteTally};
 use crate::errors::{SessionEnd, StanzaError};
 use crate::events::Handler;
 use crate::instr::Instr;
@@ -362,12 +362,26 @@ impl Hooks {
     /// The write hooks from position `from` on; `Continue` means write it.
     /// Returns the position after the hook that asked to prepend, so the
     /// prepended stanzas pass only the hooks after it.
-    pub(crate) fn run_write(&self, ctx: &Ctx, from: usize, cx: &mut WriteCx<'_>) -> (Flow, usize) {
+    pub(crate) fn run_write(
+        &self,
+        ctx: &Ctx,
+        from: usize,
+        cx: &mut WriteCx<'_>,
+        tally: &mut WriteTally,
+    ) -> (Flow, usize) {
         for (i, r) in self.write.iter().enumerate().skip(from) {
             if !r.hook.active(cx.ext) {
                 continue;
             }
-            let flow = call_sync(ctx, r.site(), || r.hook.write(cx));
+            let flow = if super::observed() {
+                call_sync(ctx, r.site(), || r.hook.write(cx))
+            } else {
+                // Timed here, reported per batch (`report_writes`).
+                let started = std::time::Instant::now();
+                let flow = r.hook.write(cx);
+                tally.add(i, started.elapsed());
+                flow
+            };
             if !cx.prepend.is_empty() || !matches!(flow, Flow::Continue) {
                 return (flow, i + 1);
             }
@@ -379,8 +393,22 @@ impl Hooks {
         !self.deliver.is_empty()
     }
 
-    pub fn has_write_hooks(&self) -> bool {
-        !self.write.is_empty()
+    /// Emits the write hooks' events for a batch (see [`WriteTally`]).
+    pub fn report_writes(&self, ctx: &Ctx, tally: &mut WriteTally) {
+        for (i, (calls, took)) in tally.0.iter_mut().enumerate() {
+            if *calls > 0 {
+                if let Some(r) = self.write.get(i) {
+                    r.site().done_many(ctx, *calls, *took);
+                }
+                *calls = 0;
+                *took = std::time::Duration::ZERO;
+            }
+        }
+    }
+
+    /// Whether a write hook would act on this session's stanzas now.
+    pub fn write_active(&self, ext: &crate::session::Extensions) -> bool {
+        self.write.iter().any(|r| r.hook.active(ext))
     }
 
     pub async fn run_session(&self, ctx: &Arc<Ctx>, session: &mut Session, event: SessionEvent) {

@@ -18,8 +18,9 @@
 //! unavailable presence from the user's available resources (§3.3);
 //! unblocking sends it their current presence (§3.4).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -77,6 +78,14 @@ pub struct Blocking {
     interested: DashMap<u64, ()>,
     /// Entries one list may hold (a bound on storage and on each check).
     max_items: usize,
+    /// The accounts whose list is not empty (bare JIDs): read from storage
+    /// at the first check, then kept current by every list this module
+    /// loads. Only their stanzas are checked, so while nobody blocks anyone
+    /// the check is skipped, and an offline user's list is read from
+    /// storage only if there is one.
+    holders: tokio::sync::OnceCell<RwLock<HashSet<String>>>,
+    /// How many holders there are (read per stanza without the lock).
+    holding: AtomicUsize,
 }
 
 /// The route check, both directions in one hook (one instrumented call
@@ -107,24 +116,87 @@ impl Blocking {
         self.lists.contains_key(bare)
     }
 
-    /// The list of a local account: cached, else from storage (an offline
-    /// user's is not cached). `None` for a JID that is not a local account.
-    async fn list(&self, ctx: &Ctx, jid: &Jid) -> Option<Arc<Vec<String>>> {
+    /// The holders, read from storage the first time. `None` while storage
+    /// cannot say (every account is then checked, as if a holder).
+    async fn holders(&self, ctx: &Ctx) -> Option<&RwLock<HashSet<String>>> {
+        let read = self
+            .holders
+            .get_or_try_init(|| async {
+                let owners = ctx.stores.blocking.blocklist_owners().await?;
+                let set: HashSet<String> = owners
+                    .into_iter()
+                    .map(|(host, user)| format!("{user}@{host}"))
+                    .collect();
+                self.holding.store(set.len(), Ordering::Relaxed);
+                Ok::<_, crate::storage::StorageError>(RwLock::new(set))
+            })
+            .await;
+        match read {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let _ = internal(e);
+                None
+            }
+        }
+    }
+
+    /// Whether any stanza may need checking: the holders are not read yet,
+    /// or some account has a non-empty list.
+    fn any(&self) -> bool {
+        self.holders.get().is_none() || self.holding.load(Ordering::Relaxed) > 0
+    }
+
+    /// Records whether `bare`'s list is empty, once the holders are known.
+    fn note_holder(&self, bare: &str, holds: bool) {
+        let Some(set) = self.holders.get() else {
+            return;
+        };
+        let mut set = set.write().unwrap_or_else(|e| e.into_inner());
+        let changed = if holds {
+            set.insert(bare.to_string())
+        } else {
+            set.remove(bare)
+        };
+        if changed {
+            self.holding.store(set.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// The list of a local account that has one: cached, else from storage
+    /// (an offline user's is not cached). `None` for a JID that is not a
+    /// local account or is known to block nobody.
+    async fn list(
+        &self,
+        ctx: &Ctx,
+        holders: Option<&RwLock<HashSet<String>>>,
+        jid: &Jid,
+    ) -> Option<Arc<Vec<String>>> {
         let user = jid.local()?;
         if !ctx.serves(jid.domain()) {
             return None;
         }
         // The bare JID is built in a reused buffer: this runs for both sides
-        // of every routed stanza.
+        // of every checked stanza.
         thread_local!(static BARE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
-        let cached = BARE.with(|b| {
+        let (holds, cached) = BARE.with(|b| {
             let mut b = b.borrow_mut();
             b.clear();
             b.push_str(user);
             b.push('@');
             b.push_str(jid.domain());
-            self.lists.get(b.as_str()).map(|l| l.clone())
+            let holds = holders.is_none_or(|h| {
+                h.read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(b.as_str())
+            });
+            let cached = holds
+                .then(|| self.lists.get(b.as_str()).map(|l| l.clone()))
+                .flatten();
+            (holds, cached)
         });
+        if !holds {
+            return None;
+        }
         if let Some(l) = cached {
             return Some(l);
         }
@@ -148,7 +220,9 @@ impl Blocking {
                 .await
                 .map_err(internal)?,
         );
-        self.lists.insert(bare.bare(), l.clone());
+        let key = bare.bare();
+        self.note_holder(&key, !l.is_empty());
+        self.lists.insert(key, l.clone());
         Ok(l)
     }
 
@@ -196,6 +270,9 @@ impl Blocking {
         let me = req.me.jid().to_bare();
         let (host, user) = (me.domain(), me.local().unwrap_or_default());
         let _account = ctx.stores.roster.lock_account(host, user).await;
+        // Read before the change, so the change is never missed by a first
+        // read racing it.
+        self.holders(ctx).await;
         let old = self.load(ctx, &me).await?;
         let store = &ctx.stores.blocking;
         let have: std::collections::HashSet<&String> = old.iter().collect();
@@ -320,7 +397,15 @@ impl SessionHook for Blocking {
         let bare = session.handle.jid().to_bare();
         match event {
             SessionEvent::Bound if !self.lists.contains_key(&bare.bare()) => {
-                let _ = self.load(ctx, &bare).await;
+                // An account known to block nobody has nothing to cache.
+                let key = bare.bare();
+                let blocks_nobody = self
+                    .holders(ctx)
+                    .await
+                    .is_some_and(|h| !h.read().unwrap_or_else(|e| e.into_inner()).contains(&key));
+                if !blocks_nobody {
+                    let _ = self.load(ctx, &bare).await;
+                }
             }
             SessionEvent::Closed => {
                 self.interested.remove(&session.id());
@@ -336,12 +421,18 @@ impl SessionHook for Blocking {
 #[async_trait]
 impl AccountHook for Blocking {
     async fn removed(&self, _: &Ctx, host: &str, user: &str) {
-        self.lists.remove(&format!("{user}@{host}"));
+        let bare = format!("{user}@{host}");
+        self.note_holder(&bare, false);
+        self.lists.remove(&bare);
     }
 }
 
 #[async_trait]
 impl RouteHook for Check {
+    fn active(&self, _: &Route<'_>) -> bool {
+        self.0.any()
+    }
+
     async fn route(
         &self,
         ctx: &Ctx,
@@ -352,7 +443,8 @@ impl RouteHook for Check {
         if route.from.same_bare(route.to) {
             return Flow::Continue;
         }
-        if let Some(list) = self.0.list(ctx, route.from).await {
+        let holders = self.0.holders(ctx).await;
+        if let Some(list) = self.0.list(ctx, holders, route.from).await {
             if matches(&list, route.to) {
                 if !refusable(route) {
                     return Flow::Drop;
@@ -366,7 +458,7 @@ impl RouteHook for Check {
                 );
             }
         }
-        match self.0.list(ctx, route.to).await {
+        match self.0.list(ctx, holders, route.to).await {
             Some(list) if matches(&list, route.from) => {
                 // §3.5: as if the user did not exist.
                 if refusable(route) {
@@ -423,6 +515,36 @@ mod tests {
         assert!(!m("bob@example.org/laptop"));
         assert!(!m("carol@example.org"));
         assert!(!m("other.org"));
+    }
+
+    #[tokio::test]
+    async fn the_check_runs_only_while_someone_blocks_someone() {
+        let t = TestServer::new(&[]).await;
+        let state = t.ctx.hooks.state::<Blocking>().expect("state");
+        // Unknown until the holders are read (at the first bind here).
+        assert!(state.any());
+        let a = t.session("alice", "a").await;
+        let b = t.session("bob", "b").await;
+        assert!(!state.any(), "nobody blocks anybody");
+        let msg = "<message to='alice@localhost/a' type='chat' id='m'><body>x</body></message>";
+        t.send(&b, msg).await;
+        assert_eq!(t.take_all(&a).len(), 1);
+        let r = command(&t, &a, "1", "block", &["bob@localhost"]).await;
+        assert!(r.contains("type='result'"), "{r}");
+        assert!(state.any());
+        t.send(&b, msg).await;
+        assert!(t.take_all(&a).is_empty());
+        let bounced = t.take_all(&b);
+        assert!(
+            bounced.iter().any(|x| x.contains("service-unavailable")),
+            "{bounced:?}"
+        );
+        // Unblock-all: nobody blocks anybody again, and the message passes.
+        let r = command(&t, &a, "2", "unblock", &[]).await;
+        assert!(r.contains("type='result'"), "{r}");
+        assert!(!state.any());
+        t.send(&b, msg).await;
+        assert_eq!(t.take_all(&a).len(), 1);
     }
 
     #[tokio::test]

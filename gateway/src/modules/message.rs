@@ -28,12 +28,18 @@ pub async fn handle(ctx: &Ctx, me: &SessionHandle, st: &Stanza) {
         xml: xml.into(),
         stanza: Some(st),
     };
-    let routed = crate::live::call(
-        "router",
-        || "router.route".into(),
-        router::route(ctx, route).instrument(span.clone()),
-    )
-    .await;
+    let routed = if span.is_none() && !crate::live::active() {
+        // Untraced: the route future is awaited in place, not moved into
+        // wrappers.
+        router::route(ctx, route).await
+    } else {
+        Box::pin(crate::live::call(
+            "router",
+            || "router.route".into(),
+            router::route(ctx, route).instrument(span.clone()),
+        ))
+        .await
+    };
     let outcome = match &routed {
         Ok(Routed::Delivered(_)) => "delivered",
         Ok(Routed::StoredOffline) => "offline_stored",

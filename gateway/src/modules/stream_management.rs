@@ -9,8 +9,10 @@
 //! timeout (or a close) the session leaves like any other, and what was
 //! never acknowledged is kept offline — never silently lost.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod queue;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -29,6 +31,7 @@ use crate::router::{Outbound, SessionState};
 use crate::server::Ctx;
 use crate::session::Session;
 use crate::xml::El;
+use queue::Unacked;
 
 pub const NS_SM: &str = "urn:xmpp:sm:3";
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -51,6 +54,7 @@ pub const DEF: ModuleDef = ModuleDef {
         }
         Ok(Arc::new(StreamManagement {
             settings: s,
+            ack_series: OnceLock::new(),
             detached: Mutex::default(),
         }))
     },
@@ -109,6 +113,8 @@ impl Drop for Handover {
 
 pub struct StreamManagement {
     settings: Settings,
+    /// The `sm_ack` series, resolved at the first ack (one per ack round).
+    ack_series: OnceLock<osprey_instrument::Labelled>,
     /// Resumable ids → (account, where the session is now).
     detached: Mutex<HashMap<String, (String, Where)>>,
 }
@@ -133,7 +139,7 @@ struct Sm {
     sent: u32,
     /// The client's last acknowledged count.
     acked: u32,
-    unacked: VecDeque<String>,
+    unacked: Unacked,
     /// When the oldest outstanding `<r/>`-less stanza went out (ack RTT).
     since: Option<Instant>,
 }
@@ -311,14 +317,16 @@ impl StreamManagement {
             .with_app(app)
             .into());
         }
-        sm.unacked.drain(..newly);
+        sm.unacked.ack(newly);
         sm.acked = h;
         if let Some(since) = sm.since.take() {
-            cx.ctx.instr.emit(
-                &ev::SM_ACK,
-                &[],
-                &[("count", 1.0), ("seconds", since.elapsed().as_secs_f64())],
-            );
+            let registry = &cx.ctx.instr.registry;
+            self.ack_series
+                .get_or_init(|| registry.resolve(&ev::SM_ACK, &[]))
+                .emit(
+                    &[("count", 1.0), ("seconds", since.elapsed().as_secs_f64())],
+                    &osprey_instrument::Meta::NONE,
+                );
         }
         if !sm.unacked.is_empty() {
             sm.since = Some(Instant::now());
@@ -358,8 +366,8 @@ impl StreamManagement {
         // What the client says it got is dropped; the rest is written again
         // (and counted again as it goes out), then what queued meanwhile.
         let newly = (h.wrapping_sub(sm.acked) as usize).min(sm.unacked.len());
-        sm.unacked.drain(..newly);
-        let replay: Vec<String> = sm.unacked.drain(..).chain(queued).collect();
+        sm.unacked.ack(newly);
+        let replay: Vec<String> = sm.unacked.take_all().into_iter().chain(queued).collect();
         sm.acked = h;
         sm.sent = h;
         sm.since = None;
@@ -414,7 +422,7 @@ impl WriteHook for StreamManagement {
             } else if n > 0 && n % self.settings.ack_request_every == 0 {
                 cx.prepend.push(El::new("r").xmlns(NS_SM).to_string());
             }
-            sm.unacked.push_back(cx.xml.to_string());
+            sm.unacked.push(cx.xml);
             sm.sent = sm.sent.wrapping_add(1);
             sm.since.get_or_insert_with(Instant::now);
         }
@@ -462,7 +470,7 @@ impl SessionHook for StreamManagement {
                         map.remove(id);
                     }
                 }
-                let mut kept: Vec<String> = sm.unacked.drain(..).collect();
+                let mut kept: Vec<String> = sm.unacked.take_all();
                 kept.append(&mut session.replay);
                 session.replay = kept;
             }

@@ -119,6 +119,7 @@ impl TestServer {
             if let Outbound::Stanza(xml, _) = item {
                 let mut batch = crate::session::Batch::default();
                 session.encode(&self.ctx, &xml, &mut batch);
+                self.ctx.hooks.report_writes(&self.ctx, &mut batch.tally);
                 for x in batch.unwritten(0) {
                     out.push(x.to_string());
                 }

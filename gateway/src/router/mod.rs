@@ -101,8 +101,14 @@ pub async fn route(ctx: &Ctx, mut route: Route<'_>) -> Result<Routed, StanzaErro
         Destination::Local => match route.kind {
             Kind::Message => {
                 let kind = MessageType::parse(route.typ).unwrap_or(MessageType::Normal);
-                // Boxed: the offline fallback's future is kilobytes.
-                Box::pin(route_message(ctx, route.to, kind, xml)).await
+                match place_message(ctx, route.to, kind, xml) {
+                    Placed::Done(r) => r,
+                    // Boxed: the storage future is kilobytes, and inline it
+                    // would make every routed stanza's future as large.
+                    Placed::Offline(xml) => {
+                        Box::pin(ctx.hooks.run_offline(ctx, route.to, &xml)).await
+                    }
+                }
             }
             Kind::Presence => Ok(Routed::Delivered(route_presence(ctx, route.to, &xml))),
             Kind::Iq => route_iq_to_full(ctx, route.to, xml).map(|()| Routed::Delivered(1)),
@@ -173,15 +179,33 @@ pub async fn route_message(
     kind: MessageType,
     xml: String,
 ) -> Result<Routed, StanzaError> {
+    match place_message(ctx, to, kind, xml) {
+        Placed::Done(r) => r,
+        Placed::Offline(xml) => Box::pin(ctx.hooks.run_offline(ctx, to, &xml)).await,
+    }
+}
+
+/// Where a message to a local account goes, decided without waiting.
+enum Placed {
+    /// Delivered, dropped or refused.
+    Done(Result<Routed, StanzaError>),
+    /// No session takes it: offline storage decides (XEP-0160).
+    Offline(String),
+}
+
+/// The delivery rules of RFC 6121 §8.5 for a message: synchronous, so the
+/// common case (a session takes it) costs no future of its own.
+fn place_message(ctx: &Ctx, to: &Jid, kind: MessageType, xml: String) -> Placed {
+    use Placed::Done;
     if to.local().is_none() {
-        return Err(StanzaError::new(StanzaCondition::ServiceUnavailable));
+        return Done(Err(StanzaError::new(StanzaCondition::ServiceUnavailable)));
     };
     let bare = to.bare();
     let mut xml = xml;
     if let Some(resource) = to.resource() {
         if let Some(session) = ctx.sessions.full(&bare, resource) {
             match deliver(ctx, &session, xml) {
-                Ok(()) => return Ok(Routed::Delivered(1)),
+                Ok(()) => return Done(Ok(Routed::Delivered(1))),
                 Err(Undelivered(back)) => xml = back,
             }
         }
@@ -189,9 +213,9 @@ pub async fn route_message(
         match kind {
             MessageType::Normal | MessageType::Chat => {}
             MessageType::Groupchat => {
-                return Err(StanzaError::new(StanzaCondition::ServiceUnavailable))
+                return Done(Err(StanzaError::new(StanzaCondition::ServiceUnavailable)))
             }
-            MessageType::Headline | MessageType::Error => return Ok(Routed::Dropped),
+            MessageType::Headline | MessageType::Error => return Done(Ok(Routed::Dropped)),
         }
     }
     // RFC 6121 §8.5.2: the bare JID.
@@ -206,15 +230,15 @@ pub async fn route_message(
         .collect();
     match kind {
         MessageType::Groupchat => {
-            return Err(StanzaError::new(StanzaCondition::ServiceUnavailable))
+            return Done(Err(StanzaError::new(StanzaCondition::ServiceUnavailable)))
         }
         MessageType::Headline => {
             let n = deliver_all(ctx, candidates.iter().map(|(s, _)| s), &xml);
-            return Ok(if n > 0 {
+            return Done(Ok(if n > 0 {
                 Routed::Delivered(n)
             } else {
                 Routed::Dropped
-            });
+            }));
         }
         MessageType::Normal | MessageType::Chat | MessageType::Error => {
             let top = candidates.iter().map(|(_, p)| *p).max();
@@ -225,18 +249,16 @@ pub async fn route_message(
                     &xml,
                 );
                 if n > 0 {
-                    return Ok(Routed::Delivered(n));
+                    return Done(Ok(Routed::Delivered(n)));
                 }
             }
         }
     }
     if kind == MessageType::Error {
-        return Ok(Routed::Dropped);
+        return Done(Ok(Routed::Dropped));
     }
-    // No session takes it: the offline module keeps it (XEP-0160), or it
-    // bounces. Boxed: the storage future is kilobytes, and inline it would
-    // make every routed message's future that large.
-    Box::pin(ctx.hooks.run_offline(ctx, to, &xml)).await
+    // No session takes it: the offline module keeps it, or it bounces.
+    Placed::Offline(xml)
 }
 
 fn deliver_all<'a>(ctx: &Ctx, sessions: impl Iterator<Item = &'a SessionRef>, xml: &str) -> usize {

@@ -14,7 +14,9 @@ use super::session::SessionHandle;
 /// All bound sessions of this node.
 #[derive(Default)]
 pub struct SessionTable {
-    by_bare: DashMap<String, Vec<Arc<SessionHandle>>>,
+    /// foldhash, not SipHash: read for every routed stanza, and its keys
+    /// are authenticated accounts (a peer cannot choose what is inserted).
+    by_bare: DashMap<String, Vec<Arc<SessionHandle>>, foldhash::fast::RandomState>,
     next_id: AtomicU64,
     count: AtomicU64,
 }

@@ -15,7 +15,7 @@ pub use ext::Extensions;
 use std::sync::Arc;
 
 use crate::events as ev;
-use crate::hooks::{Flow, SessionEvent, WriteCx};
+use crate::hooks::{Flow, SessionEvent, WriteCx, WriteTally};
 use crate::router::{Mailbox, Outbound, SessionHandle};
 use crate::server::Ctx;
 use crate::stanza::Kind;
@@ -54,6 +54,9 @@ pub struct Batch {
     pub ends: Vec<usize>,
     /// How much of `buf` reached the transport (after a failed write).
     pub written: usize,
+    /// The write hooks' calls for these stanzas, reported by the transport
+    /// once per batch ([`crate::hooks::Hooks::report_writes`]).
+    pub tally: WriteTally,
 }
 
 impl Batch {
@@ -108,7 +111,7 @@ impl Session {
     /// The one way out of a session: `xml` passes the write hooks and what
     /// is to be written is appended to `batch`.
     pub fn encode(&mut self, ctx: &Ctx, xml: &str, batch: &mut Batch) {
-        if !ctx.hooks.has_write_hooks() {
+        if !ctx.hooks.write_active(&self.ext) {
             self.emit(xml, Kind::of_xml(xml).is_some(), batch);
             return;
         }
@@ -124,7 +127,7 @@ impl Session {
             prepend: Vec::new(),
             close: None,
         };
-        let (flow, next) = ctx.hooks.run_write(ctx, from, &mut cx);
+        let (flow, next) = ctx.hooks.run_write(ctx, from, &mut cx, &mut batch.tally);
         let prepend = std::mem::take(&mut cx.prepend);
         if let Some(e) = cx.close.take() {
             self.closing.get_or_insert(e);

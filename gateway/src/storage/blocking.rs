@@ -21,6 +21,20 @@ impl Storage {
         .await
     }
 
+    /// Every account with a non-empty block list, as (host, user).
+    pub async fn blocklist_owners(&self) -> Result<Vec<(String, String)>, StorageError> {
+        self.op("blocklist_owners", async {
+            let owners = on_pool!(self, p => sqlx::query(
+                "SELECT DISTINCT host, username FROM blocklist")
+                .fetch_all(p).await?
+                .into_iter()
+                .map(|r| Ok((r.try_get("host")?, r.try_get("username")?)))
+                .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?);
+            Ok(owners)
+        })
+        .await
+    }
+
     /// Adds `jids`, ignoring ones already there; all or none.
     pub async fn blocklist_add(
         &self,

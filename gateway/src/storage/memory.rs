@@ -276,6 +276,16 @@ impl BlockingStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn blocklist_owners(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let state = self.state();
+        Ok(state
+            .blocklists
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(a, _)| a.clone())
+            .collect())
+    }
+
     async fn blocklist_add(
         &self,
         host: &str,

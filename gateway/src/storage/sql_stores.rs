@@ -132,6 +132,10 @@ impl BlockingStore for Storage {
         Storage::blocklist_get(self, host, user).await
     }
 
+    async fn blocklist_owners(&self) -> Result<Vec<(String, String)>, StorageError> {
+        Storage::blocklist_owners(self).await
+    }
+
     async fn blocklist_add(
         &self,
         host: &str,

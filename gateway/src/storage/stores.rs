@@ -92,6 +92,8 @@ pub trait OfflineStore: Send + Sync {
 #[async_trait]
 pub trait BlockingStore: Send + Sync {
     async fn blocklist_get(&self, host: &str, user: &str) -> Result<Vec<String>, StorageError>;
+    /// Every account with a non-empty list, as (host, user).
+    async fn blocklist_owners(&self) -> Result<Vec<(String, String)>, StorageError>;
     /// Adds (ignoring ones already there).
     async fn blocklist_add(
         &self,

@@ -188,6 +188,36 @@ impl Framer {
             self.buf.drain(..3);
         }
         while self.pos < self.buf.len() {
+            // Most bytes have nothing to do but be checked: text inside a
+            // stanza, quoted values, names. Runs of them are skipped in a
+            // tight loop, then measured once; the state machine below sees
+            // only the bytes that change something.
+            if self.reference.is_none() {
+                let run = match self.scan {
+                    Scan::Text if self.depth >= 2 => Some((&PLAIN, None)),
+                    Scan::Start(Tag::Value(_)) => Some((&PLAIN, None)),
+                    Scan::Start(Tag::Name) => Some((&NAME, Some(self.name))),
+                    Scan::Start(Tag::AttrName) => Some((&NAME, Some(self.word))),
+                    Scan::End => Some((&END_NAME, Some(self.name))),
+                    _ => None,
+                };
+                if let Some((table, name_start)) = run {
+                    let n = self.buf[self.pos..]
+                        .iter()
+                        .position(|&b| !table[usize::from(b)])
+                        .unwrap_or(self.buf.len() - self.pos);
+                    if n > 0 {
+                        self.pos += n;
+                        if let Some(start) = name_start {
+                            if self.pos - start > self.limits.max_name_length {
+                                return Err(self.limit(XmlLimit::NameLength));
+                            }
+                        }
+                        self.check_size()?;
+                        continue;
+                    }
+                }
+            }
             let b = self.buf[self.pos];
             self.pos += 1;
             if let Some(frame) = self.step(b)? {
@@ -577,12 +607,53 @@ impl Framer {
     }
 }
 
+/// Bytes that, in text or in a quoted value, change nothing: not markup
+/// (`<`, `&`, a quote) and not a control character XML forbids.
+static PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = matches!(b as u8, b'\t' | b'\n' | b'\r');
+        b += 1;
+    }
+    t[b'<' as usize] = false;
+    t[b'&' as usize] = false;
+    t[b'\'' as usize] = false;
+    t[b'"' as usize] = false;
+    t
+};
+
+/// Bytes that continue a name ([`is_name_byte`], less the control
+/// characters XML forbids).
+static NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 256 {
+        t[b] = is_name_byte(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// Bytes that continue an end tag (its name and any space before `>`).
+static END_NAME: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = matches!(b as u8, b'\t' | b'\n' | b'\r');
+        b += 1;
+    }
+    t[b'<' as usize] = false;
+    t[b'>' as usize] = false;
+    t
+};
+
 fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
 }
 
 /// A byte that can be part of a name (roxmltree checks the finer rules).
-fn is_name_byte(b: u8) -> bool {
+const fn is_name_byte(b: u8) -> bool {
     !b.is_ascii_whitespace() && !matches!(b, b'/' | b'>' | b'<' | b'=' | b'\'' | b'"' | b'&')
 }
 
