@@ -6,6 +6,7 @@
 #
 #   benches/compare/instructions.sh BIN [BIN…]
 #   SM=1 benches/compare/instructions.sh BIN        # stream management on
+#   BARE=1 benches/compare/instructions.sh BIN      # no handler, no HTTP listener
 #
 # Each BIN is started under callgrind with instrumentation off; the load
 # generator logs PAIRS pairs in and sends RATE messages/s for WINDOW+25 s;
@@ -24,6 +25,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 : "${PAIRS:=20}"
 : "${PORT:=35322}"
 : "${SM:=0}"
+: "${BARE:=0}"
 : "${WORK:=/tmp/osprey-instructions}"
 LOAD="${LOAD:-$ROOT/target/release/osprey-load}"
 
@@ -75,6 +77,11 @@ max_connections_per_address = 100000
 shaper = "none"
 max_stanza_rate = 0
 
+EOF
+	if [ "$BARE" = 1 ]; then
+		printf '[listen]\nhttp = []\n' >>"$dir/osprey.toml"
+	else
+		cat >>"$dir/osprey.toml" <<EOF
 [[listen.http]]
 address = "127.0.0.1"
 port = $((PORT + 1))
@@ -83,6 +90,7 @@ handlers = ["metrics", "admin"]
 [instrumentation.prometheus]
 [instrumentation.log]
 EOF
+	fi
 	"$bin" --config "$dir/osprey.toml" account populate --prefix user --count $((PAIRS * 2)) \
 		--password password >/dev/null 2>&1
 	valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out" \

@@ -1,5 +1,7 @@
 //! Stream errors (fatal to the stream, RFC 6120 §4.9) and stanza errors
-//! (answer one stanza, RFC 6120 §8.3), each next to its wire name.
+//! (answer one stanza, RFC 6120 §8.3), each next to its wire name. The
+//! wire name is also the `condition` label of `xmpp_stream_error` and
+//! `xmpp_stanza_error` (`service-unavailable`, as on the wire and in the RFC).
 
 use crate::xml::{El, Element};
 
@@ -158,29 +160,6 @@ impl StanzaCondition {
             Forbidden | NotAuthorized => ErrorType::Auth,
             RecipientUnavailable | ResourceConstraint | UnexpectedRequest => ErrorType::Wait,
             _ => ErrorType::Cancel,
-        }
-    }
-
-    /// A metric label value (underscores, no hyphens).
-    pub fn label(&self) -> &'static str {
-        use StanzaCondition::*;
-        match self {
-            BadRequest => "bad_request",
-            Conflict => "conflict",
-            FeatureNotImplemented => "feature_not_implemented",
-            Forbidden => "forbidden",
-            InternalServerError => "internal_server_error",
-            ItemNotFound => "item_not_found",
-            JidMalformed => "jid_malformed",
-            NotAcceptable => "not_acceptable",
-            NotAllowed => "not_allowed",
-            NotAuthorized => "not_authorized",
-            PolicyViolation => "policy_violation",
-            RecipientUnavailable => "recipient_unavailable",
-            RemoteServerNotFound => "remote_server_not_found",
-            ResourceConstraint => "resource_constraint",
-            ServiceUnavailable => "service_unavailable",
-            UnexpectedRequest => "unexpected_request",
         }
     }
 }

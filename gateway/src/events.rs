@@ -24,6 +24,15 @@ const fn seconds(help: &'static str) -> Metric {
     }
 }
 
+/// Latency of an in-memory step (routing, a module handler): buckets from 1 µs.
+const fn fast_seconds(help: &'static str) -> Metric {
+    Metric {
+        key: "seconds",
+        kind: MetricType::Histogram(Buckets::FastSeconds),
+        help,
+    }
+}
+
 const fn gauge(key: &'static str, help: &'static str) -> Metric {
     Metric {
         key,
@@ -73,7 +82,7 @@ event!(
     Debug,
     ["listener", "reason"],
     [COUNT],
-    "A c2s connection ended; reason: peer_closed, stream_error, io_error, shutdown."
+    "A c2s connection ended; reason: peer_closed, stream_error, io_error, shutdown, replaced, tls_handshake, no_certificate."
 );
 event!(
     CONNECTION_REJECTED,
@@ -156,7 +165,7 @@ event!(
     Info,
     ["connection_type", "condition"],
     [COUNT],
-    "A stream error was sent (RFC 6120 §4.9.3 condition); the stream is closed."
+    "A stream error was sent; condition: its RFC 6120 §4.9.3 wire name (policy-violation); the stream is closed."
 );
 event!(
     STANZA_ERROR,
@@ -164,7 +173,7 @@ event!(
     Debug,
     ["connection_type", "condition"],
     [COUNT],
-    "A stanza error was returned to a sender (RFC 6120 §8.3.3 condition)."
+    "A stanza error was returned to a sender; condition: its RFC 6120 §8.3.3 wire name (service-unavailable)."
 );
 
 // --- authentication and sessions ---------------------------------------------
@@ -174,16 +183,19 @@ event!(
     "c2s_auth",
     Info,
     ["host", "mechanism", "outcome", "reason"],
-    [COUNT, seconds("Time from <auth/> to the answer.")],
+    [
+        COUNT,
+        seconds("Time from <auth/> to the answer, less any login-throttling delay.")
+    ],
     "A SASL authentication attempt ended; outcome: success or failure, reason: the SASL condition."
 );
 event!(
     LOGIN_THROTTLED,
     "c2s_login_throttled",
     Warn,
-    [],
-    [COUNT, seconds("Delay imposed.")],
-    "A login attempt was slowed down after repeated failures from its address or for its account."
+    ["scope"],
+    [COUNT, seconds("Delay imposed (not part of c2s_auth_seconds).")],
+    "A login attempt was held back after repeated failed logins; scope: address (from its IP address) or account (for the account it names). Also counted in limit_hit, limit auth_attempts."
 );
 event!(
     SESSION_OPEN,
@@ -195,7 +207,7 @@ event!(
 );
 event!(SESSION_CLOSE, "c2s_session_close", Info, ["host", "reason"],
     [COUNT, Metric { key: "duration_seconds", kind: MetricType::Histogram(Buckets::Custom(&[1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0])), help: "How long the session lasted." }],
-    "An established session ended; reason: peer_closed, replaced, kicked, slow_consumer, shutdown, stream_error, io_error.");
+    "An established session ended; reason: peer_closed, replaced, kicked, slow_consumer, shutdown, stream_error, io_error, sm_timeout, sm_abandoned.");
 event!(
     SESSION_REPLACED,
     "c2s_session_replaced",
@@ -207,7 +219,7 @@ event!(
 
 // --- routing -------------------------------------------------------------------
 
-event!(ROUTED, "router_routed", Debug, ["kind", "outcome"], [COUNT, seconds("Time spent routing the stanza.")],
+event!(ROUTED, "router_routed", Debug, ["kind", "outcome"], [COUNT, fast_seconds("Time spent routing the stanza.")],
     "A stanza from a session was routed; outcome: delivered, offline_stored, bounced, dropped, no_route.");
 
 // --- modules -------------------------------------------------------------------
@@ -217,7 +229,7 @@ event!(
     "module_handler",
     Debug,
     ["module", "operation"],
-    [COUNT, seconds("Handler time.")],
+    [COUNT, fast_seconds("Handler time.")],
     "A module handled a request (e.g. roster get, presence broadcast, offline deliver). Write hooks (CSI, XEP-0198 counting), which run for every stanza written, report once per written batch: the count is exact, the time observed is the batch's mean per call."
 );
 
@@ -364,7 +376,7 @@ event!(
     Warn,
     ["limit"],
     [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts, http_connections."
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections."
 );
 
 // --- probes ------------------------------------------------------------------------
@@ -379,8 +391,19 @@ event!(probe STORAGE_POOL, "storage_pool", ["backend"],
     [gauge("size", "Connections in the pool."), gauge("idle", "Idle connections.")],
     "The storage connection pool (probe).");
 event!(probe TLS_CERTIFICATE, "tls_certificate", ["listener"],
-    [gauge("days_remaining", "Days until the certificate expires.")],
+    [gauge("expiry_timestamp_seconds", "When the certificate expires (its notAfter), in Unix seconds.")],
     "The TLS certificate of each listener (probe).");
+
+// --- the build -------------------------------------------------------------------
+
+event!(
+    BUILD_INFO,
+    "osprey_build",
+    Info,
+    ["version"],
+    [gauge("info", "Always 1; the build is in the labels.")],
+    "This build (emitted once at start): version, the crate version."
+);
 
 /// Every event of the gateway, in documentation order.
 pub static CATALOGUE: &[&EventSpec] = &[
@@ -413,6 +436,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &RUNTIME,
     &STORAGE_POOL,
     &TLS_CERTIFICATE,
+    &BUILD_INFO,
     &osprey_instrument::probe::process::PROCESS,
     &osprey_instrument::graphite::DROPPED,
 ];
@@ -450,7 +474,9 @@ pub fn markdown() -> String {
             .map(|m| {
                 let name = e.metric_name(m);
                 let shown = match m.kind {
-                    MetricType::Counter => format!("`{name}_total`"),
+                    MetricType::Counter | MetricType::ObservedCounter => {
+                        format!("`{name}_total`")
+                    }
                     MetricType::Histogram(_) => format!("`{name}` (histogram)"),
                     _ => format!("`{name}` ({})", m.kind.as_str()),
                 };

@@ -18,12 +18,88 @@ use crate::events as ev;
 /// Element kinds used as the `kind` label.
 pub const KINDS: [&str; 5] = ["message", "iq", "presence", "error", "negotiation"];
 
+/// The bounded label values of the limit, close and routing events. Each
+/// series is created at zero at start (with the stream and stanza error
+/// conditions and the storage operations), so that a dashboard shows 0,
+/// not "no data", before the first one happens; emitting a value missing
+/// here is a bug that a debug build asserts on.
+pub mod bounded {
+    /// `limit_hit{limit}`.
+    pub const LIMITS: &[&str] = &[
+        "stanza_too_large",
+        "slow_consumer",
+        "offline_full",
+        "auth_attempts",
+        "http_connections",
+        "blocklist_items",
+        "slow_sender",
+        "negotiation_timeout",
+        "stanza_rate",
+        "shaper",
+        "too_many_from_address",
+        "too_many_connections",
+        "xml_depth",
+        "xml_attributes",
+        "xml_namespaces",
+        "xml_namespaces_per_stanza",
+        "xml_name_length",
+        "xml_attribute_length",
+    ];
+    /// `c2s_session_close{reason}`.
+    pub const SESSION_CLOSE: &[&str] = &[
+        "peer_closed",
+        "replaced",
+        "kicked",
+        "slow_consumer",
+        "shutdown",
+        "stream_error",
+        "io_error",
+        "sm_timeout",
+        "sm_abandoned",
+    ];
+    /// `c2s_connection_closed{reason}`.
+    pub const CONNECTION_CLOSED: &[&str] = &[
+        "peer_closed",
+        "stream_error",
+        "io_error",
+        "shutdown",
+        "replaced",
+        "tls_handshake",
+        "no_certificate",
+    ];
+    /// `c2s_connection_rejected{reason}`.
+    pub const CONNECTION_REJECTED: &[&str] = &[
+        "tls_handshake",
+        "tls_timeout",
+        "too_many_from_address",
+        "too_many_connections",
+        "accept_error",
+    ];
+    /// `router_routed{kind, outcome}`: the outcomes each kind can have.
+    pub const ROUTES: &[(&str, &[&str])] = &[
+        (
+            "message",
+            &[
+                "delivered",
+                "offline_stored",
+                "bounced",
+                "dropped",
+                "no_route",
+            ],
+        ),
+        ("iq", &["delivered", "bounced"]),
+        ("presence", &["delivered", "dropped"]),
+    ];
+}
+
 /// Per host: element counters for both directions, resolved at start.
 pub struct HostEvents {
     pub element_in: [Labelled; 5],
     pub element_out: [Labelled; 5],
     pub session_open: Labelled,
     pub session_replaced: Labelled,
+    /// `c2s_session_close` at zero for every reason.
+    _closed: Vec<Labelled>,
 }
 
 /// Per c2s listener: connection and byte counters.
@@ -35,6 +111,8 @@ pub struct ListenerEvents {
     /// [tcp, tls]
     pub data_in: [Labelled; 2],
     pub data_out: [Labelled; 2],
+    /// Every close and reject reason at zero.
+    _preset: Vec<Labelled>,
 }
 
 pub struct Instr {
@@ -79,7 +157,13 @@ impl Instr {
                 ));
             }
             let per_event = log.events.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            handlers.push(Box::new(LogHandler::new(log.level, per_event)));
+            let output = match log.format {
+                crate::config::LogFormat::Json => osprey_instrument::log::Output::Json,
+                crate::config::LogFormat::Text => osprey_instrument::log::Output::Text,
+            };
+            handlers.push(Box::new(
+                LogHandler::new(log.level, per_event).with_output(output),
+            ));
         }
         let graphite = graphite_targets(config).unwrap_or_default();
         let admin = config
@@ -103,21 +187,27 @@ impl Instr {
             .iter()
             .map(|h| (h.clone(), Arc::new(HostEvents::new(&registry, h))))
             .collect();
-        let mut preset: Vec<Labelled> = [
-            "stanza_too_large",
-            "slow_consumer",
-            "offline_full",
-            "auth_attempts",
-            "http_connections",
-        ]
-        .iter()
-        .map(|l| registry.resolve(&ev::LIMIT_HIT, &[l]))
-        .collect();
-        preset.push(registry.resolve(&ev::LOGIN_THROTTLED, &[]));
+        let mut preset: Vec<Labelled> = bounded::LIMITS
+            .iter()
+            .map(|l| registry.resolve(&ev::LIMIT_HIT, &[l]))
+            .collect();
+        for scope in ["address", "account"] {
+            preset.push(registry.resolve(&ev::LOGIN_THROTTLED, &[scope]));
+        }
         for h in ["graphite", "otlp"] {
             preset.push(registry.resolve(&osprey_instrument::graphite::DROPPED, &[h]));
         }
-        Ok(Instr {
+        // Every error condition at zero (c2s is the one connection type).
+        for c in crate::errors::StreamCondition::ALL {
+            preset.push(registry.resolve(&ev::STREAM_ERROR, &["c2s", c.wire_name()]));
+        }
+        for c in crate::errors::StanzaCondition::ALL {
+            preset.push(registry.resolve(&ev::STANZA_ERROR, &["c2s", c.wire_name()]));
+        }
+        let build = registry.resolve(&ev::BUILD_INFO, &[env!("CARGO_PKG_VERSION")]);
+        build.emit(&[("info", 1.0)], &Meta::NONE);
+        preset.push(build);
+        let instr = Instr {
             _preset: preset,
             registry,
             aggregate,
@@ -125,7 +215,27 @@ impl Instr {
             hosts,
             storage: DashMap::new(),
             pairs: DashMap::default(),
-        })
+        };
+        for (kind, outcomes) in bounded::ROUTES {
+            for outcome in *outcomes {
+                instr.with_pair(&ev::ROUTED, kind, outcome, |_| ());
+            }
+        }
+        Ok(instr)
+    }
+
+    /// Creates every storage operation's series at zero, both outcomes
+    /// (once the backend is known).
+    pub fn preset_storage(&self, backend: &'static str) {
+        for op in crate::storage::OPERATIONS {
+            for failed in [false, true] {
+                self.storage.entry((op, failed)).or_insert_with(|| {
+                    let outcome = if failed { "error" } else { "ok" };
+                    self.registry
+                        .resolve(&ev::STORAGE_QUERY, &[backend, op, outcome])
+                });
+            }
+        }
     }
 
     /// Starts the Graphite pushers (none unless configured).
@@ -158,6 +268,15 @@ impl Instr {
                 r.resolve(&ev::DATA_OUT, &[name, "tcp"]),
                 r.resolve(&ev::DATA_OUT, &[name, "tls"]),
             ],
+            _preset: bounded::CONNECTION_CLOSED
+                .iter()
+                .map(|why| r.resolve(&ev::CONNECTION_CLOSED, &[name, why]))
+                .chain(
+                    bounded::CONNECTION_REJECTED
+                        .iter()
+                        .map(|why| r.resolve(&ev::CONNECTION_REJECTED, &[name, why])),
+                )
+                .collect(),
         }
     }
 
@@ -169,6 +288,18 @@ impl Instr {
         m: &[(&'static str, f64)],
     ) {
         self.registry.emit(spec, labels, m, &Meta::NONE);
+    }
+
+    /// [`Instr::emit`] with metadata (who, from where, why) for the log
+    /// and trace handlers; metric handlers never read it.
+    pub fn emit_meta(
+        &self,
+        spec: &'static osprey_instrument::EventSpec,
+        labels: &[&str],
+        m: &[(&'static str, f64)],
+        meta: &Meta<'_>,
+    ) {
+        self.registry.emit(spec, labels, m, meta);
     }
 
     pub fn count(&self, spec: &'static osprey_instrument::EventSpec, labels: &[&str]) {
@@ -256,6 +387,12 @@ impl Instr {
 
     /// A stanza was routed (`took`: the routing time, when measured).
     pub fn routed(&self, kind: &'static str, outcome: &'static str, took: Option<Duration>) {
+        debug_assert!(
+            bounded::ROUTES
+                .iter()
+                .any(|(k, o)| *k == kind && o.contains(&outcome)),
+            "router_routed {kind}/{outcome} missing from instr::bounded::ROUTES"
+        );
         self.with_pair(&ev::ROUTED, kind, outcome, |h| match took {
             Some(t) => h.emit(&[("count", 1.0), ("seconds", t.as_secs_f64())], &Meta::NONE),
             None => h.count(),
@@ -263,11 +400,15 @@ impl Instr {
     }
 
     pub fn limit(&self, limit: &str) {
+        debug_assert!(
+            bounded::LIMITS.contains(&limit),
+            "limit {limit} missing from instr::bounded::LIMITS"
+        );
         self.count(&ev::LIMIT_HIT, &[limit]);
     }
 
     pub fn stanza_error(&self, condition: &crate::errors::StanzaCondition) {
-        self.count(&ev::STANZA_ERROR, &["c2s", condition.label()]);
+        self.count(&ev::STANZA_ERROR, &["c2s", condition.wire_name()]);
     }
 }
 
@@ -279,6 +420,10 @@ impl HostEvents {
             element_out: kinds(&ev::ELEMENT_OUT),
             session_open: r.resolve(&ev::SESSION_OPEN, &[host]),
             session_replaced: r.resolve(&ev::SESSION_REPLACED, &[host]),
+            _closed: bounded::SESSION_CLOSE
+                .iter()
+                .map(|why| r.resolve(&ev::SESSION_CLOSE, &[host, why]))
+                .collect(),
         }
     }
 }
@@ -337,4 +482,81 @@ fn graphite_targets(config: &Config) -> Option<Vec<GraphiteTarget>> {
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn bounded_sets_hold_every_value_their_sources_give() {
+        for l in crate::xml::XmlLimit::ALL {
+            assert!(bounded::LIMITS.contains(&l.label()), "{}", l.label());
+        }
+        for why in [
+            crate::server::Refused::PerAddress,
+            crate::server::Refused::Total,
+        ] {
+            assert!(bounded::LIMITS.contains(&why.reason()));
+            assert!(bounded::CONNECTION_REJECTED.contains(&why.reason()));
+        }
+        for end in [
+            crate::errors::SessionEnd::PeerClosed,
+            crate::errors::SessionEnd::Dropped,
+            crate::errors::SessionEnd::TakenOver,
+            crate::errors::SessionEnd::Io(std::io::ErrorKind::BrokenPipe.into()),
+            crate::errors::SessionEnd::Io(std::io::ErrorKind::UnexpectedEof.into()),
+        ]
+        .into_iter()
+        .chain(
+            crate::errors::StreamCondition::ALL
+                .iter()
+                .map(|c| crate::errors::SessionEnd::Stream(crate::errors::StreamError::new(*c))),
+        ) {
+            assert!(bounded::SESSION_CLOSE.contains(&end.reason()), "{end}");
+            assert!(bounded::CONNECTION_CLOSED.contains(&end.reason()), "{end}");
+        }
+    }
+
+    /// Error, close, limit, routing and storage series exist at 0 before
+    /// anything happens; the build info is 1; conditions are wire names.
+    #[test]
+    fn bounded_series_exist_at_zero_from_the_start() {
+        let config = crate::config::Config::parse(
+            "[general]\nhosts = ['localhost']\n[instrumentation.prometheus]\n",
+            std::path::Path::new("test.toml"),
+        )
+        .expect("config");
+        let instr = super::Instr::from_config(&config, Vec::new()).expect("instr");
+        let _listener = instr.listener("c2s_5222", true);
+        instr.preset_storage("sqlite");
+        let text = instr.registry.prometheus().expect("prometheus").text();
+        for line in [
+            "xmpp_stanza_error_total{connection_type=\"c2s\",condition=\"service-unavailable\"} 0",
+            "xmpp_stream_error_total{connection_type=\"c2s\",condition=\"policy-violation\"} 0",
+            "c2s_session_close_total{host=\"localhost\",reason=\"sm_timeout\"} 0",
+            "c2s_connection_closed_total{listener=\"c2s_5222\",reason=\"io_error\"} 0",
+            "c2s_connection_rejected_total{listener=\"c2s_5222\",reason=\"tls_timeout\"} 0",
+            "limit_hit_total{limit=\"xml_depth\"} 0",
+            "router_routed_total{kind=\"message\",outcome=\"no_route\"} 0",
+            "storage_query_total{backend=\"sqlite\",operation=\"roster_get\",outcome=\"error\"} 0",
+            &format!(
+                "osprey_build_info{{version=\"{}\"}} 1.0",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} not in /metrics:\n{text}"
+            );
+        }
+        assert!(!text.contains("condition=\"service_unavailable\""));
+        // Routing has buckets from 1 µs.
+        assert!(
+            text.contains(
+                "router_routed_seconds_bucket{kind=\"message\",outcome=\"delivered\",le=\"1e-06\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
 }

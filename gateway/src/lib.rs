@@ -35,6 +35,8 @@
 //! - [`events`]: the catalogue of every instrumentation event and module
 //!   handler name.
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
+//! - [`logging`]: the process log (text or JSON), its level from the
+//!   configuration, changed at run time.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
 //! - [`snapshots`]: the once-a-second snapshot of every series, for `osprey top`.
 //! - [`otel`]: OTLP traces of each stanza's journey.
@@ -51,6 +53,7 @@ pub mod http;
 pub mod instr;
 pub mod jid;
 pub mod live;
+pub mod logging;
 pub mod modules;
 pub mod otel;
 pub mod router;

@@ -37,15 +37,15 @@ pub struct TlsIdentity {
 }
 
 impl TlsIdentity {
-    /// Whole days until the certificate expires (negative once expired).
-    pub fn days_remaining(&self) -> Option<f64> {
+    /// When the certificate expires (its notAfter), in Unix seconds: the
+    /// `tls_certificate_expiry_timestamp_seconds` gauge. Alerts and the
+    /// dashboards subtract `time()`; `osprey top` shows the days left.
+    pub fn expiry_timestamp(&self) -> Option<f64> {
         let end = self.not_after?;
-        let now = SystemTime::now();
-        let secs = match end.duration_since(now) {
+        Some(match end.duration_since(SystemTime::UNIX_EPOCH) {
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
-        };
-        Some((secs / 86_400.0).floor())
+        })
     }
 }
 
@@ -168,7 +168,11 @@ mod tests {
         let pem1 = std::fs::read(&a.certfile).unwrap();
         let b = load_or_generate(None, None, dir.path(), &hosts).unwrap();
         assert_eq!(pem1, std::fs::read(&b.certfile).unwrap());
-        let days = a.days_remaining().unwrap();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let days = (a.expiry_timestamp().unwrap() - now) / 86_400.0;
         assert!((363.0..=365.0).contains(&days), "days remaining {days}");
     }
 

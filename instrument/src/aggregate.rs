@@ -5,6 +5,11 @@
 //!
 //! An emission touches only atomics of a series resolved once; a read
 //! takes the series map's lock briefly and copies the values.
+//!
+//! Histograms are read back as cumulative-since-start bucket counts; their
+//! consumers want recent latencies, so [`window`] takes the difference of
+//! two reads and [`quantile`] estimates quantiles of that window,
+//! interpolated inside the bucket as Prometheus' `histogram_quantile` does.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,19 +118,67 @@ impl Aggregate {
     }
 }
 
-/// The upper-bound estimate of quantile `q` from per-bucket counts.
+/// A series' identity across reads: its exported name and label values.
+pub type SeriesId = (String, Vec<String>);
+
+impl Reading {
+    pub fn id(&self) -> SeriesId {
+        (
+            self.name.clone(),
+            self.labels.iter().map(|(_, v)| v.clone()).collect(),
+        )
+    }
+}
+
+/// The per-bucket counts added between two reads of one histogram: the
+/// window a periodic consumer (each Graphite target, the snapshot sampler)
+/// computes its quantiles over. `before` is `None` for a series the
+/// consumer has not read before: a series appears in every read once it
+/// exists, so all of its observations are then new. A bucket layout that
+/// changed (it cannot, short of a bug) also counts as new.
+pub fn window(before: Option<&[u64]>, now: &[u64]) -> Vec<u64> {
+    match before {
+        Some(p) if p.len() == now.len() => now
+            .iter()
+            .zip(p)
+            .map(|(n, p)| n.saturating_sub(*p))
+            .collect(),
+        _ => now.to_vec(),
+    }
+}
+
+/// Quantile `q` (0..=1) of the observations counted per bucket (`counts`
+/// per bucket, not cumulative, the last one +Inf), estimated like
+/// Prometheus' `histogram_quantile`: find the bucket holding the
+/// observation of rank `q × total`, and interpolate linearly inside it,
+/// `lower + (upper − lower) × (rank − below) / in_bucket`, as if its
+/// observations were spread evenly. The lowest bucket starts at 0 (or is
+/// reported as its bound when that is ≤ 0); a rank in the +Inf bucket
+/// reports the highest finite bound, the most that can be said of it.
+/// `None` when there is no observation (or no finite bound).
 pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
     let total: u64 = counts.iter().sum();
-    if total == 0 {
+    if total == 0 || bounds.is_empty() {
         return None;
     }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, c) in counts.iter().enumerate() {
-        seen += c;
-        if seen >= rank {
-            return Some(bounds.get(i).copied().unwrap_or(f64::INFINITY));
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c == 0 {
+            continue;
         }
+        if (below + c) as f64 >= rank {
+            let Some(&upper) = bounds.get(i) else {
+                break;
+            };
+            if i == 0 && upper <= 0.0 {
+                return Some(upper);
+            }
+            let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+            let fraction = (rank - below as f64) / c as f64;
+            return Some(lower + (upper - lower) * fraction);
+        }
+        below += c;
     }
     bounds.last().copied()
 }
@@ -154,12 +207,15 @@ impl Handler for Aggregate {
                     .iter()
                     .map(|m| {
                         let mut name = spec.metric_name(m);
-                        if m.kind == MetricType::Counter {
+                        if matches!(m.kind, MetricType::Counter | MetricType::ObservedCounter) {
                             name.push_str("_total");
                         }
                         let cell = match m.kind {
                             MetricType::Counter => Cell::Counter(AtomicU64::new(0)),
-                            MetricType::Gauge | MetricType::UpDownCounter => {
+                            // An observed total is read back as its value.
+                            MetricType::Gauge
+                            | MetricType::UpDownCounter
+                            | MetricType::ObservedCounter => {
                                 Cell::Gauge(AtomicU64::new(0f64.to_bits()))
                             }
                             MetricType::Histogram(b) => {
@@ -211,13 +267,18 @@ fn add_f64(cell: &AtomicU64, v: f64) {
 impl ResolvedHandler for Resolved {
     fn handle(&self, measurements: &[(&'static str, f64)], _: &Meta<'_>) {
         for (key, v) in measurements {
-            let Some(m) = self.series.metrics.iter().find(|m| m.key == *key) else {
+            let Some(m) = self
+                .series
+                .metrics
+                .iter()
+                .find(|m| crate::handler::key_eq(m.key, key))
+            else {
                 continue;
             };
             match &m.cell {
                 Cell::Counter(c) => {
                     if *v > 0.0 {
-                        c.fetch_add(v.round() as u64, Ordering::Relaxed);
+                        c.fetch_add(crate::handler::count_of(*v), Ordering::Relaxed);
                     }
                 }
                 Cell::Gauge(g) if m.kind == MetricType::UpDownCounter => add_f64(g, *v),
@@ -273,7 +334,8 @@ mod tests {
                 ..
             } => {
                 assert_eq!(count, 3);
-                assert_eq!(quantile(&bounds, &buckets, 0.5), Some(0.0002));
+                // Rank 1.5: half way through (0.0001, 0.0002].
+                assert_close(quantile(&bounds, &buckets, 0.5), 0.00015);
             }
             v => panic!("{v:?}"),
         }
@@ -281,12 +343,37 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_from_buckets() {
+    fn quantiles_are_interpolated_within_their_bucket() {
         let bounds = [1.0, 2.0, 4.0];
-        assert_eq!(quantile(&bounds, &[5, 4, 1, 0], 0.5), Some(1.0));
-        assert_eq!(quantile(&bounds, &[5, 4, 1, 0], 0.9), Some(2.0));
-        assert_eq!(quantile(&bounds, &[5, 4, 1, 0], 0.99), Some(4.0));
-        assert_eq!(quantile(&bounds, &[0, 0, 0, 1], 0.5), Some(f64::INFINITY));
-        assert_eq!(quantile(&bounds, &[0, 0, 0, 0], 0.5), None);
+        let q = |counts: &[u64], q| quantile(&bounds, counts, q);
+        // Rank 5 of 10 ends the first bucket; 9 ends the second.
+        assert_eq!(q(&[5, 4, 1, 0], 0.5), Some(1.0));
+        assert_eq!(q(&[5, 4, 1, 0], 0.9), Some(2.0));
+        // Rank 9.9: 0.9 of the way through (2, 4].
+        assert_close(q(&[5, 4, 1, 0], 0.99), 3.8);
+        // The lowest bucket starts at 0: rank 2 of 4 in (0, 1].
+        assert_close(q(&[4, 0, 0, 0], 0.5), 0.5);
+        // Empty buckets are skipped: rank 1 of 2 is in (2, 4].
+        assert_close(q(&[0, 0, 2, 0], 0.5), 3.0);
+        // The +Inf bucket reports the highest finite bound.
+        assert_eq!(q(&[0, 0, 0, 1], 0.5), Some(4.0));
+        assert_eq!(q(&[9, 0, 0, 1], 0.99), Some(4.0));
+        assert_eq!(q(&[0, 0, 0, 0], 0.5), None);
+        // A lowest bound ≤ 0 is reported as is (nothing to interpolate from).
+        assert_eq!(quantile(&[0.0, 1.0], &[3, 1, 0], 0.5), Some(0.0));
+        assert_close(quantile(&[0.0, 1.0], &[3, 1, 0], 0.99), 0.96);
+    }
+
+    #[test]
+    fn window_is_the_difference_since_the_previous_read() {
+        assert_eq!(window(Some(&[1, 2, 3]), &[1, 5, 3]), vec![0, 3, 0]);
+        // A series not read before: everything is new.
+        assert_eq!(window(None, &[1, 5, 3]), vec![1, 5, 3]);
+        assert_eq!(window(Some(&[1]), &[1, 5, 3]), vec![1, 5, 3]);
+    }
+
+    fn assert_close(got: Option<f64>, want: f64) {
+        let got = got.expect("a quantile");
+        assert!((got - want).abs() < 1e-9, "got {got}, want {want}");
     }
 }

@@ -6,15 +6,37 @@
 //! with a bounded line buffer: a receiver that is down is retried with
 //! backoff, lines beyond the bound are dropped and counted (event
 //! [`DROPPED`]), logged once per interval, and nothing ever waits on it.
+//!
+//! # What is pushed
+//!
+//! - Counters (`…_total`) and histograms' `.count` and `.sum`: totals since
+//!   the gateway started, as Graphite counters are (apply
+//!   `nonNegativeDerivative` or `perSecond`; `.sum` over `.count` of the
+//!   derivatives is the mean of each interval). A restart starts them at 0.
+//! - Gauges: the value at push time.
+//! - Histograms' `.p50`, `.p90`, `.p99`: quantiles of the observations made
+//!   **during the push interval** that ends at the line's timestamp, like
+//!   MongooseIM's windowed exometer histograms: each target keeps the bucket
+//!   counts of its previous push ([`Window`]) and pushes the quantiles of
+//!   the difference, so two targets with different intervals each get their
+//!   own window. The window is one tick of the target's timer even while
+//!   its receiver is down (buffered lines keep their own window and
+//!   timestamp); the first push covers everything since the gateway
+//!   started. Within a bucket the value is interpolated linearly, as
+//!   Prometheus' `histogram_quantile` does (the lowest bucket from 0; the
+//!   +Inf bucket reports the highest finite bound): see
+//!   [`crate::aggregate::quantile`]. An interval without observations
+//!   pushes no quantile line for that series, so Graphite stores no value
+//!   (a gap), never a stale one.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::aggregate::{quantile, Aggregate, Value};
+use crate::aggregate::{quantile, Aggregate, SeriesId, Value};
 use crate::registry::{Meta, Registry};
 use crate::spec::{EventSpec, Level, Metric, MetricType};
 
@@ -49,10 +71,30 @@ pub struct GraphiteTarget {
     pub buffer_lines: usize,
 }
 
+/// What one target pushed last: every histogram's bucket counts, so that
+/// the next push's quantiles cover only what was observed since.
+#[derive(Default)]
+pub struct Window {
+    previous: HashMap<SeriesId, Vec<u64>>,
+}
+
+impl Window {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
 /// All lines for one push, with `prefix.` in front: the metric name,
-/// then each label value as a path segment.
-pub fn render(aggregate: &Aggregate, prefix: &str, timestamp: u64) -> Vec<String> {
+/// then each label value as a path segment. Histogram quantiles cover the
+/// observations made since the previous `render` with this `window`.
+pub fn render(
+    aggregate: &Aggregate,
+    window: &mut Window,
+    prefix: &str,
+    timestamp: u64,
+) -> Vec<String> {
     let mut lines = Vec::new();
+    let mut seen = HashMap::new();
     for r in aggregate.read() {
         let mut path = r.name.clone();
         for (_, v) in &r.labels {
@@ -66,21 +108,26 @@ pub fn render(aggregate: &Aggregate, prefix: &str, timestamp: u64) -> Vec<String
             Value::Counter(c) => line("", c as f64),
             Value::Gauge(g) => line("", g),
             Value::Histogram {
-                bounds,
-                buckets,
+                ref bounds,
+                ref buckets,
                 count,
                 sum,
             } => {
                 line(".count", count as f64);
                 line(".sum", sum);
+                let id = r.id();
+                let recent =
+                    crate::aggregate::window(window.previous.get(&id).map(Vec::as_slice), buckets);
                 for (q, name) in QUANTILES {
-                    if let Some(v) = quantile(&bounds, &buckets, q) {
+                    if let Some(v) = quantile(bounds, &recent, q) {
                         line(&format!(".{name}"), v);
                     }
                 }
+                seen.insert(id, buckets.clone());
             }
         }
     }
+    window.previous = seen;
     lines.sort();
     lines
 }
@@ -159,6 +206,7 @@ async fn push_loop(aggregate: Aggregate, t: GraphiteTarget, dropped: crate::Labe
     let mut conn: Option<TcpStream> = None;
     let mut backoff = t.interval;
     let mut next_attempt = Instant::now();
+    let mut window = Window::new();
     let mut tick = tokio::time::interval(t.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -167,7 +215,7 @@ async fn push_loop(aggregate: Aggregate, t: GraphiteTarget, dropped: crate::Labe
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let lost = buffer.push(render(&aggregate, &t.prefix, now));
+        let lost = buffer.push(render(&aggregate, &mut window, &t.prefix, now));
         if lost > 0 {
             dropped.emit(&[("lines", lost as f64)], &Meta::NONE);
             // Once per interval, never per emission.
@@ -226,7 +274,7 @@ mod tests {
             &Meta::NONE,
         );
         reg.emit(&G, &[], &[("count", 7.0)], &Meta::NONE);
-        let lines = render(&h, "osprey", 1000);
+        let lines = render(&h, &mut Window::new(), "osprey", 1000);
         let has = |l: &str| lines.iter().any(|x| x == l);
         assert!(
             has("osprey.router_routed_total.message.delivered 4 1000"),
@@ -237,7 +285,103 @@ mod tests {
             "{lines:#?}"
         );
         assert!(has("osprey.sm_sessions 7 1000"), "{lines:#?}");
-        assert!(lines.iter().any(|l| l.starts_with("osprey.router_routed_seconds.message.delivered.p99 0.0128")), "{lines:#?}");
+        // Rank 2.97 of 3: 0.97 of the way through (0.0064, 0.0128].
+        let p99 = value(&lines, "osprey.router_routed_seconds.message.delivered.p99");
+        assert!((p99.unwrap() - 0.012608).abs() < 1e-9, "{lines:#?}");
+    }
+
+    /// The value of `path` in rendered lines, if it was pushed.
+    fn value(lines: &[String], path: &str) -> Option<f64> {
+        lines.iter().find_map(|l| {
+            let mut f = l.split(' ');
+            (f.next()? == path).then(|| f.next()?.parse().ok())?
+        })
+    }
+
+    const P: &str = "osprey.router_routed_seconds.message.delivered";
+
+    fn observe(r: &crate::Labelled, n: usize, seconds: f64) {
+        for _ in 0..n {
+            r.emit(&[("count", 1.0), ("seconds", seconds)], &Meta::NONE);
+        }
+    }
+
+    #[test]
+    fn quantiles_cover_each_push_interval_only() {
+        static CAT: crate::Catalogue = &[&EV];
+        let a = Aggregate::new();
+        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let r = reg.resolve(&EV, &["message", "delivered"]);
+        let mut w = Window::new();
+        // A long quiet run of fast observations…
+        observe(&r, 1000, 0.0001);
+        let first = render(&a, &mut w, "osprey", 10);
+        let fast = value(&first, &format!("{P}.p99")).unwrap();
+        assert!(fast <= 0.0001, "{first:#?}");
+        // …then one interval with a spike: 10 slow among 90 fast.
+        observe(&r, 90, 0.0001);
+        observe(&r, 10, 2.0);
+        let spike = render(&a, &mut w, "osprey", 20);
+        // Rank 99 of 100: 0.9 of the way through (1.6384, 3.2768].
+        let p99 = value(&spike, &format!("{P}.p99")).unwrap();
+        assert!((p99 - (1.6384 + 1.6384 * 0.9)).abs() < 1e-9, "{spike:#?}");
+        assert!(value(&spike, &format!("{P}.p50")).unwrap() <= 0.0001);
+        // Cumulative since start, the spike would not reach the p99 at all.
+        match a
+            .read()
+            .into_iter()
+            .find(|r| r.key == "seconds")
+            .unwrap()
+            .value
+        {
+            Value::Histogram {
+                bounds, buckets, ..
+            } => assert!(quantile(&bounds, &buckets, 0.99).unwrap() <= 0.0001),
+            v => panic!("{v:?}"),
+        }
+        // The counters stay totals.
+        assert_eq!(value(&spike, &format!("{P}.count")), Some(1100.0));
+        assert_eq!(
+            value(&spike, "osprey.router_routed_total.message.delivered"),
+            Some(1100.0)
+        );
+        // An interval without observations pushes no quantile, only totals.
+        let quiet = render(&a, &mut w, "osprey", 30);
+        assert_eq!(value(&quiet, &format!("{P}.count")), Some(1100.0));
+        assert!(
+            !quiet.iter().any(|l| l.starts_with(&format!("{P}.p"))),
+            "{quiet:#?}"
+        );
+        // The next interval is fast again: the spike has left the window.
+        observe(&r, 5, 0.0001);
+        let after = render(&a, &mut w, "osprey", 40);
+        assert!(value(&after, &format!("{P}.p99")).unwrap() <= 0.0001);
+    }
+
+    #[test]
+    fn each_target_has_its_own_window() {
+        static CAT: crate::Catalogue = &[&EV];
+        let a = Aggregate::new();
+        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let r = reg.resolve(&EV, &["message", "delivered"]);
+        // `every` pushes each tick, `slow` every other tick.
+        let (mut every, mut slow) = (Window::new(), Window::new());
+        let p99 = |lines: &[String]| value(lines, &format!("{P}.p99"));
+        observe(&r, 10, 0.0001);
+        assert!(p99(&render(&a, &mut every, "osprey", 1)).is_some());
+        assert!(p99(&render(&a, &mut slow, "osprey", 1)).is_some());
+        // Tick 2: a spike, seen by `every` only (`slow` does not push).
+        observe(&r, 1, 2.0);
+        assert!(p99(&render(&a, &mut every, "osprey", 2)).unwrap() > 1.6384);
+        // Tick 3: fast again. `every`'s window is the fast tick; `slow`'s
+        // spans ticks 2 and 3 and still holds the spike.
+        observe(&r, 1, 0.0001);
+        let e = render(&a, &mut every, "osprey", 3);
+        let s = render(&a, &mut slow, "osprey", 3);
+        assert!(p99(&e).unwrap() <= 0.0001, "{e:#?}");
+        // Rank 1.98 of 2: 0.98 of the way through (1.6384, 3.2768].
+        let got = p99(&s).unwrap();
+        assert!((got - (1.6384 + 1.6384 * 0.98)).abs() < 1e-9, "{s:#?}");
     }
 
     #[test]

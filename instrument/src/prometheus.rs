@@ -21,6 +21,8 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 type Labels = Vec<(&'static str, String)>;
 type FGauge = Gauge<f64, AtomicU64>;
+/// A counter of a total kept elsewhere (CPU seconds): fractional.
+type FCounter = Counter<f64, AtomicU64>;
 
 #[derive(Clone)]
 struct Buckets(Arc<Vec<f64>>);
@@ -34,6 +36,7 @@ impl MetricConstructor<Histogram> for Buckets {
 #[derive(Clone)]
 enum Fam {
     Counter(Family<Labels, Counter>),
+    Observed(Family<Labels, FCounter>),
     Gauge(Family<Labels, FGauge>),
     Histogram(Family<Labels, Histogram, Buckets>),
 }
@@ -82,6 +85,11 @@ impl PrometheusHandler {
                         registry.register(&name, help, f.clone());
                         Fam::Counter(f)
                     }
+                    MetricType::ObservedCounter => {
+                        let f = Family::<Labels, FCounter>::default();
+                        registry.register(&name, help, f.clone());
+                        Fam::Observed(f)
+                    }
                     MetricType::UpDownCounter | MetricType::Gauge => {
                         let f = Family::<Labels, FGauge>::default();
                         registry.register(&name, help, f.clone());
@@ -108,6 +116,7 @@ impl PrometheusHandler {
 
 enum Series {
     Counter(Counter),
+    Observed(FCounter),
     UpDown(FGauge),
     Gauge(FGauge),
     Histogram(Histogram),
@@ -145,6 +154,7 @@ impl Handler for PrometheusHandler {
                 // Owned handles: holding two guards of one family deadlocks.
                 let s = match (fam, m.kind) {
                     (Fam::Counter(f), _) => Series::Counter(f.get_or_create_owned(&set)),
+                    (Fam::Observed(f), _) => Series::Observed(f.get_or_create_owned(&set)),
                     (Fam::Gauge(f), MetricType::UpDownCounter) => {
                         Series::UpDown(f.get_or_create_owned(&set))
                     }
@@ -162,13 +172,21 @@ impl ResolvedHandler for Resolved {
     fn handle(&self, measurements: &[(&'static str, f64)], _meta: &Meta<'_>) {
         for (key, value) in measurements {
             for (k, s) in &self.series {
-                if k != key {
+                if !crate::handler::key_eq(k, key) {
                     continue;
                 }
                 match s {
                     Series::Counter(c) => {
                         if *value > 0.0 {
-                            c.inc_by(value.round() as u64);
+                            c.inc_by(crate::handler::count_of(*value));
+                        }
+                    }
+                    Series::Observed(c) => {
+                        // Set to the total by adding what is new; a lower
+                        // total (never, for CPU time) leaves it as it is.
+                        let seen = c.get();
+                        if *value > seen {
+                            c.inc_by(*value - seen);
                         }
                     }
                     Series::UpDown(g) => {
@@ -181,5 +199,45 @@ impl ResolvedHandler for Resolved {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{EventSpec, Level, Metric};
+    use crate::Registry;
+
+    static CPU: EventSpec = EventSpec {
+        name: "proc",
+        help: "A process.",
+        labels: &[],
+        metrics: &[Metric {
+            key: "cpu_seconds",
+            kind: MetricType::ObservedCounter,
+            help: "CPU time.",
+        }],
+        level: Level::Debug,
+        probe: true,
+    };
+
+    #[test]
+    fn an_observed_counter_is_a_counter_set_to_the_total() {
+        static CAT: Catalogue = &[&CPU];
+        let reg = Registry::with_prometheus(CAT, Vec::new());
+        let h = reg.resolve(&CPU, &[]);
+        for total in [0.25, 1.5, 1.0, 2.75] {
+            h.emit(&[("cpu_seconds", total)], &Meta::NONE);
+        }
+        let text = reg.prometheus().unwrap().text();
+        assert!(
+            text.contains("# TYPE proc_cpu_seconds_total counter\n"),
+            "{text}"
+        );
+        // 2.75: the lower total (1.0) was ignored, fractions kept.
+        assert!(text.contains("\nproc_cpu_seconds_total 2.75\n"), "{text}");
+        let om = reg.prometheus().unwrap().openmetrics();
+        assert!(om.contains("# TYPE proc_cpu_seconds counter\n"), "{om}");
+        assert!(om.contains("\nproc_cpu_seconds_total 2.75\n"), "{om}");
     }
 }

@@ -1,13 +1,21 @@
 //! Snapshots: every series' value with its rate and interval quantiles,
 //! computed from two successive [`Aggregate`] reads. This is what live
 //! consumers (the `osprey top` dashboard) get instead of Prometheus text.
+//!
+//! The window is the sampling interval (`interval_seconds`, one second in
+//! the gateway): rates and a histogram's `p50`/`p99` cover only what was
+//! observed since the previous sample, the quantiles interpolated within
+//! their bucket ([`crate::aggregate::quantile`]). A histogram with no
+//! observation in the window has no `p50`/`p99`; the first snapshot has
+//! no window, so no rates or quantiles. A series that appears between two
+//! samples was created during the window: all of its values count as new.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{quantile, Aggregate, Value};
+use crate::aggregate::{quantile, window, Aggregate, SeriesId, Value};
 
 /// The gateway's state at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,7 +110,7 @@ enum Previous {
 pub struct Sampler {
     aggregate: Aggregate,
     last: Option<Instant>,
-    previous: HashMap<(String, Vec<String>), Previous>,
+    previous: HashMap<SeriesId, Previous>,
 }
 
 impl Sampler {
@@ -121,14 +129,13 @@ impl Sampler {
             .last
             .map(|l| now.saturating_duration_since(l).as_secs_f64())
             .unwrap_or(0.0);
+        // On the first sample there is no window yet: nothing is new.
+        let first = self.last.is_none();
         self.last = Some(now);
         let per_second = |delta: u64| (interval > 0.0).then(|| delta as f64 / interval);
         let mut series = Vec::new();
         for r in self.aggregate.read() {
-            let id = (
-                r.name.clone(),
-                r.labels.iter().map(|(_, v)| v.clone()).collect(),
-            );
+            let id = r.id();
             let labels = r
                 .labels
                 .iter()
@@ -152,7 +159,8 @@ impl Sampler {
                     s.value = c as f64;
                     let before = match self.previous.insert(id, Previous::Counter(c)) {
                         Some(Previous::Counter(p)) => p,
-                        _ => c,
+                        _ if first => c,
+                        _ => 0,
                     };
                     s.rate = per_second(c.saturating_sub(before));
                 }
@@ -164,13 +172,10 @@ impl Sampler {
                 } => {
                     s.kind = Kind::Histogram;
                     s.value = count as f64;
-                    let delta: Vec<u64> = match self.previous.get(&id) {
-                        Some(Previous::Histogram(p)) if p.len() == buckets.len() => buckets
-                            .iter()
-                            .zip(p)
-                            .map(|(b, p)| b.saturating_sub(*p))
-                            .collect(),
-                        _ => vec![0; buckets.len()],
+                    let delta = match self.previous.get(&id) {
+                        _ if first => vec![0; buckets.len()],
+                        Some(Previous::Histogram(p)) => window(Some(p), &buckets),
+                        _ => window(None, &buckets),
                     };
                     s.rate = per_second(delta.iter().sum());
                     s.p50 = quantile(&bounds, &delta, 0.5);
@@ -231,8 +236,11 @@ mod tests {
             .unwrap();
         assert_eq!(hist.value, 30.0);
         assert_eq!(hist.rate, Some(10.0));
-        // Only the fast observations of the interval count.
-        assert_eq!(hist.p99, Some(0.0001));
+        // Only the fast observations of the interval count, interpolated
+        // in their bucket (0.00005, 0.0001]: rank 19.8 of 20.
+        let p99 = hist.p99.unwrap();
+        assert!((p99 - 0.0000995).abs() < 1e-12, "{p99}");
+        assert!((hist.p50.unwrap() - 0.000075).abs() < 1e-12);
         // The JSON round-trips (the dashboard reads it back).
         let text = serde_json::to_string(&second).unwrap();
         assert!(
@@ -241,5 +249,48 @@ mod tests {
         );
         let back: Snapshot = serde_json::from_str(&text).unwrap();
         assert_eq!(back, second);
+        // A window without observations has no quantiles.
+        let third = s.sample(t0 + Duration::from_secs(3));
+        let hist = third
+            .event("router_routed")
+            .find(|s| s.key == "seconds")
+            .unwrap();
+        assert_eq!((hist.rate, hist.p50, hist.p99), (Some(0.0), None, None));
+        // A spike in the next window shows at once, after 30 fast ones.
+        for _ in 0..9 {
+            h.emit(&[("count", 1.0), ("seconds", 0.0001)], &Meta::NONE);
+        }
+        h.emit(&[("count", 1.0), ("seconds", 2.0)], &Meta::NONE);
+        let fourth = s.sample(t0 + Duration::from_secs(4));
+        let hist = fourth
+            .event("router_routed")
+            .find(|s| s.key == "seconds")
+            .unwrap();
+        // Rank 9.9 of 10: 0.9 of the way through (1.6384, 3.2768].
+        let p99 = hist.p99.unwrap();
+        assert!((p99 - 1.6384 * 1.9).abs() < 1e-9, "{p99}");
+        assert!(hist.p50.unwrap() <= 0.0001);
+    }
+
+    #[test]
+    fn a_series_born_between_samples_counts_in_full() {
+        static CAT: crate::Catalogue = &[&EV];
+        let a = Aggregate::new();
+        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let mut s = Sampler::new(a);
+        let t0 = Instant::now();
+        s.sample(t0);
+        let h = reg.resolve(&EV, &["iq", "delivered"]);
+        for _ in 0..4 {
+            h.emit(&[("count", 1.0), ("seconds", 2.0)], &Meta::NONE);
+        }
+        let snap = s.sample(t0 + Duration::from_secs(2));
+        assert_eq!(snap.rate("router_routed", "count", &[("kind", "iq")]), 2.0);
+        let hist = snap
+            .event("router_routed")
+            .find(|s| s.key == "seconds")
+            .unwrap();
+        assert_eq!(hist.rate, Some(2.0));
+        assert!(hist.p99.unwrap() > 1.6384, "{hist:?}");
     }
 }

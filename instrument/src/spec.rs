@@ -54,6 +54,9 @@ impl FromStr for Level {
 pub enum Buckets {
     /// Latencies: 50 µs to ~13 s, doubling.
     Seconds,
+    /// Latencies of in-memory steps (routing, module handlers), most of
+    /// them well under 50 µs: 1 µs to 10 s, 1–2.5–5 per decade.
+    FastSeconds,
     /// Sizes: 64 B to 4 MiB, ×4.
     Bytes,
     Custom(&'static [f64]),
@@ -63,16 +66,29 @@ impl Buckets {
     pub fn bounds(&self) -> Vec<f64> {
         match self {
             Buckets::Seconds => (0..19).map(|i| 0.000_05 * f64::from(1u32 << i)).collect(),
+            Buckets::FastSeconds => FAST_SECONDS.to_vec(),
             Buckets::Bytes => (0..9).map(|i| 64.0 * f64::from(1u32 << (2 * i))).collect(),
             Buckets::Custom(b) => b.to_vec(),
         }
     }
 }
 
+/// [`Buckets::FastSeconds`], written out: computed bounds would show as
+/// `2.5000000000000004e-6` in the `le` label.
+const FAST_SECONDS: [f64; 22] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum MetricType {
     /// Only goes up: each measurement adds.
     Counter,
+    /// Only goes up, but the total is kept elsewhere (the kernel's CPU
+    /// time): each measurement is the total so far, and the metric is a
+    /// counter set to it (OpenTelemetry's observable counter). A total
+    /// lower than the last one is ignored.
+    ObservedCounter,
     /// Goes up and down: each measurement adds (may be negative).
     UpDownCounter,
     /// Each measurement sets the value.
@@ -85,6 +101,7 @@ impl MetricType {
     pub fn as_str(&self) -> &'static str {
         match self {
             MetricType::Counter => "counter",
+            MetricType::ObservedCounter => "observed_counter",
             MetricType::UpDownCounter => "updown_counter",
             MetricType::Gauge => "gauge",
             MetricType::Histogram(_) => "histogram",

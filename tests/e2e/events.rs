@@ -34,9 +34,10 @@ tls.mode = "direct"
 [[listen.http]]
 address = "127.0.0.1"
 port = 0
-[auth]
-throttle_after_failures = 1
-throttle_max_delay = 1
+[auth.throttle.account]
+after_failures = 1
+first_delay = 0.05
+max_delay = 1
 [instrumentation]
 probe_interval = 1
 [instrumentation.prometheus]
@@ -126,10 +127,11 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
         2.0
     );
     eventually(&rec, "login throttled", |r| {
-        r.sum("c2s_login_throttled", &[], "count") >= 1.0
+        r.sum("c2s_login_throttled", &[("scope", "account")], "count") >= 1.0
     })
     .await;
-    assert!(rec.sum("c2s_login_throttled", &[], "seconds") > 0.0);
+    assert!(rec.sum("c2s_login_throttled", &[("scope", "account")], "seconds") > 0.0);
+    assert!(rec.sum("limit_hit", &[("limit", "auth_attempts")], "count") >= 1.0);
 
     // A message to an online user: routed and delivered; sizes measured.
     let mut bob = Raw::login(plain, "bob", "pw", "b").await;
@@ -256,7 +258,7 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
     eventually(&rec, "stanza error", |r| {
         r.sum(
             "xmpp_stanza_error",
-            &[("condition", "service_unavailable")],
+            &[("condition", "service-unavailable")],
             "count",
         ) == 1.0
     })
@@ -446,7 +448,12 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
     })
     .await;
     let cert = rec.find("tls_certificate", &[]);
-    let days = cert[0].value("days_remaining").unwrap();
+    let expires = cert[0].value("expiry_timestamp_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let days = (expires - now) / 86_400.0;
     assert!((360.0..=365.0).contains(&days), "{days}");
 
     // Declared vs emitted.

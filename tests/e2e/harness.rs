@@ -28,6 +28,8 @@ pub struct Options {
     pub http_extra: String,
     /// Extra TOML appended to the file (other sections).
     pub extra: String,
+    /// The `[instrumentation.log]` table's keys (TOML lines).
+    pub log: String,
     /// Environment of the server process.
     pub env: Vec<(String, String)>,
 }
@@ -42,6 +44,7 @@ impl Options {
             c2s_extra: String::new(),
             http_extra: String::new(),
             extra: String::new(),
+            log: "level = \"info\"".into(),
             env: Vec::new(),
         }
     }
@@ -126,7 +129,7 @@ url = "{url}"
 probe_interval = 1
 [instrumentation.prometheus]
 [instrumentation.log]
-level = "info"
+{log}
 
 {extra}
 "#,
@@ -143,6 +146,7 @@ level = "info"
             c2s_extra = opts.c2s_extra,
             http_extra = opts.http_extra,
             extra = opts.extra,
+            log = opts.log,
             token = TOKEN,
         );
         std::fs::write(&config, toml).expect("write config");

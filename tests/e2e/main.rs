@@ -12,6 +12,7 @@
 mod harness;
 mod raw;
 
+mod alerts;
 mod attacks;
 mod bad_input;
 mod blocking;
@@ -27,6 +28,7 @@ mod http;
 mod http_limits;
 mod lifecycle;
 mod load;
+mod logs;
 mod metrics;
 mod modules;
 mod otlp;
@@ -37,5 +39,6 @@ mod slixmpp;
 mod slixmpp_xeps;
 mod soak;
 mod stream_mgmt;
+mod throttle;
 mod top;
 mod trace;

@@ -1,7 +1,10 @@
-//! /metrics checked by real tools: promtool lints it, and a real Prometheus
-//! server scrapes it and answers queries with the values a scripted session
-//! must have produced. Also: the admin API's authentication and verbs, and
-//! a clear error when the metrics port is taken.
+//! /metrics checked by real tools: promtool lints it (no exception), and a
+//! real Prometheus server scrapes it and answers queries with the values a
+//! scripted session must have produced. The naming conventions: the build
+//! info, CPU time as a counter, the certificate's expiry as a timestamp,
+//! and every bounded error/close/limit series at 0 before anything
+//! happens. Also: the admin API's authentication and verbs, and a clear
+//! error when the metrics port is taken.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,25 +71,7 @@ async fn promtool_accepts_metrics() {
         let r = request(s.http, "GET", "/metrics", None, None).await;
         assert_eq!(r.status, 200);
         assert!(r.body.contains("xmpp_element_in_total"), "{}", r.body);
-        let mut promtool = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool is required: apt-get install prometheus");
-        {
-            use std::io::Write;
-            let mut stdin = promtool.stdin.take().expect("stdin");
-            stdin.write_all(r.body.as_bytes()).expect("feed promtool");
-        }
-        let out = promtool.wait_with_output().expect("promtool");
-        assert!(
-            out.status.success(),
-            "promtool check metrics:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        promtool_check(&r.body);
         assert!(
             r.headers.contains("text/plain; version=0.0.4"),
             "{}",
@@ -95,6 +80,158 @@ async fn promtool_accepts_metrics() {
     }
     let health = get(s.http, "/healthz", None).await;
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+}
+
+/// `promtool check metrics` on the classic text format: exit 0 and not a
+/// word of lint (no lint check is turned off).
+fn promtool_check(text: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required: apt-get install prometheus");
+    {
+        use std::io::Write;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("feed promtool");
+    }
+    let out = promtool.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics ({}):\n{said}",
+        out.status
+    );
+}
+
+/// The value of the sample line `series` (name and labels exactly as
+/// exposed), if there is one.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A fresh gateway with a STARTTLS listener, before any client: promtool
+/// accepts its /metrics as is; the build info is 1; CPU time is the
+/// counter `process_cpu_seconds_total`; the certificate's expiry is a Unix
+/// timestamp in the future; and every stream/stanza error condition (by
+/// its RFC wire name), session and connection close reason, limit, router
+/// outcome and storage operation error is already a series at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_conventions_from_the_start() {
+    let s = Server::start(Options::new(Backend::Sqlite));
+    let listener = format!("c2s_{}", s.c2s.port());
+    let expiry = format!("tls_certificate_expiry_timestamp_seconds{{listener=\"{listener}\"}}");
+    // Probes run once at start: wait for their first round.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let r = request(s.http, "GET", "/metrics", None, None).await;
+        assert_eq!(r.status, 200);
+        if sample(&r.body, &expiry).is_some()
+            && sample(&r.body, "process_cpu_seconds_total").is_some()
+        {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "no probe values:\n{}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    promtool_check(&text);
+
+    let build = format!(
+        "osprey_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &build), Some(1.0), "{text}");
+    assert!(text.contains("# TYPE osprey_build_info gauge\n"), "{text}");
+
+    assert!(
+        text.contains("# TYPE process_cpu_seconds_total counter\n"),
+        "{text}"
+    );
+    assert!(sample(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0));
+    assert!(
+        !text.contains("process_cpu_seconds ") && !text.contains("process_cpu_seconds{"),
+        "CPU time only as a counter:\n{text}"
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expires = sample(&text, &expiry).unwrap();
+    // The generated certificate is valid for a year.
+    assert!(
+        expires > now + 300.0 * 86_400.0 && expires < now + 400.0 * 86_400.0,
+        "{expiry} = {expires}, now {now}"
+    );
+    assert!(!text.contains("days_remaining"), "{text}");
+
+    let mut zero = Vec::new();
+    for c in osprey::errors::StreamCondition::ALL {
+        zero.push(format!(
+            "xmpp_stream_error_total{{connection_type=\"c2s\",condition=\"{}\"}}",
+            c.wire_name()
+        ));
+    }
+    for c in osprey::errors::StanzaCondition::ALL {
+        zero.push(format!(
+            "xmpp_stanza_error_total{{connection_type=\"c2s\",condition=\"{}\"}}",
+            c.wire_name()
+        ));
+    }
+    use osprey::instr::bounded;
+    for why in bounded::SESSION_CLOSE {
+        zero.push(format!(
+            "c2s_session_close_total{{host=\"localhost\",reason=\"{why}\"}}"
+        ));
+    }
+    for why in bounded::CONNECTION_CLOSED {
+        zero.push(format!(
+            "c2s_connection_closed_total{{listener=\"{listener}\",reason=\"{why}\"}}"
+        ));
+    }
+    for why in bounded::CONNECTION_REJECTED {
+        zero.push(format!(
+            "c2s_connection_rejected_total{{listener=\"{listener}\",reason=\"{why}\"}}"
+        ));
+    }
+    for limit in bounded::LIMITS {
+        zero.push(format!("limit_hit_total{{limit=\"{limit}\"}}"));
+    }
+    for (kind, outcomes) in bounded::ROUTES {
+        for outcome in *outcomes {
+            zero.push(format!(
+                "router_routed_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}"
+            ));
+        }
+    }
+    for op in osprey::storage::OPERATIONS {
+        zero.push(format!(
+            "storage_query_total{{backend=\"sqlite\",operation=\"{op}\",outcome=\"error\"}}"
+        ));
+    }
+    for h in ["otlp", "graphite"] {
+        zero.push(format!(
+            "instrumentation_dropped_lines_total{{handler=\"{h}\"}}"
+        ));
+    }
+    let missing: Vec<&String> = zero
+        .iter()
+        .filter(|series| sample(&text, series) != Some(0.0))
+        .collect();
+    assert!(missing.is_empty(), "not at 0: {missing:#?}\n{text}");
+    // Stanza and stream conditions alike: RFC wire names, hyphenated.
+    assert!(
+        !text.contains("condition=\"service_unavailable\""),
+        "{text}"
+    );
 }
 
 /// The server process, and its data directory (removed after it).
@@ -371,7 +508,10 @@ async fn snapshot_has_the_series_with_rates_and_needs_the_token() {
     let delivered = snap
         .event("router_routed")
         .find(|x| {
-            x.key == "seconds" && x.labels.get("outcome").map(String::as_str) == Some("delivered")
+            // Every (kind, outcome) exists from start: pick the messages'.
+            x.key == "seconds"
+                && x.labels.get("kind").map(String::as_str) == Some("message")
+                && x.labels.get("outcome").map(String::as_str) == Some("delivered")
         })
         .expect("routing histogram");
     assert_eq!(delivered.value, 3.0);

@@ -161,6 +161,22 @@ async fn one_message_one_trace() {
         "bob's delivery joins alice's trace"
     );
     assert_eq!(attr(stanza, "stanza.kind").as_deref(), Some("message"));
+    // Kinds (OTLP SpanKind: 2 server, 4 producer, 5 consumer) and no noise.
+    assert_eq!((stanza.kind, route.kind, deliver.kind), (2, 4, 5));
+    assert_eq!(
+        attr(deliver, "messaging.operation.type").as_deref(),
+        Some("receive")
+    );
+    for sp in [*stanza, *route, deliver] {
+        let keys = attrs(sp);
+        assert!(
+            !["busy_ns", "idle_ns", "code.", "thread."]
+                .iter()
+                .any(|n| keys.contains(n)),
+            "{}: {keys}",
+            sp.name
+        );
+    }
     assert_eq!(attr(route, "outcome").as_deref(), Some("delivered"));
     assert_eq!(attr(deliver, "to").as_deref(), Some("bob@localhost/b"));
     // The stanza links to alice's session span (exported when she leaves).
@@ -174,14 +190,15 @@ async fn one_message_one_trace() {
         .wait_for("an offline store span", |s| {
             s.iter().any(|x| {
                 x.name == "storage.query"
-                    && attr(x, "db.operation").as_deref() == Some("offline_store")
+                    && attr(x, "db.operation.name").as_deref() == Some("offline_store")
             })
         })
         .await;
     let store = spans
         .iter()
         .find(|x| {
-            x.name == "storage.query" && attr(x, "db.operation").as_deref() == Some("offline_store")
+            x.name == "storage.query"
+                && attr(x, "db.operation.name").as_deref() == Some("offline_store")
         })
         .unwrap();
     let route = spans
@@ -190,6 +207,8 @@ async fn one_message_one_trace() {
         .expect("the store's parent");
     assert_eq!(route.name, "router.route");
     assert_eq!(attr(route, "outcome").as_deref(), Some("offline_stored"));
+    assert_eq!(store.kind, 3, "a storage query is a client span");
+    assert_eq!(attr(store, "db.system.name").as_deref(), Some("sqlite"));
 
     // Errors mark their span.
     alice

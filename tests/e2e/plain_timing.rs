@@ -34,7 +34,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn unknown_account_fails_as_slowly_as_a_wrong_password() {
     let s = Server::start(Options {
         // No throttling delays: they would swamp what is measured.
-        extra: "[auth]\nthrottle_after_failures = 1000000\n".into(),
+        extra: "[auth.throttle.address]\nafter_failures = 1000\n\
+                [auth.throttle.account]\nafter_failures = 1000\n"
+            .into(),
         ..Options::plaintext(Backend::Sqlite)
     });
     s.register("alice@localhost", "alice-pw");

@@ -180,7 +180,14 @@ fn snapshot(t: u64, cpu: f64) -> Snapshot {
             series("process", "open_fds", Kind::Gauge, &[], 24.0),
             series("process", "threads", Kind::Gauge, &[], 3.0),
             series("runtime", "tasks", Kind::Gauge, &[], 17.0),
-            series("tls_certificate", "days_remaining", Kind::Gauge, &l, 89.0),
+            // Expires 89 and a half days after the snapshot.
+            series(
+                "tls_certificate",
+                "expiry_timestamp_seconds",
+                Kind::Gauge,
+                &l,
+                (1_796_155_000 + t) as f64 + 89.5 * 86_400.0,
+            ),
         ],
     }
 }

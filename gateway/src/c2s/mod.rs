@@ -95,6 +95,8 @@ pub(crate) struct Connection<T: Transport> {
     /// The authenticated localpart, once SASL succeeded.
     user: Option<String>,
     sasl_failures: u32,
+    /// Failed logins on this stream, counted once per guess by the throttle.
+    sasl_guesses: throttle::StreamFailures,
     /// The stream's host's pre-resolved event handles (after the header).
     host_ev: Option<Arc<crate::instr::HostEvents>>,
     /// The connection's OTLP span (none unless traced).
@@ -124,6 +126,10 @@ pub async fn serve(
     lst.events.accepted.count();
     lst.events.open.emit(&[("open", 1.0)], &Meta::NONE);
     let reason = serve_inner(ctx.clone(), lst.clone(), tcp, peer, ticket).await;
+    debug_assert!(
+        crate::instr::bounded::CONNECTION_CLOSED.contains(&reason),
+        "close reason {reason} missing from instr::bounded::CONNECTION_CLOSED"
+    );
     lst.events.open.emit(&[("open", -1.0)], &Meta::NONE);
     ctx.instr
         .count(&ev::CONNECTION_CLOSED, &[&lst.name, reason]);
@@ -184,6 +190,7 @@ async fn serve_inner(
         header_sent: false,
         user: None,
         sasl_failures: 0,
+        sasl_guesses: Default::default(),
         host_ev: None,
         session_span,
         id,
@@ -406,10 +413,22 @@ impl<T: Transport> Connection<T> {
                 }
                 out.push_str(&err.to_xml());
                 out.push_str(self.t.stream_close());
-                tracing::debug!(peer = %self.peer, condition = err.condition.wire_name(), "stream error");
-                self.ctx
-                    .instr
-                    .count(&ev::STREAM_ERROR, &["c2s", err.condition.wire_name()]);
+                {
+                    let text = err.text.as_deref().unwrap_or("");
+                    let (id, user) = (self.id, self.user.as_deref().unwrap_or(""));
+                    let who: [(&'static str, &dyn std::fmt::Display); 4] = [
+                        ("address", &self.peer),
+                        ("session", &id),
+                        ("user", &user),
+                        ("text", &text),
+                    ];
+                    self.ctx.instr.emit_meta(
+                        &ev::STREAM_ERROR,
+                        &["c2s", err.condition.wire_name()],
+                        &[("count", 1.0)],
+                        &osprey_instrument::Meta::new(&who),
+                    );
+                }
                 crate::otel::fail(&self.session_span, err.condition.wire_name());
                 self.traces.record(
                     self.id,

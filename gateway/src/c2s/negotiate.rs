@@ -348,7 +348,15 @@ impl<T: Transport> Connection<T> {
         let (handle, rx) =
             SessionHandle::new(id, jid.clone(), info, self.lst.config.max_queue_bytes);
         if let Some(h) = &self.host_ev {
-            h.session_open.count();
+            let (peer, listener) = (self.peer, &self.lst.name);
+            let who: [(&'static str, &dyn std::fmt::Display); 4] = [
+                ("jid", &jid),
+                ("session", &id),
+                ("address", &peer),
+                ("listener", listener),
+            ];
+            h.session_open
+                .emit(&[("count", 1.0)], &osprey_instrument::Meta::new(&who));
         }
         if let Some(old) = self.ctx.sessions.insert(handle.clone()) {
             if let Some(h) = &self.host_ev {

@@ -1,10 +1,12 @@
 //! The SASL exchange on the stream (RFC 6120 §6): `<auth/>`, challenges and
-//! responses, `<success/>` or `<failure/>`; login throttling.
+//! responses, `<success/>` or `<failure/>`; login throttling (see
+//! [`super::throttle`]: the delay is left out of `c2s_auth_seconds`).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
 use super::negotiate::NS_SASL;
+use super::throttle::Scope;
 use super::{Connection, Phase};
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
 use crate::sasl::{self, Mechanism, SaslFailure, ScramCredentials, ScramHash, ScramServer};
@@ -36,39 +38,57 @@ impl<T: super::Transport> Connection<T> {
             .attr("mechanism")
             .and_then(Mechanism::from_name)
             .filter(|m| self.offered_mechanisms().contains(m));
+        // Time held back by the login throttle: not part of the auth's time.
+        let mut held = std::time::Duration::ZERO;
         let outcome = match mechanism {
             None => Err(Failed::from(SaslFailure::InvalidMechanism)),
-            Some(m) => self.run_mechanism(m, &el).await?,
+            Some(m) => self.run_mechanism(m, &el, &mut held).await?,
         };
+        let started = started + held;
         let host = self.host.clone().unwrap_or_default();
         let (result, reason) = match &outcome {
             Ok(_) => ("success", "none"),
             Err(f) => ("failure", f.failure.label()),
         };
-        self.ctx.instr.emit(
-            &crate::events::AUTH,
-            &[
-                &host,
-                mechanism.map(|m| m.label()).unwrap_or("unknown"),
-                result,
-                reason,
-            ],
-            &[("count", 1.0), ("seconds", started.elapsed().as_secs_f64())],
-        );
+        {
+            // Who tried, from where (the log and traces; never a metric label).
+            let user = match &outcome {
+                Ok((user, _)) => self.account(user),
+                Err(f) => f.account.clone().unwrap_or_default(),
+            };
+            let (peer, id) = (self.peer, self.id);
+            let who: [(&'static str, &dyn std::fmt::Display); 3] =
+                [("user", &user), ("address", &peer), ("session", &id)];
+            self.ctx.instr.emit_meta(
+                &crate::events::AUTH,
+                &[
+                    &host,
+                    mechanism.map(|m| m.label()).unwrap_or("unknown"),
+                    result,
+                    reason,
+                ],
+                &[("count", 1.0), ("seconds", started.elapsed().as_secs_f64())],
+                &osprey_instrument::Meta::new(&who),
+            );
+        }
         match outcome {
             Ok((user, additional)) => {
                 let mut success = El::new("success").xmlns(NS_SASL);
                 if let Some(data) = additional {
                     success = success.text(&B64.encode(data));
                 }
-                self.ctx.throttle.succeeded(&self.account(&user));
+                self.ctx
+                    .throttle
+                    .succeeded(self.peer.ip(), &self.account(&user));
+                self.sasl_guesses.clear();
                 tracing::debug!(user = %user, peer = %self.peer, "authenticated");
                 self.user = Some(user);
                 self.step(
                     "c2s.sasl",
                     format!(
-                        "mechanism={} outcome=success",
-                        mechanism.map(|m| m.name()).unwrap_or("")
+                        "mechanism={} outcome=success{}",
+                        mechanism.map(|m| m.name()).unwrap_or(""),
+                        held_note(held)
                     ),
                     started,
                 );
@@ -83,15 +103,21 @@ impl<T: super::Transport> Connection<T> {
                 self.step(
                     "c2s.sasl",
                     format!(
-                        "mechanism={} outcome=failure reason={}",
+                        "mechanism={} outcome=failure reason={}{}",
                         mechanism.map(|m| m.name()).unwrap_or(""),
-                        failed.failure.condition()
+                        failed.failure.condition(),
+                        held_note(held)
                     ),
                     started,
                 );
-                if failed.failure == SaslFailure::NotAuthorized {
-                    let account = failed.account.as_deref().unwrap_or("");
-                    self.ctx.throttle.failed(self.peer.ip(), account);
+                if let (SaslFailure::NotAuthorized, Some(account), Some(m)) =
+                    (&failed.failure, failed.account.as_deref(), mechanism)
+                {
+                    // Falling back to the next mechanism with the same
+                    // password is not another guess.
+                    if self.sasl_guesses.is_new_guess(account, m) {
+                        self.ctx.throttle.failed(self.peer.ip(), account);
+                    }
                 }
                 self.sasl_failures += 1;
                 self.phase = Phase::Features;
@@ -112,11 +138,13 @@ impl<T: super::Transport> Connection<T> {
         }
     }
 
-    /// Returns the authenticated localpart and the `<success/>` data.
+    /// Returns the authenticated localpart and the `<success/>` data; adds
+    /// the throttle's delay, if any, to `held`.
     async fn run_mechanism(
         &mut self,
         mechanism: Mechanism,
         auth: &Element,
+        held: &mut std::time::Duration,
     ) -> Result<Result<(String, Option<Vec<u8>>), Failed>, SessionEnd> {
         let first = match decode(auth.node().text()) {
             Err(f) => return Ok(Err(f.into())),
@@ -128,18 +156,22 @@ impl<T: super::Transport> Connection<T> {
             },
         };
         Ok(match mechanism {
-            Mechanism::Plain => self.plain(&first).await,
-            Mechanism::ScramSha1 => self.scram(ScramHash::Sha1, &first).await?,
-            Mechanism::ScramSha256 => self.scram(ScramHash::Sha256, &first).await?,
+            Mechanism::Plain => self.plain(&first, held).await,
+            Mechanism::ScramSha1 => self.scram(ScramHash::Sha1, &first, held).await?,
+            Mechanism::ScramSha256 => self.scram(ScramHash::Sha256, &first, held).await?,
         })
     }
 
-    async fn plain(&mut self, data: &[u8]) -> Result<(String, Option<Vec<u8>>), Failed> {
+    async fn plain(
+        &mut self,
+        data: &[u8],
+        held: &mut std::time::Duration,
+    ) -> Result<(String, Option<Vec<u8>>), Failed> {
         let req = sasl::parse_plain(data)?;
         let user = normalise_user(&req.authcid)?;
         self.check_authzid(&user, req.authzid.as_deref())?;
         let account = self.account(&user);
-        self.throttle_wait(&account).await;
+        *held += self.throttle_wait(&account).await;
         let fail = || Failed {
             failure: SaslFailure::NotAuthorized,
             account: Some(account.clone()),
@@ -164,6 +196,7 @@ impl<T: super::Transport> Connection<T> {
         &mut self,
         hash: ScramHash,
         data: &[u8],
+        held: &mut std::time::Duration,
     ) -> Result<Result<(String, Option<Vec<u8>>), Failed>, SessionEnd> {
         let first = match sasl::parse_client_first(data) {
             Ok(f) => f,
@@ -177,7 +210,7 @@ impl<T: super::Transport> Connection<T> {
             return Ok(Err(f));
         }
         let account = self.account(&user);
-        self.throttle_wait(&account).await;
+        *held += self.throttle_wait(&account).await;
         // An unknown user runs the same exchange on fake keys, so the answer
         // does not tell whether the account exists.
         let creds = match self.credentials(&user, hash).await {
@@ -227,17 +260,34 @@ impl<T: super::Transport> Connection<T> {
         }
     }
 
-    async fn throttle_wait(&self, account: &str) {
-        let delay = self.ctx.throttle.delay(self.peer.ip(), account);
-        if !delay.is_zero() {
-            tracing::info!(peer = %self.peer, delay_ms = delay.as_millis() as u64, "login throttled");
-            self.ctx.instr.emit(
-                &crate::events::LOGIN_THROTTLED,
-                &[],
-                &[("count", 1.0), ("seconds", delay.as_secs_f64())],
-            );
-            tokio::time::sleep(delay).await;
-        }
+    /// Holds the attempt if its address or its account is throttled;
+    /// returns the time held.
+    async fn throttle_wait(&self, account: &str) -> std::time::Duration {
+        let Some(v) = self.ctx.throttle.check(self.peer.ip(), account) else {
+            return std::time::Duration::ZERO;
+        };
+        let ip = self.peer.ip().to_string();
+        let key = match v.scope {
+            Scope::Address => ip.as_str(),
+            Scope::Account => account,
+        };
+        tracing::info!(
+            peer = %self.peer,
+            scope = v.scope.label(),
+            key,
+            delay_ms = v.delay.as_millis() as u64,
+            "login throttled ({} {key})",
+            v.scope.label()
+        );
+        self.ctx.instr.emit(
+            &crate::events::LOGIN_THROTTLED,
+            &[v.scope.label()],
+            &[("count", 1.0), ("seconds", v.delay.as_secs_f64())],
+        );
+        self.ctx.instr.limit("auth_attempts");
+        let slept = std::time::Instant::now();
+        tokio::time::sleep(v.delay).await;
+        slept.elapsed()
     }
 
     fn account(&self, user: &str) -> String {
@@ -283,6 +333,15 @@ impl<T: super::Transport> Connection<T> {
                 tracing::warn!(user, "stored SCRAM data is unreadable");
                 Failed::from(SaslFailure::TemporaryAuthFailure)
             })
+    }
+}
+
+/// The trace step's note of a throttling delay (left out of its time).
+fn held_note(held: std::time::Duration) -> String {
+    if held.is_zero() {
+        String::new()
+    } else {
+        format!(" throttled_ms={}", held.as_millis())
     }
 }
 

@@ -50,6 +50,13 @@ pub enum Command {
         #[command(flatten)]
         target: trace::Target,
     },
+    /// The log of a running gateway (through its admin API).
+    Log {
+        #[command(flatten)]
+        target: trace::Target,
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// List every instrumentation event with its labels and metrics.
     Events {
         #[arg(long)]
@@ -58,6 +65,13 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Show the level, or change it now (error, warn, info, debug, trace)
+    /// until the next change or restart.
+    Level { level: Option<String> },
 }
 
 /// A command's failure: the message and the exit code.
@@ -103,7 +117,7 @@ pub fn main() -> ExitCode {
         Err(e) => return report(Failure::new(1, format!("cannot start the runtime: {e}"))),
     };
     let result = runtime.block_on(async move {
-        let otel = init_logging(&config);
+        let otel = crate::logging::init(&config);
         let result = match cli.command {
             Command::Serve => {
                 announce(&config);
@@ -113,6 +127,10 @@ pub fn main() -> ExitCode {
             }
             Command::Account(cmd) => account::run(cmd, &config).await,
             Command::Trace { target, command } => trace::run(command, target, &config).await,
+            Command::Log {
+                target,
+                command: LogCommand::Level { level },
+            } => log_level(&target, &config, level).await,
             Command::Events { .. } | Command::Top { .. } => Ok(()),
         };
         if let Some(otel) = otel {
@@ -139,53 +157,31 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     }
 }
 
-/// Process logs: `RUST_LOG` wins; otherwise `info` (the event log handler
-/// filters its own events by level). With `[instrumentation.otlp]`, an
-/// OpenTelemetry layer takes the `osprey::otel` spans, which the log never
-/// shows.
-fn init_logging(config: &Config) -> Option<crate::otel::Otel> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, Layer};
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("osprey::otel=off".parse().unwrap_or_else(|_| {
-            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
-        }));
-    let json = config
-        .instrumentation
-        .log
-        .as_ref()
-        .is_some_and(|l| l.format == crate::config::LogFormat::Json);
-    let fmt = if json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed()
-    };
-    let (otel, layer) = match &config.instrumentation.otlp {
-        Some(o) => match crate::otel::Otel::start(o) {
-            Ok((otel, layer)) => (Some(otel), Some(layer)),
-            Err(e) => {
-                eprintln!("osprey: {e}; continuing without traces");
-                (None, None)
+/// `osprey log level [LEVEL]`.
+async fn log_level(
+    target: &trace::Target,
+    config: &Config,
+    level: Option<String>,
+) -> Result<(), Failure> {
+    let reply = match level {
+        None => trace::api_call(target, config, "GET", "/api/log", None).await?,
+        Some(l) => {
+            if crate::logging::parse_level(&l).is_none() {
+                return Err(Failure::new(
+                    2,
+                    format!("{l}: expected error, warn, info, debug or trace"),
+                ));
             }
-        },
-        None => (None, None),
-    };
-    tracing_subscriber::registry().with(fmt).with(layer).init();
-    if let Some(o) = &config.instrumentation.otlp {
-        if otel.is_some() {
-            tracing::info!(endpoint = %o.endpoint, sample_ratio = o.sample_ratio, "OTLP traces on");
+            let body = serde_json::json!({ "level": l });
+            trace::api_call(target, config, "PUT", "/api/log", Some(body)).await?
         }
+    };
+    match (reply["level"].as_str(), reply["previous"].as_str()) {
+        (Some(now), Some(before)) => println!("log level: {now} (was {before})"),
+        (Some(now), None) => println!("log level: {now}"),
+        _ => return Err(Failure::new(1, format!("unexpected reply: {reply}"))),
     }
-    otel
+    Ok(())
 }
 
 /// The first lines say what is being served and from which configuration.
@@ -205,6 +201,9 @@ fn announce(config: &Config) {
         storage = %crate::server::redact_url(&config.storage.url),
         "serving"
     );
+    if let Some(o) = &config.instrumentation.otlp {
+        tracing::info!(endpoint = %o.endpoint, sample_ratio = o.sample_ratio, "OTLP traces on");
+    }
 }
 
 fn print_events(json: bool, markdown: bool) {

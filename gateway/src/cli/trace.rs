@@ -363,6 +363,20 @@ pub fn endpoint(target: &Target, config: &Config) -> Result<(String, String), Fa
     Ok((url, api.token))
 }
 
+/// One admin API call of another command (e.g. `osprey log level`).
+pub async fn api_call(
+    target: &Target,
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, Failure> {
+    Api::new(target, config)?
+        .client()?
+        .call(method, path, body)
+        .await
+}
+
 impl Api {
     fn new(target: &Target, config: &Config) -> Result<Api, Failure> {
         let data_dir = &config.general.data_dir;

@@ -240,18 +240,103 @@ impl Default for HttpListener {
 pub struct Auth {
     /// PBKDF2 iterations for new SCRAM keys (>= 4096).
     pub scram_iterations: u32,
-    /// Failed logins (per address or account) before delays start.
-    pub throttle_after_failures: u32,
-    /// Longest delay, in seconds.
-    pub throttle_max_delay: u64,
+    /// Login throttling: `[auth.throttle.address]`, `[auth.throttle.account]`.
+    pub throttle: LoginThrottle,
+    /// Replaced by `throttle`: refused with a pointer to the new keys.
+    pub throttle_after_failures: Option<toml::Value>,
+    /// Replaced by `throttle`: refused with a pointer to the new keys.
+    pub throttle_max_delay: Option<toml::Value>,
 }
 
 impl Default for Auth {
     fn default() -> Self {
         Auth {
             scram_iterations: 4096,
-            throttle_after_failures: 3,
-            throttle_max_delay: 5,
+            throttle: LoginThrottle::default(),
+            throttle_after_failures: None,
+            throttle_max_delay: None,
+        }
+    }
+}
+
+/// Failed logins slow down further attempts, counted apart per IP address
+/// and per account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "RawLoginThrottle")]
+pub struct LoginThrottle {
+    pub address: ThrottleScope,
+    pub account: ThrottleScope,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        LoginThrottle {
+            address: ThrottleScope {
+                after_failures: 10,
+                ..ThrottleScope::DEFAULT
+            },
+            account: ThrottleScope::DEFAULT,
+        }
+    }
+}
+
+/// One throttling key's policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleScope {
+    /// Failed logins within `window` before delays start.
+    pub after_failures: u32,
+    /// Seconds a failure counts (a sliding window).
+    pub window: u64,
+    /// Seconds; the first delay, doubling with each further failure.
+    pub first_delay: f64,
+    /// Seconds; the longest delay.
+    pub max_delay: f64,
+}
+
+impl ThrottleScope {
+    const DEFAULT: ThrottleScope = ThrottleScope {
+        after_failures: 5,
+        window: 300,
+        first_delay: 0.5,
+        max_delay: 5.0,
+    };
+}
+
+/// `[auth.throttle]` as written: each scope's missing keys take that
+/// scope's defaults (the address and the account differ).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoginThrottle {
+    address: Option<RawThrottleScope>,
+    account: Option<RawThrottleScope>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThrottleScope {
+    after_failures: Option<u32>,
+    window: Option<u64>,
+    first_delay: Option<f64>,
+    max_delay: Option<f64>,
+}
+
+impl RawThrottleScope {
+    fn or(self, d: ThrottleScope) -> ThrottleScope {
+        ThrottleScope {
+            after_failures: self.after_failures.unwrap_or(d.after_failures),
+            window: self.window.unwrap_or(d.window),
+            first_delay: self.first_delay.unwrap_or(d.first_delay),
+            max_delay: self.max_delay.unwrap_or(d.max_delay),
+        }
+    }
+}
+
+impl From<RawLoginThrottle> for LoginThrottle {
+    fn from(r: RawLoginThrottle) -> Self {
+        let d = LoginThrottle::default();
+        LoginThrottle {
+            address: r.address.unwrap_or_default().or(d.address),
+            account: r.account.unwrap_or_default().or(d.account),
         }
     }
 }

@@ -248,3 +248,94 @@ fn limits_and_shapers_are_checked() {
     let e = err("[[listen.c2s]]\nport = 1\nnegotiation_timeout = 0\n");
     assert_eq!(e.key, "listen.c2s[0].negotiation_timeout", "{e}");
 }
+
+#[test]
+fn login_throttle_settings() {
+    let c = parse("").unwrap();
+    let (addr, acct) = (&c.auth.throttle.address, &c.auth.throttle.account);
+    assert_eq!(
+        (
+            addr.after_failures,
+            addr.window,
+            addr.first_delay,
+            addr.max_delay
+        ),
+        (10, 300, 0.5, 5.0)
+    );
+    assert_eq!(
+        (
+            acct.after_failures,
+            acct.window,
+            acct.first_delay,
+            acct.max_delay
+        ),
+        (5, 300, 0.5, 5.0)
+    );
+    let example = parse(include_str!("../../osprey.example.toml")).unwrap();
+    assert_eq!(
+        (example.auth.throttle.address, example.auth.throttle.account),
+        (*addr, *acct),
+        "the example shows the defaults"
+    );
+    let docs = include_str!("../../../docs/config.md");
+    for key in ["after_failures", "window", "first_delay", "max_delay"] {
+        assert!(
+            docs.contains(&format!("| `{key}` |")),
+            "{key} is documented"
+        );
+    }
+    // A scope's missing keys take that scope's defaults; integers are seconds too.
+    let c = parse("[auth.throttle.account]\nmax_delay = 2\n[auth.throttle.address]\nwindow = 60\n")
+        .unwrap();
+    assert_eq!(c.auth.throttle.account.max_delay, 2.0);
+    assert_eq!(c.auth.throttle.account.after_failures, 5);
+    assert_eq!(
+        (
+            c.auth.throttle.address.window,
+            c.auth.throttle.address.after_failures
+        ),
+        (60, 10)
+    );
+    for (text, line, key) in [
+        (
+            "[auth.throttle.address]\n\nafter_failures = 0\n",
+            3,
+            "auth.throttle.address.after_failures",
+        ),
+        (
+            "[auth.throttle.account]\nwindow = 0\n",
+            2,
+            "auth.throttle.account.window",
+        ),
+        (
+            "[auth.throttle.account]\nmax_delay = 120\n",
+            2,
+            "auth.throttle.account.max_delay",
+        ),
+        (
+            "[auth.throttle.address]\nfirst_delay = 3\nmax_delay = 2\n",
+            2,
+            "auth.throttle.address.first_delay",
+        ),
+        (
+            "[auth.throttle.address]\nfirst_delay = \"1s\"\n",
+            2,
+            "auth.throttle.address.first_delay",
+        ),
+        (
+            "[auth]\nscram_iterations = 4096\nthrottle_after_failures = 3\n",
+            3,
+            "auth.throttle_after_failures",
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!((e.line, e.key.as_str()), (Some(line), key), "{e}");
+    }
+    let e = err("[auth]\nthrottle_max_delay = 5\n");
+    assert!(e.message.contains("[auth.throttle.account]"), "{e}");
+    let e = err("[auth.throttle.account]\nafter_failure = 3\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.key.ends_with("after_failure"), "{e}");
+    let e = err("[auth.throttle.user]\n");
+    assert!(e.to_string().contains("user"), "{e}");
+}

@@ -24,8 +24,45 @@ pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
             format!("{} is below the minimum of 4096", c.auth.scram_iterations),
         );
     }
-    if c.auth.throttle_after_failures == 0 {
-        return err("auth.throttle_after_failures", "must be at least 1".into());
+    for (k, set) in [
+        (
+            "throttle_after_failures",
+            c.auth.throttle_after_failures.is_some(),
+        ),
+        ("throttle_max_delay", c.auth.throttle_max_delay.is_some()),
+    ] {
+        if set {
+            return err(
+                &format!("auth.{k}"),
+                "replaced by [auth.throttle.address] and [auth.throttle.account] \
+                 (after_failures, window, first_delay, max_delay): see docs/config.md"
+                    .into(),
+            );
+        }
+    }
+    for (scope, t) in [
+        ("address", &c.auth.throttle.address),
+        ("account", &c.auth.throttle.account),
+    ] {
+        let key = |k: &str| format!("auth.throttle.{scope}.{k}");
+        if !(1..=1000).contains(&t.after_failures) {
+            return err(&key("after_failures"), "must be between 1 and 1000".into());
+        }
+        if !(1..=86_400).contains(&t.window) {
+            return err(&key("window"), "must be between 1 and 86400 seconds".into());
+        }
+        if !(t.max_delay.is_finite() && (0.001..=60.0).contains(&t.max_delay)) {
+            return err(
+                &key("max_delay"),
+                "must be between 0.001 and 60 seconds".into(),
+            );
+        }
+        if !(t.first_delay.is_finite() && (0.001..=t.max_delay).contains(&t.first_delay)) {
+            return err(
+                &key("first_delay"),
+                "must be between 0.001 seconds and max_delay".into(),
+            );
+        }
     }
     if c.instrumentation.probe_interval == 0 {
         return err(

@@ -34,6 +34,8 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
         (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
             kick(ctx, &super::percent_decode(&p["/api/sessions/".len()..]))
         }
+        (&Method::GET, "/api/log") => log_level(),
+        (&Method::PUT, "/api/log") => set_log_level(req).await,
         (_, p) if p == "/api/trace" || p.starts_with("/api/trace/") => {
             super::trace::handle(ctx, req).await
         }
@@ -43,7 +45,8 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
             | "/api/sessions"
             | "/api/events"
             | "/api/snapshot"
-            | "/api/snapshot/stream",
+            | "/api/snapshot/stream"
+            | "/api/log",
         ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": "method not allowed"}),
@@ -63,6 +66,58 @@ fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The log level now.
+fn log_level() -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &json!({"level": crate::logging::level().as_str()}),
+    )
+}
+
+/// `{"level": "debug"}`: changes the log level (events and Osprey's own
+/// logs) until the next change or restart; logged at warn, so the change
+/// shows whatever the new level.
+async fn set_log_level(req: Request<Incoming>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    const MAX_BODY: usize = 1024;
+    let bad = |m: String| json(StatusCode::BAD_REQUEST, &json!({"error": m}));
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return bad(format!(
+                "the request body must be JSON under {MAX_BODY} bytes"
+            ))
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("malformed JSON: {e}")),
+    };
+    let Some(level) = value
+        .get("level")
+        .and_then(|l| l.as_str())
+        .and_then(crate::logging::parse_level)
+    else {
+        return bad("expected {\"level\": \"error|warn|info|debug|trace\"}".into());
+    };
+    let before = crate::logging::level();
+    if let Err(e) = crate::logging::set_level(level) {
+        return json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e}));
+    }
+    tracing::warn!(
+        from = before.as_str(),
+        to = level.as_str(),
+        "log level changed through the admin API"
+    );
+    json(
+        StatusCode::OK,
+        &json!({"level": level.as_str(), "previous": before.as_str()}),
+    )
 }
 
 fn status(ctx: &Ctx) -> Response<Body> {

@@ -17,6 +17,9 @@ pub async fn handle(ctx: &Ctx, me: &SessionHandle, st: &Stanza) {
     let started = std::time::Instant::now();
     let span = crate::child_span!(
         "router.route",
+        otel.kind = "producer",
+        messaging.system = "osprey",
+        messaging.operation.type = "send",
         stanza.kind = "message",
         outcome = tracing::field::Empty
     );

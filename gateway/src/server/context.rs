@@ -50,10 +50,7 @@ impl Ctx {
         live: Arc<crate::live::Live>,
         admission: Arc<super::admission::Admission>,
     ) -> Ctx {
-        let throttle = Throttle::new(
-            config.auth.throttle_after_failures,
-            std::time::Duration::from_secs(config.auth.throttle_max_delay),
-        );
+        let throttle = Throttle::from_config(&config.auth.throttle);
         hooks.resolve(&instr);
         Ctx {
             config,

@@ -188,6 +188,7 @@ pub async fn start(
     })?;
     let ctx = Arc::new(ctx);
     let _ = slot.set(Arc::downgrade(&ctx));
+    ctx.instr.preset_storage(ctx.storage.backend());
 
     tokio::spawn(trim::run(ctx.clone()));
     let mut bound = ListenerFile::default();

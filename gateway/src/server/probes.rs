@@ -71,10 +71,10 @@ impl Probe for Certificates {
     }
     fn sample(&self, out: &mut Vec<Sample>) {
         for (listener, id) in &self.0 {
-            if let Some(days) = id.days_remaining() {
+            if let Some(at) = id.expiry_timestamp() {
                 out.push(Sample {
                     labels: vec![listener.clone()],
-                    measurements: vec![("days_remaining", days)],
+                    measurements: vec![("expiry_timestamp_seconds", at)],
                 });
             }
         }

@@ -156,6 +156,10 @@ impl Session {
 /// arrives), then the closed hooks (unavailable presence…), then what is
 /// still queued goes to offline storage rather than being lost.
 pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
+    debug_assert!(
+        crate::instr::bounded::SESSION_CLOSE.contains(&reason),
+        "close reason {reason} missing from instr::bounded::SESSION_CLOSE"
+    );
     let handle = s.handle.clone();
     let lasted = handle
         .info()
@@ -163,11 +167,21 @@ pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
         .elapsed()
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    ctx.instr.emit(
-        &ev::SESSION_CLOSE,
-        &[handle.jid().domain(), reason],
-        &[("count", 1.0), ("duration_seconds", lasted)],
-    );
+    {
+        let (jid, id, info) = (handle.full(), handle.id(), handle.info());
+        let who: [(&'static str, &dyn std::fmt::Display); 4] = [
+            ("jid", &jid),
+            ("session", &id),
+            ("address", &info.peer),
+            ("listener", &info.listener),
+        ];
+        ctx.instr.emit_meta(
+            &ev::SESSION_CLOSE,
+            &[handle.jid().domain(), reason],
+            &[("count", 1.0), ("duration_seconds", lasted)],
+            &osprey_instrument::Meta::new(&who),
+        );
+    }
     ctx.sessions.remove(&handle);
     ctx.hooks
         .run_session(ctx, &mut s, SessionEvent::Closed)
@@ -188,5 +202,6 @@ pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
     if kept > 0 {
         tracing::info!(jid = %handle.full(), kept, "queued messages kept offline");
     }
-    tracing::info!(jid = %handle.full(), session = handle.id(), "session closed");
+    // The c2s_session_close event says it all (JID, reason, duration).
+    tracing::debug!(jid = %handle.full(), session = handle.id(), "session closed");
 }

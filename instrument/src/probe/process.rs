@@ -1,6 +1,8 @@
 //! The process probe: resident memory, CPU time, open file descriptors,
 //! threads and uptime, read from /proc/self (Linux; elsewhere it reports
-//! only uptime).
+//! only uptime). CPU time is a counter (`process_cpu_seconds_total`, as
+//! the Prometheus client libraries name it): the probe reads the kernel's
+//! total and the counter is set to it.
 
 use std::time::Instant;
 
@@ -22,7 +24,11 @@ pub static PROCESS: EventSpec = EventSpec {
     labels: &[],
     metrics: &[
         gauge("resident_memory_bytes", "Resident set size."),
-        gauge("cpu_seconds", "CPU time used, user plus system."),
+        Metric {
+            key: "cpu_seconds",
+            kind: MetricType::ObservedCounter,
+            help: "CPU time used, user plus system.",
+        },
         gauge("open_fds", "Open file descriptors."),
         gauge("threads", "Operating-system threads."),
         gauge("uptime_seconds", "Time since start."),

@@ -409,9 +409,15 @@ fn draw_process(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
 
 fn draw_tls(f: &mut Frame, area: Rect, s: &Snapshot) {
     let mut lines = Vec::new();
-    for x in s.event("tls_certificate") {
+    // The probe reports the expiry time; days left are counted from the
+    // snapshot's time.
+    let now = s.time_ms as f64 / 1000.0;
+    for x in s
+        .event("tls_certificate")
+        .filter(|x| x.key == "expiry_timestamp_seconds")
+    {
         let l = x.labels.get("listener").map(String::as_str).unwrap_or("?");
-        let days = x.value;
+        let days = ((x.value - now) / 86_400.0).floor();
         let color = if days < 7.0 {
             Color::Red
         } else if days < 30.0 {
