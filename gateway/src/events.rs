@@ -390,6 +390,10 @@ event!(probe RUNTIME, "runtime", [],
 event!(probe STORAGE_POOL, "storage_pool", ["backend"],
     [gauge("size", "Connections in the pool."), gauge("idle", "Idle connections.")],
     "The storage connection pool (probe).");
+event!(probe HANDLER_PANICS, "instrumentation_handler", [],
+    [Metric { key: "panics", kind: MetricType::ObservedCounter, help: "Handler calls that panicked since start (each disables that handler for its series)." }],
+    "Instrumentation handlers that panicked: the event went on without them; their series stop updating.");
+
 event!(probe TLS_CERTIFICATE, "tls_certificate", ["listener"],
     [gauge("expiry_timestamp_seconds", "When the certificate expires (its notAfter), in Unix seconds.")],
     "The TLS certificate of each listener (probe).");
@@ -436,6 +440,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &RUNTIME,
     &STORAGE_POOL,
     &TLS_CERTIFICATE,
+    &HANDLER_PANICS,
     &BUILD_INFO,
     &osprey_instrument::probe::process::PROCESS,
     &osprey_instrument::graphite::DROPPED,

@@ -120,8 +120,9 @@ impl Registry {
             .handlers
             .iter()
             .filter(|h| h.wants(spec))
-            .filter_map(|h| h.resolve(spec, labels))
-            .map(|r| Guarded {
+            .filter_map(|h| h.resolve(spec, labels).map(|r| (h.name(), r)))
+            .map(|(name, r)| Guarded {
+                name,
                 inner: r,
                 broken: AtomicBool::new(false),
             })
@@ -173,6 +174,8 @@ impl Registry {
 }
 
 struct Guarded {
+    /// The handler's name, for the log line when it panics.
+    name: &'static str,
     inner: Box<dyn ResolvedHandler>,
     broken: AtomicBool,
 }
@@ -231,6 +234,14 @@ impl Labelled {
                 if let Some(r) = &inner.registry {
                     r.panics.fetch_add(1, Ordering::Relaxed);
                 }
+                // Not through the event machinery (the log handler may be
+                // the one that panicked).
+                tracing::error!(
+                    target: "osprey::instrument",
+                    handler = h.name,
+                    event = inner.spec.name,
+                    "instrumentation handler panicked; disabled for this series"
+                );
             }
         }
     }

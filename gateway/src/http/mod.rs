@@ -183,6 +183,21 @@ where
     r
 }
 
+/// A request's body as JSON, read up to `max` bytes; the error is the
+/// message for a 400.
+pub(crate) async fn json_body(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|_| format!("the request body must be JSON under {max} bytes"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| format!("malformed JSON: {e}"))
+}
+
 pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
     respond(status, "text/plain; charset=utf-8", body.to_string())
 }

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use osprey_instrument::live::{dump, query, Kind, Options, Trace};
@@ -176,18 +175,10 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn start(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let r: StartRequest = match super::json_body(req, MAX_BODY)
         .await
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
     {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return bad(format!(
-                "the request body must be JSON under {MAX_BODY} bytes"
-            ))
-        }
-    };
-    let r: StartRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return bad(format!("malformed trace request: {e}")),
     };

@@ -99,9 +99,27 @@ impl Probe for OtlpDrops {
     }
 }
 
+/// Instrumentation handler calls that panicked (a running total, from 0).
+pub struct HandlerPanics(Weak<Ctx>);
+
+impl Probe for HandlerPanics {
+    fn spec(&self) -> &'static EventSpec {
+        &crate::events::HANDLER_PANICS
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        if let Some(ctx) = self.0.upgrade() {
+            out.push(Sample {
+                labels: vec![],
+                measurements: vec![("panics", ctx.instr.registry.handler_panics() as f64)],
+            });
+        }
+    }
+}
+
 pub fn all(ctx: &Arc<Ctx>, certs: Vec<(String, TlsIdentity)>) -> Vec<Box<dyn Probe>> {
     vec![
         Box::new(OtlpDrops),
+        Box::new(HandlerPanics(Arc::downgrade(ctx))),
         Box::new(Sessions(Arc::downgrade(ctx))),
         Box::new(Runtime),
         Box::new(StoragePool(Arc::downgrade(ctx))),
