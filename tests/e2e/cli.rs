@@ -144,3 +144,53 @@ fn populate_refuses_bad_input() {
     let list = String::from_utf8_lossy(&s.cli(&["account", "list"]).stdout).to_string();
     assert!(!list.contains("user1@"), "{list}");
 }
+
+/// A listing cut short by its reader (`osprey account list | head -1`)
+/// ends quietly: no panic, no exit 101.
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let s = Server::start(Options::plaintext(Backend::Sqlite));
+    let out = s.cli(&[
+        "account",
+        "populate",
+        "--count",
+        "20000",
+        "--prefix",
+        "pipe",
+        "--password",
+        "pw",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = Command::new(osprey_bin())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["account", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("osprey account list");
+    // Read one line, then close the pipe as `head -1` does.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 64];
+    let n = stdout.read(&mut first).expect("read");
+    assert!(n > 0, "some output first");
+    drop(stdout);
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(status.code(), Some(101), "{err}");
+    // Killed by SIGPIPE (as `cat` is), or done before the pipe closed.
+    assert!(
+        status.signal() == Some(13 /* SIGPIPE on Linux */) || status.success(),
+        "{status:?} {err}"
+    );
+}

@@ -91,6 +91,16 @@ impl Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve) {
+        // A command whose output is cut short (`osprey account list | head`)
+        // ends quietly, as `cat` does, instead of panicking on a write to a
+        // closed pipe. The server keeps SIGPIPE ignored (its sockets).
+        // SAFETY: setting a signal's disposition to its default, before any
+        // other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Command::Events { json, markdown } = cli.command {
         print_events(json, markdown);
         return ExitCode::SUCCESS;
