@@ -340,3 +340,139 @@ fn top_finds_the_local_gateway_from_its_config() {
     assert!(s.contains(&format!("http://{}", server.http)), "{s}");
     tmux.assert_quits_cleanly(&["q"]);
 }
+
+/// The trace list comes from the gateway: a second dashboard lists the
+/// traces the first one and `osprey trace start` started, follows one
+/// (the records it already has, then live), and sees it stop when the
+/// first dashboard stops it.
+#[test]
+fn top_lists_traces_started_elsewhere_and_follows_them() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let server = Server::start(Options::plaintext(Backend::Sqlite));
+    server.register("carol@localhost", "pw");
+    let mut carol = rt.block_on(Raw::login(server.c2s, "carol", "pw", "c"));
+    // The first dashboard traces carol's session (trace 1).
+    let first = Tmux::start(&top_args(&server, TOKEN), 120, 40);
+    first.wait_text("● live");
+    first.keys(&["2"]);
+    first.wait_text("carol@localhost");
+    first.keys(&["t"]);
+    first.wait_text("Trace 1 of carol@localhost/c · running");
+    // The CLI starts another (trace 2).
+    let out = server.cli(&[
+        "trace",
+        "start",
+        "--jid",
+        "dave@localhost",
+        "--duration",
+        "600s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("trace 2 started"), "{stdout}");
+    // carol works before the second dashboard looks: it must get these
+    // records from the gateway, not from a stream it was not on.
+    rt.block_on(carol.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>"));
+    rt.block_on(carol.expect("id='r1'"));
+
+    // The second dashboard, at 80×24, lists both: the newest first.
+    let second = Tmux::start(&top_args(&server, TOKEN), 80, 24);
+    second.wait_text("● live");
+    second.keys(&["4"]);
+    let s = second.wait_text("Traces on the gateway: 2 running of 2");
+    let at = |who: &str| s.find(who).unwrap_or(usize::MAX);
+    assert!(at("dave@localhost") < at("session "), "{s}");
+    // Follow trace 1 (the second row): carol's iq is there.
+    second.keys(&["Down", "Enter"]);
+    second.wait_text("Trace 1 of session ");
+    second.wait_for("carol's iq in the followed trace", |s| {
+        s.lines().any(|l| l.contains(" in ") && l.contains("iq"))
+    });
+    // New records arrive live.
+    rt.block_on(carol.send("<iq type='get' id='r2'><ping xmlns='urn:xmpp:ping'/></iq>"));
+    rt.block_on(carol.expect("id='r2'"));
+    second.wait_for("the ping in the followed trace", |s| {
+        s.lines()
+            .filter(|l| l.contains(" in ") && l.contains("iq"))
+            .count()
+            >= 2
+    });
+    // The first dashboard stops it; the second sees it stop.
+    first.keys(&["x"]);
+    first.wait_text("stopped:");
+    second.wait_text("stopped:");
+    // Back in the list: 1 running of 2.
+    second.keys(&["l"]);
+    second.wait_text("1 running of 2");
+    second.assert_quits_cleanly(&["q"]);
+    first.assert_quits_cleanly(&["q"]);
+}
+
+/// The Events view shows the levels as configured (`[instrumentation.log]
+/// events` overrides) and marks what the current level does not log; the
+/// admin API says the same.
+#[test]
+fn top_shows_configured_event_levels() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let server = Server::start(Options {
+        log: "level = \"info\"\nevents = { c2s_auth = \"debug\", c2s_session_open = \"warn\" }"
+            .into(),
+        env: vec![("RUST_LOG".into(), String::new())],
+        ..Options::plaintext(Backend::Sqlite)
+    });
+    let body = rt
+        .block_on(crate::http::get(server.http, "/api/events", Some(TOKEN)))
+        .body;
+    let events: Vec<serde_json::Value> = serde_json::from_str(&body).expect("events JSON");
+    let event = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    let auth = event("c2s_auth");
+    assert_eq!(auth["level"], "debug", "{auth}");
+    assert_eq!(auth["default_level"], "info", "{auth}");
+    assert_eq!(auth["overridden"], true, "{auth}");
+    assert_eq!(auth["logged"], false, "{auth}");
+    let open = event("c2s_session_open");
+    assert_eq!(
+        (&open["level"], &open["logged"]),
+        (&"warn".into(), &true.into()),
+        "{open}"
+    );
+    let close = event("c2s_session_close");
+    assert_eq!(close["overridden"], false, "{close}");
+    let log = rt.block_on(crate::http::get(server.http, "/api/log", Some(TOKEN)));
+    assert!(log.body.contains("\"handler\":true"), "{}", log.body);
+
+    let tmux = Tmux::start(&top_args(&server, TOKEN), 120, 40);
+    tmux.wait_text("● live");
+    tmux.keys(&["3"]);
+    let s = tmux.wait_text("logging up to info");
+    let row = |s: &str, name: &str| {
+        s.lines()
+            .find(|l| l.contains(&format!("│{name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&s, "c2s_auth").contains("debug* ✗"), "{s}");
+    assert!(row(&s, "c2s_session_open").contains("warn*"), "{s}");
+    assert!(!row(&s, "c2s_session_open").contains('✗'), "{s}");
+    // Raised at run time, the level logs c2s_auth: the view follows.
+    let out = server.cli(&["log", "level", "debug"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = tmux.wait_text("logging up to debug");
+    assert!(row(&s, "c2s_auth").contains("debug*"), "{s}");
+    assert!(!row(&s, "c2s_auth").contains('✗'), "{s}");
+    tmux.assert_quits_cleanly(&["q"]);
+}

@@ -1,13 +1,16 @@
 //! The background work: following the snapshot stream (reconnecting with
-//! backoff), polling the session list while it is on screen, and the
-//! requests keys ask for. Everything comes back as an [`Update`].
+//! backoff), polling the session list, the event catalogue and the trace
+//! list while each is on screen, and the requests keys ask for. Everything
+//! comes back as an [`Update`].
 //!
 //! What the dashboard costs the gateway: one snapshot stream (one event a
 //! second, from a sampler every viewer shares), the event catalogue once
 //! per connection, `/api/sessions` (at most 2000 rows, filtered by the
-//! gateway) every 2 s while the Sessions view is shown, and a trace stream
-//! while a trace runs. About 0.5 requests/s in all, plus one long-lived
-//! connection.
+//! gateway) every 2 s while the Sessions view is shown, `/api/events` and
+//! `/api/log` every 5 s while the Events view is shown, `/api/trace` (the
+//! list) every 2 s while the Trace view is shown, and a trace stream while
+//! a trace is followed. One view is shown at a time: about 0.5 requests/s
+//! at most, plus one long-lived connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +22,17 @@ use tokio::task::JoinHandle;
 
 use crate::client::{encode_segment, Api, ApiError};
 use crate::input::Action;
-use crate::state::{EventInfo, Link, SessionRow, Tab};
+use crate::state::{EventInfo, Link, LogStatus, SessionRow, Tab, TraceInfo, TRACE_KEEP};
 
 /// How often the session list is fetched while shown.
 pub const SESSIONS_EVERY: Duration = Duration::from_secs(2);
 /// At most this many sessions are fetched (the first by JID that match the
 /// view's filter): a node with many thousands costs one page a poll.
 pub const SESSIONS_PAGE: usize = 2000;
+/// How often the catalogue (levels, logged or not) is fetched while shown.
+pub const EVENTS_EVERY: Duration = Duration::from_secs(5);
+/// How often the gateway's trace list is fetched while the Trace view is shown.
+pub const TRACES_EVERY: Duration = Duration::from_secs(2);
 /// Snapshots come every second; this long without one means the link is gone.
 const STALL: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -37,9 +44,16 @@ pub enum Update {
     Snapshot(Box<Snapshot>),
     Sessions(Vec<SessionRow>),
     Catalogue(Vec<EventInfo>),
-    TraceStarted { id: u64, target: String },
-    TraceRecord(Box<Record>),
-    TraceStopped(String),
+    Log(LogStatus),
+    /// The gateway's traces, whoever started them.
+    Traces(Vec<TraceInfo>),
+    /// Trace `id` is followed from now on.
+    TraceStarted {
+        id: u64,
+        target: String,
+    },
+    TraceRecord(u64, Box<Record>),
+    TraceStopped(u64, String),
     Notice(String),
 }
 
@@ -47,6 +61,7 @@ pub struct Feed {
     api: Api,
     tx: mpsc::Sender<Update>,
     refresh: Arc<Notify>,
+    refresh_traces: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
     trace: Option<JoinHandle<()>>,
 }
@@ -59,20 +74,24 @@ impl Feed {
         filter: watch::Receiver<String>,
     ) -> Feed {
         let refresh = Arc::new(Notify::new());
+        let refresh_traces = Arc::new(Notify::new());
         let tasks = vec![
             tokio::spawn(snapshots(api.clone(), tx.clone())),
             tokio::spawn(sessions(
                 api.clone(),
                 tx.clone(),
-                tab,
+                tab.clone(),
                 filter,
                 refresh.clone(),
             )),
+            tokio::spawn(events(api.clone(), tx.clone(), tab.clone())),
+            tokio::spawn(traces(api.clone(), tx.clone(), tab, refresh_traces.clone())),
         ];
         Feed {
             api,
             tx,
             refresh,
+            refresh_traces,
             tasks,
             trace: None,
         }
@@ -97,9 +116,22 @@ impl Feed {
                 if let Some(old) = self.trace.take() {
                     old.abort();
                 }
-                self.trace = Some(tokio::spawn(trace(api, tx, session, jid)));
+                let refresh = self.refresh_traces.clone();
+                self.trace = Some(tokio::spawn(trace(api, tx, session, jid, refresh)));
+            }
+            Action::Follow { id, target } => {
+                if let Some(old) = self.trace.take() {
+                    old.abort();
+                }
+                self.trace = Some(tokio::spawn(async move {
+                    let _ = tx
+                        .send(Update::Notice(format!("following trace {id} ({target})")))
+                        .await;
+                    follow(api, tx, id, target).await
+                }));
             }
             Action::StopTrace(id) => {
+                let refresh = self.refresh_traces.clone();
                 tokio::spawn(async move {
                     let r = api
                         .call::<serde_json::Value>("DELETE", &format!("/api/trace/{id}"), None)
@@ -109,6 +141,7 @@ impl Feed {
                             .send(Update::Notice(format!("stopping trace {id} failed: {e}")))
                             .await;
                     }
+                    refresh.notify_one();
                 });
             }
         }
@@ -210,7 +243,65 @@ async fn sessions(
     }
 }
 
-async fn trace(api: Api, tx: mpsc::Sender<Update>, session: u64, jid: String) {
+/// The catalogue with each event's level as configured and whether it is
+/// logged now, and the log level, while the Events view is shown (the level
+/// can change at run time).
+async fn events(api: Api, tx: mpsc::Sender<Update>, mut tab: watch::Receiver<Tab>) {
+    loop {
+        if tab.wait_for(|t| *t == Tab::Events).await.is_err() {
+            return;
+        }
+        // On failure the snapshot stream reports the link; nothing to add.
+        if let Ok(c) = api.call::<Vec<EventInfo>>("GET", "/api/events", None).await {
+            if tx.send(Update::Catalogue(c)).await.is_err() {
+                return;
+            }
+        }
+        if let Ok(l) = api.call::<LogStatus>("GET", "/api/log", None).await {
+            if tx.send(Update::Log(l)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVENTS_EVERY) => {}
+            _ = tab.changed() => {}
+        }
+    }
+}
+
+/// The gateway's trace list while the Trace view is shown: traces started
+/// here, by another dashboard or by `osprey trace start`.
+async fn traces(
+    api: Api,
+    tx: mpsc::Sender<Update>,
+    mut tab: watch::Receiver<Tab>,
+    refresh: Arc<Notify>,
+) {
+    loop {
+        if tab.wait_for(|t| *t == Tab::Trace).await.is_err() {
+            return;
+        }
+        if let Ok(list) = api.call::<Vec<TraceInfo>>("GET", "/api/trace", None).await {
+            if tx.send(Update::Traces(list)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TRACES_EVERY) => {}
+            _ = refresh.notified() => {}
+            _ = tab.changed() => {}
+        }
+    }
+}
+
+/// Starts a trace of a session, then follows it.
+async fn trace(
+    api: Api,
+    tx: mpsc::Sender<Update>,
+    session: u64,
+    jid: String,
+    refresh: Arc<Notify>,
+) {
     let body = serde_json::json!({ "session": session }).to_string();
     let id = match api
         .call::<serde_json::Value>("POST", "/api/trace", Some(body))
@@ -232,26 +323,56 @@ async fn trace(api: Api, tx: mpsc::Sender<Update>, session: u64, jid: String) {
             return;
         }
     };
-    let _ = tx
-        .send(Update::TraceStarted {
-            id,
-            target: jid.clone(),
-        })
-        .await;
+    refresh.notify_one();
     let _ = tx
         .send(Update::Notice(format!("tracing {jid} (trace {id})")))
         .await;
+    follow(api, tx, id, jid).await
+}
+
+#[derive(serde::Deserialize)]
+struct RecordsPage {
+    total: u64,
+    #[serde(default)]
+    records: Vec<Record>,
+}
+
+/// Follows trace `id`: the records it already has (the last
+/// [`TRACE_KEEP`]), then each new one as it is taken, until it stops.
+async fn follow(api: Api, tx: mpsc::Sender<Update>, id: u64, target: String) {
+    let _ = tx.send(Update::TraceStarted { id, target }).await;
+    // Subscribed first, so nothing falls between the page and the stream.
     let mut stream = match api.events(&format!("/api/trace/{id}/stream")).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = tx.send(Update::TraceStopped(format!("stream: {e}"))).await;
+            let _ = tx
+                .send(Update::TraceStopped(id, format!("stream: {e}")))
+                .await;
             return;
         }
     };
+    let mut last: Option<u64> = None;
+    let path = format!("/api/trace/{id}/records?limit=0");
+    if let Ok(p) = api.call::<RecordsPage>("GET", &path, None).await {
+        if p.total > 0 {
+            let offset = p.total.saturating_sub(TRACE_KEEP as u64);
+            let path = format!("/api/trace/{id}/records?offset={offset}&limit={TRACE_KEEP}");
+            if let Ok(p) = api.call::<RecordsPage>("GET", &path, None).await {
+                for r in p.records {
+                    last = Some(r.index);
+                    if tx.send(Update::TraceRecord(id, Box::new(r))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
     while let Some(ev) = stream.next().await {
         let update = match ev {
             Ok(ev) if ev.name == "record" => match serde_json::from_str::<Record>(&ev.data) {
-                Ok(r) => Update::TraceRecord(Box::new(r)),
+                // Already in the page.
+                Ok(r) if last.is_some_and(|l| r.index <= l) => continue,
+                Ok(r) => Update::TraceRecord(id, Box::new(r)),
                 Err(_) => continue,
             },
             Ok(ev) if ev.name == "stopped" => {
@@ -259,12 +380,14 @@ async fn trace(api: Api, tx: mpsc::Sender<Update>, session: u64, jid: String) {
                     .ok()
                     .and_then(|v| v["reason"].as_str().map(str::to_string))
                     .unwrap_or_else(|| "stopped".into());
-                let _ = tx.send(Update::TraceStopped(reason)).await;
+                let _ = tx.send(Update::TraceStopped(id, reason)).await;
                 return;
             }
             Ok(_) => continue,
             Err(e) => {
-                let _ = tx.send(Update::TraceStopped(format!("lost: {e}"))).await;
+                let _ = tx
+                    .send(Update::TraceStopped(id, format!("lost: {e}")))
+                    .await;
                 return;
             }
         };
@@ -273,6 +396,6 @@ async fn trace(api: Api, tx: mpsc::Sender<Update>, session: u64, jid: String) {
         }
     }
     let _ = tx
-        .send(Update::TraceStopped("the stream ended".into()))
+        .send(Update::TraceStopped(id, "the stream ended".into()))
         .await;
 }

@@ -8,7 +8,15 @@ use crate::state::{App, Editing, Tab};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Kick(String),
-    Trace { session: u64, jid: String },
+    Trace {
+        session: u64,
+        jid: String,
+    },
+    /// Follow a trace already on the gateway (started elsewhere, or here).
+    Follow {
+        id: u64,
+        target: String,
+    },
     StopTrace(u64),
 }
 
@@ -98,7 +106,43 @@ fn tab_key(app: &mut App, code: KeyCode) -> Option<Action> {
             app.events_scroll = app.events_scroll.min(app.catalogue.len());
             None
         }
+        Tab::Trace if app.trace_list_shown() => {
+            match code {
+                KeyCode::Up => app.move_trace_selection(-1),
+                KeyCode::Down => app.move_trace_selection(1),
+                KeyCode::PageUp => app.move_trace_selection(-10),
+                KeyCode::PageDown => app.move_trace_selection(10),
+                KeyCode::Home => app.move_trace_selection(isize::MIN / 2),
+                KeyCode::End => app.move_trace_selection(isize::MAX / 2),
+                KeyCode::Enter => {
+                    let t = app.selected_trace()?;
+                    let (id, target) = (t.id, t.target());
+                    if app.trace.as_ref().is_some_and(|f| f.id == id) {
+                        // Already followed: back to its records.
+                        app.traces_view.list = false;
+                        return None;
+                    }
+                    app.notice = Some(format!("following trace {id}…"));
+                    return Some(Action::Follow { id, target });
+                }
+                KeyCode::Char('x') => {
+                    let t = app.selected_trace().filter(|t| t.running)?;
+                    let id = t.id;
+                    app.notice = Some(format!("stopping trace {id}…"));
+                    return Some(Action::StopTrace(id));
+                }
+                KeyCode::Char('l') | KeyCode::Esc if app.trace.is_some() => {
+                    app.traces_view.list = false;
+                }
+                _ => {}
+            }
+            None
+        }
         Tab::Trace => {
+            if code == KeyCode::Char('l') {
+                app.traces_view.list = true;
+                return None;
+            }
             let t = app.trace.as_mut()?;
             match code {
                 KeyCode::Char('p') | KeyCode::Char(' ') => {

@@ -7,7 +7,8 @@
 //! - `client.rs` — the admin API over HTTP/1.1 with the bearer token;
 //!   server-sent event streams.
 //! - `feed.rs` — background work: the snapshot stream with reconnect
-//!   backoff, the session poll, kick/trace requests → [`feed::Update`]s;
+//!   backoff, the session, event and trace-list polls, kick/trace
+//!   requests → [`feed::Update`]s;
 //!   states what the dashboard costs the gateway.
 //! - `state.rs` — [`state::App`]: everything the views draw from.
 //! - `input.rs` — keys → state changes and [`input::Action`]s.
@@ -15,11 +16,14 @@
 //!   overlay, the too-small message.
 //! - `views/` — overview, sessions, events, trace, help.
 //! - `format.rs` — numbers, rates, latencies, ages, sizes.
+//! - `fit.rs` — text cut to the screen with `…`, optional words and
+//!   columns dropped first, so a number is never cut silently.
 //! - `term.rs` — the terminal: raw mode and the alternate screen, restored
 //!   on quit, on error, on panic and on SIGTERM/SIGHUP.
 
 pub mod client;
 pub mod feed;
+pub mod fit;
 pub mod format;
 pub mod input;
 pub mod state;
@@ -65,10 +69,12 @@ pub fn apply(app: &mut App, u: Update) {
         }
         Update::Sessions(rows) => app.apply_sessions(rows),
         Update::Catalogue(c) => app.catalogue = c,
+        Update::Log(l) => app.log = Some(l),
+        Update::Traces(list) => app.apply_traces(list),
         Update::TraceStarted { id, target } => app.trace_started(id, target),
-        Update::TraceRecord(r) => app.trace_record(*r),
-        Update::TraceStopped(reason) => {
-            if let Some(t) = &mut app.trace {
+        Update::TraceRecord(id, r) => app.trace_record_of(id, *r),
+        Update::TraceStopped(id, reason) => {
+            if let Some(t) = app.trace.as_mut().filter(|t| t.id == id) {
                 t.stopped = Some(reason);
             }
         }

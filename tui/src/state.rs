@@ -3,12 +3,12 @@
 //! operator is (tab, selection, filters). Views only read this; the feeds
 //! and the keyboard change it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use osprey_instrument::live::Record;
-use osprey_instrument::snapshot::Snapshot;
+use osprey_instrument::snapshot::{Kind, Series, Snapshot};
 use serde::Deserialize;
 
 /// Samples kept for sparklines (one a second).
@@ -101,8 +101,95 @@ pub struct EventInfo {
     pub name: String,
     pub help: String,
     pub labels: Vec<String>,
+    /// The level it is logged at: its `[instrumentation.log] events`
+    /// override, or its own.
     pub level: String,
+    /// Its own level (before an override).
+    pub default_level: String,
+    pub overridden: bool,
+    /// Logged at the gateway's current level (`None`: a gateway too old to say).
+    pub logged: Option<bool>,
     pub probe: bool,
+}
+
+/// `GET /api/log`: the level events are logged up to now, and whether the
+/// log handler is on at all.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LogStatus {
+    pub level: String,
+    /// `None`: a gateway too old to say.
+    pub handler: Option<bool>,
+}
+
+/// An entry of `GET /api/trace`: a trace on the gateway, whoever started it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TraceInfo {
+    pub id: u64,
+    /// `{"jid": …}`, `{"session": …}`, `{"task": …}` or `{"event": …}`.
+    pub filter: serde_json::Value,
+    pub running: bool,
+    pub stop_reason: Option<String>,
+    pub records: u64,
+    pub limit: u64,
+    pub duration_seconds: f64,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+impl TraceInfo {
+    /// What it follows, as shown: a JID, `session 12`, `task router`,
+    /// `event c2s_*`.
+    pub fn target(&self) -> String {
+        let f = &self.filter;
+        if let Some(j) = f.get("jid").and_then(|v| v.as_str()) {
+            return j.to_string();
+        }
+        for key in ["session", "task", "event"] {
+            if let Some(v) = f.get(key) {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                return format!("{key} {v}");
+            }
+        }
+        f.to_string()
+    }
+}
+
+/// The gateway's traces as the Trace view lists them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TracesView {
+    /// The selected trace's id.
+    pub selected: Option<u64>,
+    /// The list is shown over the followed trace (`l`).
+    pub list: bool,
+}
+
+/// A latency's p50 and p99, and how old they are: `age_seconds` is 0 for
+/// the last sampling window, more when that window saw nothing and these
+/// are from the last one that did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantiles {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub age_seconds: f64,
+}
+
+/// The last non-empty percentiles of a histogram series and the snapshot
+/// time they were seen at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    p50: Option<f64>,
+    p99: Option<f64>,
+    time_ms: u64,
+}
+
+fn series_id(x: &Series) -> String {
+    let mut id = x.name.clone();
+    for (k, v) in &x.labels {
+        id.push_str(&format!("|{k}={v}"));
+    }
+    id
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,9 +313,20 @@ pub struct App {
     pub sessions: Vec<SessionRow>,
     pub sessions_view: SessionsView,
     pub catalogue: Vec<EventInfo>,
+    /// `None` until the gateway said.
+    pub log: Option<LogStatus>,
     pub events_filter: String,
     pub events_scroll: usize,
+    /// The trace followed on screen (records streamed).
     pub trace: Option<TraceView>,
+    /// Every trace on the gateway (`GET /api/trace`, polled while the
+    /// Trace view is shown): started here, by another dashboard or by
+    /// `osprey trace start`.
+    pub traces: Vec<TraceInfo>,
+    pub traces_view: TracesView,
+    /// The last non-empty p50/p99 of each histogram series, so a latency
+    /// stays on screen (with its age) through seconds with no observation.
+    seen: HashMap<String, Seen>,
     pub editing: Option<Editing>,
     pub help: bool,
     /// A one-line message (kick done, trace refused…).
@@ -248,9 +346,13 @@ impl App {
             sessions: Vec::new(),
             sessions_view: SessionsView::default(),
             catalogue: Vec::new(),
+            log: None,
             events_filter: String::new(),
             events_scroll: 0,
             trace: None,
+            traces: Vec::new(),
+            traces_view: TracesView::default(),
+            seen: HashMap::new(),
             editing: None,
             help: false,
             notice: None,
@@ -276,10 +378,70 @@ impl App {
             );
         }
         h.push("routed", snap.rate("router_routed", "count", &[]));
+        for x in snap
+            .series
+            .iter()
+            .filter(|x| x.kind == Kind::Histogram && (x.p50.is_some() || x.p99.is_some()))
+        {
+            self.seen.insert(
+                series_id(x),
+                Seen {
+                    p50: x.p50,
+                    p99: x.p99,
+                    time_ms: snap.time_ms,
+                },
+            );
+        }
         self.previous = self.snapshot.replace(snap);
         if let Some(cpu) = self.cpu_percent() {
             self.history.push("cpu", cpu);
         }
+    }
+
+    /// The p50/p99 of a histogram series: of the last sampling window if
+    /// it saw anything, else the last window that did, with its age;
+    /// `None` if none did since the dashboard started.
+    pub fn series_quantiles(&self, x: &Series) -> Option<Quantiles> {
+        if x.p50.is_some() || x.p99.is_some() {
+            return Some(Quantiles {
+                p50: x.p50,
+                p99: x.p99,
+                age_seconds: 0.0,
+            });
+        }
+        let now = self.snapshot.as_ref().map_or(0, |s| s.time_ms);
+        self.seen.get(&series_id(x)).map(|s| Quantiles {
+            p50: s.p50,
+            p99: s.p99,
+            age_seconds: now.saturating_sub(s.time_ms) as f64 / 1000.0,
+        })
+    }
+
+    /// The p50/p99 of the histogram `event`/`key` series matching `m`: the
+    /// busiest with observations in the last window, else the most recent
+    /// seen (see [`App::series_quantiles`]).
+    pub fn quantiles(&self, event: &str, key: &str, m: &[(&str, &str)]) -> Option<Quantiles> {
+        let s = self.snapshot.as_ref()?;
+        let matching: Vec<&Series> = s
+            .event(event)
+            .filter(|x| {
+                x.key == key
+                    && x.kind == Kind::Histogram
+                    && m.iter()
+                        .all(|(k, v)| x.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        let current = matching
+            .iter()
+            .filter(|x| x.p50.is_some() || x.p99.is_some())
+            .max_by(|a, b| a.rate.unwrap_or(0.0).total_cmp(&b.rate.unwrap_or(0.0)));
+        if let Some(x) = current {
+            return self.series_quantiles(x);
+        }
+        matching
+            .iter()
+            .filter_map(|x| self.series_quantiles(x))
+            .min_by(|a, b| a.age_seconds.total_cmp(&b.age_seconds))
     }
 
     /// CPU use of the gateway process between the last two snapshots, in
@@ -384,7 +546,56 @@ impl App {
             target,
             ..TraceView::default()
         });
+        self.traces_view.selected = Some(id);
+        self.traces_view.list = false;
         self.tab = Tab::Trace;
+    }
+
+    /// The gateway's traces, as `GET /api/trace` lists them.
+    pub fn apply_traces(&mut self, mut list: Vec<TraceInfo>) {
+        // Running first, the newest first.
+        list.sort_by(|a, b| b.running.cmp(&a.running).then(b.id.cmp(&a.id)));
+        self.traces = list;
+        let still_there = self
+            .traces_view
+            .selected
+            .is_some_and(|id| self.traces.iter().any(|t| t.id == id));
+        if !still_there {
+            self.traces_view.selected = self.traces.first().map(|t| t.id);
+        }
+    }
+
+    /// The Trace view lists the gateway's traces (nothing followed yet, or
+    /// `l` pressed) rather than one trace's records.
+    pub fn trace_list_shown(&self) -> bool {
+        self.trace.is_none() || self.traces_view.list
+    }
+
+    pub fn selected_trace(&self) -> Option<&TraceInfo> {
+        let id = self.traces_view.selected?;
+        self.traces.iter().find(|t| t.id == id)
+    }
+
+    /// Moves the selection in the trace list by `delta` rows.
+    pub fn move_trace_selection(&mut self, delta: isize) {
+        if self.traces.is_empty() {
+            self.traces_view.selected = None;
+            return;
+        }
+        let at = self
+            .traces_view
+            .selected
+            .and_then(|id| self.traces.iter().position(|t| t.id == id))
+            .unwrap_or(0);
+        let to = (at as isize + delta).clamp(0, self.traces.len() as isize - 1) as usize;
+        self.traces_view.selected = Some(self.traces[to].id);
+    }
+
+    /// A record of trace `id`, if that is the trace followed.
+    pub fn trace_record_of(&mut self, id: u64, r: Record) {
+        if self.trace.as_ref().is_some_and(|t| t.id == id) {
+            self.trace_record(r);
+        }
     }
 
     pub fn trace_record(&mut self, r: Record) {

@@ -11,7 +11,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 
 use crate::input::{self, Action};
-use crate::state::{App, EventInfo, Link, SessionRow, Tab};
+use crate::state::{App, EventInfo, Link, LogStatus, SessionRow, Tab, TraceInfo};
 
 fn series(event: &str, key: &str, kind: Kind, labels: &[(&str, &str)], value: f64) -> Series {
     Series {
@@ -240,21 +240,30 @@ fn app() -> App {
         session("bob@localhost/laptop", 2, 50002, 3100),
         session("carol@localhost/desk", 3, 50003, 12),
     ]);
+    // Logging up to info; xmpp_element_in raised from debug to info by
+    // `[instrumentation.log] events`.
     app.catalogue = [
-        "c2s_auth",
-        "router_routed",
-        "xmpp_element_in",
-        "storage_query",
+        ("c2s_auth", "info", "info"),
+        ("router_routed", "debug", "debug"),
+        ("xmpp_element_in", "info", "debug"),
+        ("storage_query", "debug", "debug"),
     ]
     .iter()
-    .map(|n| EventInfo {
+    .map(|(n, level, default)| EventInfo {
         name: n.to_string(),
         help: format!("help of {n}"),
         labels: vec!["host".into()],
-        level: "info".into(),
+        level: level.to_string(),
+        default_level: default.to_string(),
+        overridden: level != default,
+        logged: Some(*level == "info"),
         probe: false,
     })
     .collect();
+    app.log = Some(LogStatus {
+        level: "info".into(),
+        handler: Some(true),
+    });
     app.trace_started(7, "alice@localhost/phone".into());
     app.trace_record(record(
         0,
@@ -558,21 +567,39 @@ fn waiting_for_the_first_snapshot() {
     assert!(screen.contains("○ connecting"), "{screen}");
 }
 
-/// `docs/top.md` shows each view as rendered here; regenerate with
+/// `docs/top.md` shows each view as rendered here (at 120×40, and the
+/// Overview at 80×24 too); regenerate with
 /// `OSPREY_UPDATE_DOCS=1 cargo test -p osprey-tui docs_captures`.
 #[test]
 fn docs_captures_are_fresh() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/top.md");
     let doc = std::fs::read_to_string(path).expect("docs/top.md");
-    let mut app = app();
     let mut fresh = doc.clone();
-    for (tab, name) in [
-        (Tab::Overview, "overview"),
-        (Tab::Sessions, "sessions"),
-        (Tab::Events, "events"),
-        (Tab::Trace, "trace"),
-    ] {
+    let on = |tab: Tab| {
+        let mut app = app();
         app.tab = tab;
+        app
+    };
+    // The gateway's traces, nothing followed yet.
+    let traces = || {
+        let mut app = app();
+        app.trace = None;
+        app.tab = Tab::Trace;
+        app.apply_traces(vec![
+            trace_info(7, serde_json::json!({"session": 1}), true, 5),
+            trace_info(6, serde_json::json!({"jid": "carol@localhost"}), true, 212),
+            trace_info(5, serde_json::json!({"task": "router"}), false, 1800),
+        ]);
+        app
+    };
+    for (name, app, width, height) in [
+        ("overview", on(Tab::Overview), 120, 40),
+        ("overview-80x24", on(Tab::Overview), 80, 24),
+        ("sessions", on(Tab::Sessions), 120, 40),
+        ("events", on(Tab::Events), 120, 40),
+        ("trace", on(Tab::Trace), 120, 40),
+        ("traces", traces(), 120, 40),
+    ] {
         let start = format!("<!-- capture:{name} -->\n");
         let end = "<!-- /capture -->";
         let a = fresh
@@ -580,7 +607,7 @@ fn docs_captures_are_fresh() {
             .unwrap_or_else(|| panic!("docs/top.md lacks {start:?}"))
             + start.len();
         let b = a + fresh[a..].find(end).expect("capture end marker");
-        let text = format!("```text\n{}```\n", render(&app, 120, 40));
+        let text = format!("```text\n{}```\n", render(&app, width, height));
         fresh.replace_range(a..b, &text);
     }
     if fresh != doc {
@@ -607,4 +634,318 @@ fn overview_shows_input_shaping_pauses() {
     for want in ["limit shaper", "limit stanza_rate", "limit xml_depth"] {
         assert!(screen.contains(want), "overview lacks {want:?}:\n{screen}");
     }
+}
+
+/// What an operator saw on an 80×24 terminal: "success 0/s total" with
+/// no number, "364 da". Every line fits; what is cut ends with `…`;
+/// numbers are whole.
+#[test]
+fn at_80x24_nothing_is_cut_silently() {
+    let mut app = app();
+    // The issue's screen: the totals and the days left are whole.
+    let screen = render(&app, 80, 24);
+    let auth = |s: &str, what: &str| {
+        s.split('│')
+            .find(|cell| cell.contains(what))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert!(auth(&screen, "success").ends_with("total 5"), "{screen}");
+    assert!(auth(&screen, "failure").ends_with("total 2"), "{screen}");
+    assert!(screen.contains("89 days"), "{screen}");
+    // Big numbers, long names: labels go or are cut with `…`, numbers stay whole.
+    let mut snap = snapshot(30, 1.6);
+    let big = [("outcome", "success"), ("reason", "")];
+    snap.series.retain(|x| {
+        !(x.event == "c2s_auth" && x.key == "count")
+            && x.event != "tls_certificate"
+            && x.event != "xmpp_stream_error"
+    });
+    snap.series
+        .push(counter("c2s_auth", &big, 163_456.0, 1234.0));
+    snap.series.push(counter(
+        "c2s_auth",
+        &[("outcome", "failure"), ("reason", "not-authorized")],
+        98_765.0,
+        321.0,
+    ));
+    snap.series.push(counter(
+        "xmpp_stream_error",
+        &[("condition", "unsupported-stanza-type")],
+        123_456.0,
+        12.5,
+    ));
+    snap.series.push(series(
+        "tls_certificate",
+        "expiry_timestamp_seconds",
+        Kind::Gauge,
+        &[("listener", "c2s_5223_direct_tls")],
+        (1_796_155_030.0) + 364.5 * 86_400.0,
+    ));
+    app.apply_snapshot(snap);
+    let screen = render(&app, 80, 24);
+    for whole in [
+        "163.5k", "98.8k", "1234/s", "321/s", "123.5k", "12.5/s", "364d",
+    ] {
+        assert!(screen.contains(whole), "{whole:?} cut:\n{screen}");
+    }
+    // "days left" shortens before the listener's name is cut.
+    assert!(screen.contains("c2s_5223_direct_tls 364d"), "{screen}");
+    assert!(screen.contains("stream un… 123.5k 12.5/s"), "{screen}");
+    // The totals lose their label before a number is cut.
+    assert!(screen.contains("success 1234/s  163.5k"), "{screen}");
+    // A long JID in the session table and the detail box.
+    let mut rows = vec![session("alice@localhost/phone", 1, 50001, 2400)];
+    rows.push(session(
+        "a-very-long-user-name-indeed@conference-and-chat.example.org/the-laptop-at-home",
+        2,
+        50002,
+        1_234_567,
+    ));
+    app.apply_sessions(rows);
+    app.tab = Tab::Sessions;
+    press(&mut app, KeyCode::Home);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("1.2M"), "{screen}");
+    assert!(
+        screen.contains("a-very-long-user-name-indeed@conferenc… the-lap…"),
+        "{screen}"
+    );
+    assert!(screen.contains("example.org/the-…   session 2"), "{screen}");
+    assert!(screen.contains("stanzas in 1234567"), "{screen}");
+    // Every line of every view is the terminal's width or less.
+    for tab in Tab::ALL {
+        app.tab = tab;
+        let screen = render(&app, 80, 24);
+        for l in screen.lines() {
+            assert!(crate::fit::width(l) <= 80, "{l:?}");
+        }
+    }
+}
+
+#[test]
+fn the_title_and_the_status_line_end_with_an_ellipsis_when_cut() {
+    let mut app = app();
+    app.url = "http://gateway-with-a-rather-long-host-name.internal.example.org:9091".into();
+    app.notice = Some(
+        "tracing a-very-long-user-name-indeed@conference-and-chat.example.org/laptop (trace 12)"
+            .into(),
+    );
+    let screen = render(&app, 80, 24);
+    let first = screen.lines().next().unwrap_or_default();
+    assert!(first.contains("…") && first.ends_with("● live"), "{first}");
+    assert!(first.contains("up 1h02m"), "{first}");
+    let last = screen.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(" ? keys · q quit") && last.ends_with('…'),
+        "{last}"
+    );
+}
+
+/// `/api/events` says the level each event is logged at (its override or
+/// its own) and whether it is logged now; the view shows that level and
+/// marks the events not logged.
+#[test]
+fn events_view_shows_effective_levels_and_what_is_not_logged() {
+    let json = r#"[
+        {"name": "c2s_auth", "help": "h", "labels": [], "level": "info", "default_level": "info",
+         "overridden": false, "logged": true, "probe": false},
+        {"name": "xmpp_element_in", "help": "h", "labels": [], "level": "info", "default_level": "debug",
+         "overridden": true, "logged": true, "probe": false},
+        {"name": "router_routed", "help": "h", "labels": [], "level": "debug", "default_level": "debug",
+         "overridden": false, "logged": false, "probe": false},
+        {"name": "c2s_session_open", "help": "h", "labels": [], "level": "warn", "default_level": "info",
+         "overridden": true, "logged": true, "probe": false}
+    ]"#;
+    let mut app = app();
+    app.catalogue = serde_json::from_str(json).expect("catalogue");
+    press(&mut app, KeyCode::Char('3'));
+    let screen = render(&app, 80, 24);
+    let row = |name: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("xmpp_element_in").contains("info*"), "{screen}");
+    assert!(row("c2s_session_open").contains("warn*"), "{screen}");
+    assert!(row("router_routed").contains("debug ✗"), "{screen}");
+    assert!(
+        row("c2s_auth").contains(" info ") && !row("c2s_auth").contains('✗'),
+        "{screen}"
+    );
+    assert!(screen.contains("logging up to info"), "{screen}");
+    assert!(screen.contains("✗ not logged"), "{screen}");
+    // Without `[instrumentation.log]` nothing is logged, and the title says why.
+    app.log = Some(LogStatus {
+        level: "info".into(),
+        handler: Some(false),
+    });
+    for e in &mut app.catalogue {
+        e.logged = Some(false);
+    }
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("event log off (no [instrumentation.log])"),
+        "{screen}"
+    );
+    assert!(
+        screen
+            .lines()
+            .filter(|l| l.starts_with('│') && l.contains(" ✗ "))
+            .count()
+            == 4,
+        "{screen}"
+    );
+    // An older gateway says nothing about it: no marks.
+    let old: Vec<EventInfo> =
+        serde_json::from_str(r#"[{"name": "c2s_auth", "level": "info"}]"#).expect("old");
+    assert_eq!(old[0].logged, None);
+    assert_eq!(crate::views::events::level_cell(&old[0]), "info");
+}
+
+/// Login latency with no login in the last second: the last window that
+/// saw one, with its age, rather than dashes.
+#[test]
+fn login_latency_shows_the_last_seen_percentiles_and_their_age() {
+    // No login since the dashboard started: said so.
+    let mut app = App::new("http://127.0.0.1:9091");
+    app.link = Link::Up;
+    let without = |t: u64| {
+        let mut s = snapshot(t, 1.0);
+        for x in &mut s.series {
+            if x.kind == Kind::Histogram && x.event == "c2s_auth" {
+                x.p50 = None;
+                x.p99 = None;
+                x.rate = Some(0.0);
+            }
+        }
+        s
+    };
+    app.apply_snapshot(without(0));
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("login p50 –  p99 – (none seen)"),
+        "{screen}"
+    );
+    // A login at t = 1, then 14 quiet seconds.
+    app.apply_snapshot(snapshot(1, 1.0));
+    assert!(render(&app, 120, 40).contains("login p50 4.2ms  p99 6.1ms"));
+    assert!(!render(&app, 120, 40).contains("ago"));
+    for t in 2..=15 {
+        app.apply_snapshot(without(t));
+    }
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("login p50 4.2ms  p99 6.1ms (14s ago)"),
+        "{screen}"
+    );
+    let q = app
+        .quantiles("c2s_auth", "seconds", &[("outcome", "success")])
+        .expect("seen");
+    assert_eq!(
+        (q.p50, q.p99, q.age_seconds),
+        (Some(0.0042), Some(0.0061), 14.0)
+    );
+    // At 80 columns the age stays; the median goes first.
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("login p99 6.1ms (14s ago)"), "{screen}");
+    // A new login: current values, no age.
+    app.apply_snapshot(snapshot(16, 1.0));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("login p50 4.2ms p99 6.1ms"), "{screen}");
+    assert!(!screen.contains("ago"), "{screen}");
+}
+
+fn trace_info(id: u64, filter: serde_json::Value, running: bool, records: u64) -> TraceInfo {
+    TraceInfo {
+        id,
+        filter,
+        running,
+        stop_reason: (!running).then(|| "stopped by an administrator".into()),
+        records,
+        limit: 100_000,
+        duration_seconds: 600.0,
+        started: 1_796_155_000 + 10,
+    }
+}
+
+/// The trace list comes from the gateway: traces started by another
+/// dashboard or `osprey trace start` are listed and can be followed.
+#[test]
+fn trace_view_lists_the_gateways_traces_and_follows_one() {
+    let mut app = App::new("http://127.0.0.1:9091");
+    app.link = Link::Up;
+    app.apply_snapshot(snapshot(30, 1.0));
+    app.tab = Tab::Trace;
+    // Sorted: running first, newest first.
+    app.apply_traces(vec![
+        trace_info(1, serde_json::json!({"jid": "bob@localhost"}), false, 40),
+        trace_info(2, serde_json::json!({"session": 12}), true, 3),
+        trace_info(3, serde_json::json!({"jid": "carol@localhost"}), true, 7),
+    ]);
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("Traces on the gateway: 2 running of 3"),
+        "{screen}"
+    );
+    let at = |who: &str| screen.find(who).unwrap_or(usize::MAX);
+    assert!(at("carol@localhost") < at("session 12"), "{screen}");
+    assert!(at("session 12") < at("bob@localhost"), "{screen}");
+    assert!(
+        screen.contains("stopped: stopped by an administrator"),
+        "{screen}"
+    );
+    assert!(screen.contains("20s ago"), "{screen}");
+    // Enter follows the selected one (the first); ↓ then x stops the next.
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        Some(Action::Follow {
+            id: 3,
+            target: "carol@localhost".into()
+        })
+    );
+    press(&mut app, KeyCode::Down);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('x')),
+        Some(Action::StopTrace(2))
+    );
+    // A stopped trace cannot be stopped again.
+    press(&mut app, KeyCode::Down);
+    assert_eq!(press(&mut app, KeyCode::Char('x')), None);
+    press(&mut app, KeyCode::Home);
+    // The feed starts following: records of trace 3 only.
+    crate::apply(
+        &mut app,
+        crate::feed::Update::TraceStarted {
+            id: 3,
+            target: "carol@localhost".into(),
+        },
+    );
+    let rec = |i| Box::new(record(i, RecKind::In, "iq", "type=get id=r1", None));
+    crate::apply(&mut app, crate::feed::Update::TraceRecord(3, rec(0)));
+    crate::apply(&mut app, crate::feed::Update::TraceRecord(2, rec(1)));
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("Trace 3 of carol@localhost · running · 1 records"),
+        "{screen}"
+    );
+    assert!(screen.contains("l all traces (2 more)"), "{screen}");
+    // `l` lists them again (the followed one marked); Enter on it returns.
+    press(&mut app, KeyCode::Char('l'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("running (shown)"), "{screen}");
+    assert_eq!(press(&mut app, KeyCode::Enter), None);
+    assert!(render(&app, 80, 24).contains("Trace 3 of carol@localhost"));
+    // The list follows the gateway: a trace stopped elsewhere shows so.
+    app.apply_traces(vec![trace_info(
+        3,
+        serde_json::json!({"jid": "carol@localhost"}),
+        false,
+        9,
+    )]);
+    press(&mut app, KeyCode::Char('l'));
+    assert!(render(&app, 80, 24).contains("0 running of 1"));
 }

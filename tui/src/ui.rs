@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
+use crate::fit::{self, Parts};
 use crate::format::age;
 use crate::state::{App, Link, Tab};
 use crate::views;
@@ -21,16 +22,17 @@ pub fn draw(f: &mut Frame, app: &App) {
         too_small(f, area);
         return;
     }
-    let banner = banner(app);
+    let banner = banner(app, area.width as usize);
+    let banner_height = banner.as_ref().map_or(0, |b| b.len() as u16);
     let [title, tabs, banner_area, body, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(if banner.is_some() { 2 } else { 0 }),
+        Constraint::Length(banner_height),
         Constraint::Min(10),
         Constraint::Length(1),
     ])
     .areas(area);
-    f.render_widget(Paragraph::new(title_line(app)), title);
+    f.render_widget(Paragraph::new(title_line(app, title.width as usize)), title);
     let titles: Vec<String> = Tab::ALL
         .iter()
         .enumerate()
@@ -46,8 +48,13 @@ pub fn draw(f: &mut Frame, app: &App) {
         ),
         tabs,
     );
-    if let Some(b) = banner {
-        f.render_widget(b, banner_area);
+    if let Some(lines) = banner {
+        let style = banner_style();
+        let lines: Vec<Line> = lines
+            .into_iter()
+            .map(|l| Line::from(Span::styled(l, style)))
+            .collect();
+        f.render_widget(Paragraph::new(lines).style(style), banner_area);
     }
     match app.tab {
         Tab::Overview => views::overview::draw(f, body, app),
@@ -62,45 +69,53 @@ pub fn draw(f: &mut Frame, app: &App) {
     let notice = app
         .notice
         .as_deref()
-        .map(|n| Span::raw(format!(" {n}")))
+        .map(|n| format!(" {n}"))
         .unwrap_or_default();
-    f.render_widget(Paragraph::new(Line::from(vec![hint, notice])), status);
+    let line = Parts::new()
+        .keep(hint)
+        .shrink(notice)
+        .line(status.width as usize);
+    f.render_widget(Paragraph::new(line), status);
     if app.help {
         views::help::draw(f, body);
     }
 }
 
-fn title_line(app: &App) -> Line<'_> {
+/// The title line: the link state always shows; the hosts go, then the
+/// URL is cut, when the line is too narrow.
+fn title_line(app: &App, w: usize) -> Line<'static> {
     let dot = match app.link {
         Link::Up => Span::styled("● live", Style::default().fg(Color::Green)),
         Link::Connecting => Span::styled("○ connecting", Style::default().fg(Color::Yellow)),
         Link::Down { .. } => Span::styled("✖ down", Style::default().fg(Color::Red)),
         Link::Refused => Span::styled("✖ refused", Style::default().fg(Color::Red)),
     };
-    let mut spans = vec![Span::styled(
+    let mut parts = Parts::new().keep(Span::styled(
         "Osprey",
         Style::default().add_modifier(Modifier::BOLD),
-    )];
+    ));
     if let Some(s) = &app.snapshot {
-        spans.push(Span::raw(format!(
-            " {} · up {} · {} · ",
-            s.version,
-            age(s.uptime_seconds),
-            s.hosts.join(",")
-        )));
+        parts = parts
+            .opt(2, format!(" {}", s.version))
+            .keep(format!(" · up {}", age(s.uptime_seconds)))
+            .opt(1, format!(" · {}", s.hosts.join(",")))
+            .keep(" · ");
     } else {
-        spans.push(Span::raw(" · "));
+        parts = parts.keep(" · ");
     }
-    spans.push(Span::raw(format!("{} ", app.url)));
-    spans.push(dot);
-    Line::from(spans)
+    parts.shrink(app.url.clone()).keep(" ").keep(dot).line(w)
 }
 
-fn banner(app: &App) -> Option<Paragraph<'_>> {
-    let style = Style::default()
+fn banner_style() -> Style {
+    Style::default()
         .fg(Color::White)
         .bg(Color::Red)
-        .add_modifier(Modifier::BOLD);
+        .add_modifier(Modifier::BOLD)
+}
+
+/// The connection banner, wrapped to the width on at most 3 lines (the
+/// last ending with `…` if it is longer).
+fn banner(app: &App, w: usize) -> Option<Vec<String>> {
     let text = match &app.link {
         Link::Up | Link::Connecting => return None,
         Link::Down {
@@ -108,20 +123,20 @@ fn banner(app: &App) -> Option<Paragraph<'_>> {
             retry_in,
             attempt,
         } => format!(
-            " gateway unreachable at {}: {error} — retrying in {:.0}s (attempt {attempt}); showing the last data ",
+            "gateway unreachable at {}: {error} — retrying in {:.0}s (attempt {attempt}); showing the last data",
             app.url,
             retry_in.as_secs_f64().ceil()
         ),
         Link::Refused => format!(
-            " the admin API at {} refused the token (HTTP 401): pass --token, or run on the gateway's host so the token is read from its data dir ",
+            "the admin API at {} refused the token (HTTP 401): pass --token, or run on the gateway's host so the token is read from its data dir",
             app.url
         ),
     };
-    Some(
-        Paragraph::new(Line::from(Span::styled(text, style)))
-            .style(style)
-            .wrap(Wrap { trim: true }),
-    )
+    let lines = fit::wrap(&text, w.saturating_sub(2), 3)
+        .into_iter()
+        .map(|l| format!(" {l}"))
+        .collect();
+    Some(lines)
 }
 
 fn too_small(f: &mut Frame, area: Rect) {

@@ -34,7 +34,7 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
         (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
             kick(ctx, &super::percent_decode(&p["/api/sessions/".len()..]))
         }
-        (&Method::GET, "/api/log") => log_level(),
+        (&Method::GET, "/api/log") => log_level(ctx),
         (&Method::PUT, "/api/log") => set_log_level(req).await,
         (_, p) if p == "/api/trace" || p.starts_with("/api/trace/") => {
             super::trace::handle(ctx, req).await
@@ -68,11 +68,15 @@ fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// The log level now.
-fn log_level() -> Response<Body> {
+/// The log level now, and whether events are logged at all (`handler`:
+/// the log handler is on only with an `[instrumentation.log]` section).
+fn log_level(ctx: &Ctx) -> Response<Body> {
     json(
         StatusCode::OK,
-        &json!({"level": crate::logging::level().as_str()}),
+        &json!({
+            "level": crate::logging::level().as_str(),
+            "handler": ctx.config.instrumentation.log.is_some(),
+        }),
     )
 }
 
@@ -80,23 +84,10 @@ fn log_level() -> Response<Body> {
 /// logs) until the next change or restart; logged at warn, so the change
 /// shows whatever the new level.
 async fn set_log_level(req: Request<Incoming>) -> Response<Body> {
-    use http_body_util::BodyExt;
-    const MAX_BODY: usize = 1024;
     let bad = |m: String| json(StatusCode::BAD_REQUEST, &json!({"error": m}));
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return bad(format!(
-                "the request body must be JSON under {MAX_BODY} bytes"
-            ))
-        }
-    };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
+    let value = match super::json_body(req, 1024).await {
         Ok(v) => v,
-        Err(e) => return bad(format!("malformed JSON: {e}")),
+        Err(m) => return bad(m),
     };
     let Some(level) = value
         .get("level")
@@ -199,13 +190,25 @@ fn sessions(ctx: &Ctx, query: Option<&str>) -> Response<Body> {
     json(StatusCode::OK, &json!(list))
 }
 
+/// The catalogue as this gateway runs it: `level` is the level each event
+/// is logged at (its `[instrumentation.log] events` override, or its own,
+/// `default_level`), `logged` whether it is logged at the current level
+/// (never without an `[instrumentation.log]` section).
 fn events(ctx: &Ctx) -> Response<Body> {
     let emitted: std::collections::HashMap<_, _> =
         ctx.instr.registry.emitted().into_iter().collect();
+    let log = ctx.config.instrumentation.log.as_ref();
+    let max = osprey_instrument::log::max_level();
     let list: Vec<_> = crate::events::CATALOGUE
         .iter()
         .map(|e| {
             let mut v = crate::events::describe(e);
+            let overridden = log.and_then(|l| l.events.get(e.name)).copied();
+            let level = overridden.unwrap_or(e.level);
+            v["level"] = json!(level.as_str());
+            v["default_level"] = json!(e.level.as_str());
+            v["overridden"] = json!(overridden.is_some());
+            v["logged"] = json!(log.is_some() && level <= max);
             v["emitted"] = json!(emitted.get(e.name).copied().unwrap_or(false));
             v
         })

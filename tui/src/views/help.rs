@@ -2,7 +2,7 @@
 
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::Clear;
 use ratatui::Frame;
 
 pub const KEYS: &[(&str, &str)] = &[
@@ -14,9 +14,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("s / r", "Sessions: next sort column / reverse"),
     ("k", "Sessions: kick the selected session (asks first)"),
     ("t", "Sessions: trace the selected session live"),
+    ("Enter", "Trace list: follow the selected trace"),
+    ("l", "Trace: list the gateway's traces (from anyone)"),
     ("p", "Trace: pause / resume the view"),
     ("c", "Trace: call statistics"),
-    ("x", "Trace: stop the trace"),
+    ("x", "Trace: stop the trace (the selected one in the list)"),
     ("End", "Trace: back to the newest record"),
 ];
 
@@ -33,8 +35,5 @@ pub fn draw(f: &mut Frame, area: Rect) {
             .map(|(k, what)| Line::from(format!("  {k:<16}{what}"))),
     );
     f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Keys ")),
-        r,
-    );
+    super::panel(f, r, " Keys ", lines);
 }

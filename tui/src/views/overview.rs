@@ -1,21 +1,26 @@
 //! The Overview: is the gateway healthy and what is it doing, on one
-//! screen.
+//! screen. Every line fits its panel: words and less important numbers go
+//! first when room is short, and whatever is cut ends with `…`.
 
-use osprey_instrument::snapshot::{Kind, Snapshot};
+use osprey_instrument::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Sparkline};
+use ratatui::widgets::{Paragraph, Sparkline};
 use ratatui::Frame;
 
+use super::{block, panel};
+use crate::fit::{self, best, grid, Col, Parts, Step};
 use crate::format::{age, bytes, count, latency, rate};
-use crate::state::{in_key, out_key, App};
+use crate::state::{in_key, out_key, App, Quantiles};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let Some(s) = app.snapshot.as_deref() else {
-        f.render_widget(
-            Paragraph::new("waiting for the first snapshot…").block(Block::bordered()),
+        panel(
+            f,
             area,
+            "",
+            vec![Line::from("waiting for the first snapshot…")],
         );
         return;
     };
@@ -37,8 +42,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Percentage(33),
     ])
     .areas(middle);
-    draw_routing(f, routing, s);
-    draw_auth(f, auth, s);
+    draw_routing(f, routing, app, s);
+    draw_auth(f, auth, app, s);
     draw_errors(f, errors, s);
     let [storage, process, tls] = Layout::horizontal([
         Constraint::Percentage(34),
@@ -46,7 +51,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Percentage(33),
     ])
     .areas(bottom);
-    draw_storage(f, storage, s);
+    draw_storage(f, storage, app, s);
     draw_process(f, process, app, s);
     draw_tls(f, tls, s);
 }
@@ -56,72 +61,119 @@ fn label<'a>(s: impl Into<std::borrow::Cow<'a, str>>) -> Span<'a> {
 }
 
 fn draw_sessions(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
-    let block = Block::bordered().title(" Sessions ");
-    let inner = block.inner(area);
-    f.render_widget(block, area);
+    let b = block(" Sessions ", area);
+    let inner = b.inner(area);
+    f.render_widget(b, area);
     let n = s.live.get("sessions").copied().unwrap_or(0.0);
     let users = s.live.get("users").copied().unwrap_or(0.0);
     let opened = s.rate("c2s_session_open", "count", &[]);
     let closed = s.rate("c2s_session_close", "count", &[]);
     let [line, spark] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    f.render_widget(
-        Paragraph::new(vec![
-            Line::from(vec![
-                Span::styled(format!("{} sessions", count(n)), Style::default().bold()),
-                label(format!("  {} users", count(users))),
-            ]),
-            Line::from(vec![
-                label("opened "),
-                Span::raw(rate(Some(opened))),
-                label("  closed "),
-                Span::raw(rate(Some(closed))),
-            ]),
-        ]),
-        line,
-    );
+    let w = line.width as usize;
+    let lines = vec![
+        Parts::new()
+            .keep(Span::styled(
+                format!("{} sessions", count(n)),
+                Style::default().bold(),
+            ))
+            .opt(1, label(format!("  {} users", count(users))))
+            .line(w),
+        best(
+            w,
+            [
+                Line::from(vec![
+                    label("opened "),
+                    Span::raw(rate(Some(opened))),
+                    label("  closed "),
+                    Span::raw(rate(Some(closed))),
+                ]),
+                Line::from(vec![
+                    label("open "),
+                    Span::raw(rate(Some(opened))),
+                    label(" close "),
+                    Span::raw(rate(Some(closed))),
+                ]),
+                Line::from(vec![label("opened "), Span::raw(rate(Some(opened)))]),
+            ],
+        ),
+    ];
+    f.render_widget(Paragraph::new(lines), line);
     let data = app.history.last("sessions", spark.width as usize);
     f.render_widget(Sparkline::default().data(&data).style(Color::Cyan), spark);
 }
 
 fn draw_connections(f: &mut Frame, area: Rect, s: &Snapshot) {
-    let mut lines = vec![Line::from(label(
-        "listener            open   accepted    closed  rejected",
-    ))];
+    let w = area.width.saturating_sub(2) as usize;
     let mut listeners: Vec<&str> = s
         .event("c2s_connections")
         .filter_map(|x| x.labels.get("listener").map(String::as_str))
         .collect();
     listeners.dedup();
-    for l in listeners {
-        let m = [("listener", l)];
-        lines.push(Line::from(format!(
-            "{:<18} {:>5} {:>10} {:>9} {:>9}",
-            l,
-            count(s.total("c2s_connections", "open", &m)),
-            rate(Some(s.rate("c2s_connection_accepted", "count", &m))),
-            rate(Some(s.rate("c2s_connection_closed", "count", &m))),
-            rate(Some(s.rate("c2s_connection_rejected", "count", &m))),
-        )));
-    }
-    let tls = s.rate("c2s_tls_established", "count", &[]);
-    lines.push(Line::from(vec![
-        label("TLS handshakes "),
-        Span::raw(rate(Some(tls))),
-        label("   bytes in "),
-        Span::raw(format!("{}/s", bytes(s.rate("c2s_data_in", "bytes", &[])))),
-        label(" out "),
-        Span::raw(format!("{}/s", bytes(s.rate("c2s_data_out", "bytes", &[])))),
-    ]));
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Connections ")),
-        area,
-    );
+    let rows: Vec<[String; 5]> = listeners
+        .iter()
+        .map(|l| {
+            let m = [("listener", *l)];
+            [
+                l.to_string(),
+                count(s.total("c2s_connections", "open", &m)),
+                rate(Some(s.rate("c2s_connection_accepted", "count", &m))),
+                rate(Some(s.rate("c2s_connection_closed", "count", &m))),
+                rate(Some(s.rate("c2s_connection_rejected", "count", &m))),
+            ]
+        })
+        .collect();
+    let column = |i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    let cols = [
+        Col::text("listener", 18, 8, &column(0)),
+        Col::number("open", 5, &column(1)),
+        Col::number("accepted", 9, &column(2)),
+        Col::number("closed", 8, &column(3)),
+        Col::number("rejected", 9, &column(4)),
+    ];
+    let cells = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(Span::raw).collect())
+        .collect();
+    // Rejections matter more than the churn.
+    let steps = [Step::Shrink(0), Step::Drop(3), Step::Drop(2)];
+    let mut lines = grid(&cols, true, cells, w, &steps);
+    let tls = rate(Some(s.rate("c2s_tls_established", "count", &[])));
+    let bin = format!("{}/s", bytes(s.rate("c2s_data_in", "bytes", &[])));
+    let bout = format!("{}/s", bytes(s.rate("c2s_data_out", "bytes", &[])));
+    let io = |lead: &'static str| {
+        vec![
+            label(lead),
+            Span::raw(bin.clone()),
+            label(" out "),
+            Span::raw(bout.clone()),
+        ]
+    };
+    let with = |head: Vec<Span<'static>>, tail: Vec<Span<'static>>| {
+        Line::from(head.into_iter().chain(tail).collect::<Vec<_>>())
+    };
+    lines.push(best(
+        w,
+        [
+            with(
+                vec![label("TLS handshakes "), Span::raw(tls.clone())],
+                io("   bytes in "),
+            ),
+            with(
+                vec![label("TLS "), Span::raw(tls.clone())],
+                io("  bytes in "),
+            ),
+            with(vec![label("TLS "), Span::raw(tls.clone())], io("  in ")),
+            Line::from(vec![label("TLS handshakes "), Span::raw(tls.clone())]),
+            Line::from(vec![label("TLS "), Span::raw(tls)]),
+        ],
+    ));
+    panel(f, area, " Connections ", lines);
 }
 
 fn draw_stanzas(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
-    let block = Block::bordered().title(" Stanzas per second (in ▸ out) ");
-    let inner = block.inner(area);
-    f.render_widget(block, area);
+    let b = block(" Stanzas per second (in ▸ out) ", area);
+    let inner = b.inner(area);
+    f.render_widget(b, area);
     // One scale for all six plots, so a trickle of iq does not look like
     // a flood of messages.
     let max = ["message", "presence", "iq"]
@@ -135,6 +187,7 @@ fn draw_stanzas(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
     let rows = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(inner);
     for (i, kind) in ["message", "presence", "iq"].into_iter().enumerate() {
         let m = [("kind", kind)];
+        // A rate is at most 8 columns ("999.9k/s"): the 32 always fit.
         let text = Line::from(vec![
             Span::raw(format!("{kind:<9}")),
             Span::styled(
@@ -153,7 +206,7 @@ fn draw_stanzas(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
             Constraint::Percentage(50),
         ])
         .areas(rows[i]);
-        f.render_widget(Paragraph::new(text), t);
+        f.render_widget(Paragraph::new(fit::fit_line(text, t.width as usize)), t);
         let (gin, gout) = (gin.inner(Margin::new(1, 0)), gout.inner(Margin::new(1, 0)));
         let din = app.history.last(in_key(kind), gin.width as usize);
         let dout = app.history.last(out_key(kind), gout.width as usize);
@@ -163,28 +216,72 @@ fn draw_stanzas(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
     }
 }
 
-/// The p50/p99 of one histogram series (the busiest one matching).
-fn quantiles(
-    s: &Snapshot,
-    event: &str,
-    key: &str,
-    m: &[(&str, &str)],
-) -> (Option<f64>, Option<f64>) {
-    s.event(event)
-        .filter(|x| {
-            x.key == key
-                && x.kind == Kind::Histogram
-                && m.iter()
-                    .all(|(k, v)| x.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .max_by(|a, b| a.rate.unwrap_or(0.0).total_cmp(&b.rate.unwrap_or(0.0)))
-        .map(|x| (x.p50, x.p99))
-        .unwrap_or((None, None))
+/// `12s ago`, `3m05s ago`: how old percentiles from an earlier window are.
+fn ago(q: &Quantiles) -> Option<String> {
+    (q.age_seconds >= 1.0).then(|| format!("{} ago", age(q.age_seconds)))
 }
 
-fn draw_routing(f: &mut Frame, area: Rect, s: &Snapshot) {
-    let (p50, p99) = quantiles(
-        s,
+/// A latency line: `what p50 X  p99 Y`, with `(14s ago)` when the values
+/// are from the last window that saw any (the last second saw none), and
+/// `(none seen)` when no window did since the dashboard started. Narrower
+/// variants drop `what`, then p50; the age stays.
+fn latency_line(w: usize, what: &str, short: &str, q: Option<Quantiles>) -> Line<'static> {
+    let (p50, p99) = q.map_or((None, None), |q| (q.p50, q.p99));
+    let (p50, p99) = (latency(p50), latency(p99));
+    let note: Option<String> = match &q {
+        None => Some("none seen".into()),
+        Some(q) => ago(q),
+    };
+    let stale = Style::default().fg(Color::Yellow);
+    let tail = |paren: bool| -> Vec<Span<'static>> {
+        match &note {
+            None => vec![],
+            Some(n) if paren => vec![Span::styled(format!(" ({n})"), stale)],
+            Some(n) => vec![Span::styled(format!(" {n}"), stale)],
+        }
+    };
+    let both = |lead: Option<&str>, sep: &'static str, paren: bool| {
+        let mut v = Vec::new();
+        if let Some(l) = lead {
+            v.push(label(format!("{l} ")));
+        }
+        v.extend([
+            label("p50 "),
+            Span::raw(p50.clone()),
+            label(format!("{sep}p99 ")),
+            Span::raw(p99.clone()),
+        ]);
+        v.extend(tail(paren));
+        Line::from(v)
+    };
+    let p99_only = |lead: Option<&str>, paren: bool| {
+        let mut v = Vec::new();
+        if let Some(l) = lead {
+            v.push(label(format!("{l} ")));
+        }
+        v.extend([label("p99 "), Span::raw(p99.clone())]);
+        v.extend(tail(paren));
+        Line::from(v)
+    };
+    best(
+        w,
+        [
+            both(Some(what), "  ", true),
+            both(Some(what), " ", true),
+            both(Some(short), " ", true),
+            both(Some(what), " ", false),
+            both(Some(short), " ", false),
+            p99_only(Some(what), true),
+            p99_only(Some(what), false),
+            both(None, " ", false),
+            p99_only(None, false),
+        ],
+    )
+}
+
+fn draw_routing(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
+    let w = area.width.saturating_sub(2) as usize;
+    let q = app.quantiles(
         "router_routed",
         "seconds",
         &[("kind", "message"), ("outcome", "delivered")],
@@ -197,13 +294,9 @@ fn draw_routing(f: &mut Frame, area: Rect, s: &Snapshot) {
                 Style::default().bold(),
             ),
         ]),
-        Line::from(vec![
-            label("message p50 "),
-            Span::raw(latency(p50)),
-            label("  p99 "),
-            Span::raw(latency(p99)),
-        ]),
+        latency_line(w, "message", "msg", q),
     ];
+    let mut rows = Vec::new();
     for outcome in [
         "delivered",
         "offline_stored",
@@ -214,54 +307,79 @@ fn draw_routing(f: &mut Frame, area: Rect, s: &Snapshot) {
         let m = [("outcome", outcome)];
         let total = s.total("router_routed", "count", &m);
         if total > 0.0 || outcome == "delivered" {
-            lines.push(Line::from(format!(
-                "{:<15}{:>9} {:>8}",
-                outcome,
+            rows.push([
+                outcome.to_string(),
                 rate(Some(s.rate("router_routed", "count", &m))),
-                count(total)
-            )));
+                count(total),
+            ]);
         }
     }
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Routing ")),
-        area,
-    );
+    let column = |i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    let cols = [
+        Col::text("", 14, 6, &column(0)),
+        Col::number("", 9, &column(1)),
+        Col::number("", 8, &column(2)),
+    ];
+    // Numbers keep their room: padding goes first, then the outcome's name.
+    let cells = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(Span::raw).collect())
+        .collect();
+    lines.extend(grid(&cols, false, cells, w, &[Step::Shrink(0)]));
+    panel(f, area, " Routing ", lines);
 }
 
-fn draw_auth(f: &mut Frame, area: Rect, s: &Snapshot) {
+fn draw_auth(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
+    let w = area.width.saturating_sub(2) as usize;
     let ok = [("outcome", "success")];
     let bad = [("outcome", "failure")];
-    let mut lines = vec![
-        Line::from(vec![
-            label("success "),
-            Span::styled(
-                format!("{:>9}", rate(Some(s.rate("c2s_auth", "count", &ok)))),
-                Style::default().fg(Color::Green),
-            ),
-            label(format!(
-                "  total {}",
-                count(s.total("c2s_auth", "count", &ok))
-            )),
-        ]),
-        Line::from(vec![
-            label("failure "),
-            Span::styled(
-                format!("{:>9}", rate(Some(s.rate("c2s_auth", "count", &bad)))),
-                Style::default().fg(Color::Red),
-            ),
-            label(format!(
-                "  total {}",
-                count(s.total("c2s_auth", "count", &bad))
-            )),
-        ]),
+    let row = |name: &'static str, m: &[(&str, &str)], color: Color| {
+        (
+            name,
+            rate(Some(s.rate("c2s_auth", "count", m))),
+            count(s.total("c2s_auth", "count", m)),
+            color,
+        )
+    };
+    let rows = [
+        row("success", &ok, Color::Green),
+        row("failure", &bad, Color::Red),
     ];
-    let (p50, p99) = quantiles(s, "c2s_auth", "seconds", &ok);
-    lines.push(Line::from(vec![
-        label("login p50 "),
-        Span::raw(latency(p50)),
-        label("  p99 "),
-        Span::raw(latency(p99)),
-    ]));
+    let rate_w = rows.iter().map(|r| fit::width(&r.1)).max().unwrap_or(0);
+    // Most detailed first: the totals labelled, then bare, then left out.
+    let variant = |pad: usize, total: Option<&str>| -> Vec<Line<'static>> {
+        rows.iter()
+            .map(|(name, r, n, color)| {
+                let mut v = vec![
+                    label(format!("{name} ")),
+                    Span::styled(format!("{r:>pad$}"), Style::default().fg(*color)),
+                ];
+                if let Some(t) = total {
+                    v.push(label(format!("  {t}")));
+                    v.push(Span::raw(n.clone()));
+                }
+                Line::from(v)
+            })
+            .collect()
+    };
+    let variants = [
+        variant(9, Some("total ")),
+        variant(rate_w, Some("total ")),
+        variant(rate_w, Some("")),
+        variant(rate_w, None),
+    ];
+    let fits = |v: &Vec<Line>| v.iter().all(|l| l.width() <= w);
+    let mut lines = variants
+        .iter()
+        .find(|v| fits(v))
+        .unwrap_or(&variants[3])
+        .clone();
+    lines.push(latency_line(
+        w,
+        "login",
+        "login",
+        app.quantiles("c2s_auth", "seconds", &ok),
+    ));
     let throttled = s.total("c2s_login_throttled", "count", &[]);
     if throttled > 0.0 {
         lines.push(Line::from(format!("throttled {}", count(throttled))));
@@ -278,16 +396,26 @@ fn draw_auth(f: &mut Frame, area: Rect, s: &Snapshot) {
         }
     }
     reasons.sort_by(|a, b| b.1.total_cmp(&a.1));
-    for (r, v) in reasons.into_iter().take(3) {
-        lines.push(Line::from(format!("  {r:<22}{:>6}", count(v))));
-    }
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Authentication ")),
-        area,
-    );
+    let rows: Vec<[String; 2]> = reasons
+        .into_iter()
+        .take(3)
+        .map(|(r, v)| [format!("  {r}"), count(v)])
+        .collect();
+    let column = |i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    let cols = [
+        Col::text("", 24, 8, &column(0)),
+        Col::number("", 6, &column(1)),
+    ];
+    let cells = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(Span::raw).collect())
+        .collect();
+    lines.extend(grid(&cols, false, cells, w, &[Step::Shrink(0)]));
+    panel(f, area, " Authentication ", lines);
 }
 
 fn draw_errors(f: &mut Frame, area: Rect, s: &Snapshot) {
+    let w = area.width.saturating_sub(2) as usize;
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
     for (event, what) in [
         ("xmpp_stream_error", "stream"),
@@ -318,34 +446,44 @@ fn draw_errors(f: &mut Frame, area: Rect, s: &Snapshot) {
             Style::default().fg(Color::Green),
         ))]
     } else {
-        rows.iter()
-            .map(|(n, total, r)| {
-                Line::from(format!("{n:<26}{:>7} {:>8}", count(*total), rate(Some(*r))))
-            })
-            .collect()
+        let rows: Vec<[String; 3]> = rows
+            .iter()
+            .map(|(n, total, r)| [n.clone(), count(*total), rate(Some(*r))])
+            .collect();
+        let column = |i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+        let cols = [
+            Col::text("", 26, 8, &column(0)),
+            Col::number("", 6, &column(1)),
+            Col::number("", 8, &column(2)),
+        ];
+        let cells = rows
+            .into_iter()
+            .map(|r| r.into_iter().map(Span::raw).collect())
+            .collect();
+        grid(&cols, false, cells, w, &[Step::Shrink(0)])
     };
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Errors (total, rate) ")),
-        area,
-    );
+    panel(f, area, " Errors (total, rate) ", lines);
 }
 
-fn draw_storage(f: &mut Frame, area: Rect, s: &Snapshot) {
+fn draw_storage(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
+    let w = area.width.saturating_sub(2) as usize;
     let backend = s
         .event("storage_query")
         .find_map(|x| x.labels.get("backend").cloned())
         .unwrap_or_else(|| "–".into());
     let errors = s.total("storage_query", "count", &[("outcome", "error")]);
-    let mut lines = vec![Line::from(vec![
-        label("queries "),
-        Span::styled(
+    let mut lines = vec![Parts::new()
+        .keep(label("queries "))
+        .keep(Span::styled(
             rate(Some(s.rate("storage_query", "count", &[]))),
             Style::default().bold(),
-        ),
-        label(format!("  {backend}  errors {}", count(errors))),
-    ])];
-    lines.push(Line::from(label("operation         rate   p50 / p99")));
-    // The busiest operations with their latency.
+        ))
+        .opt(1, label(format!("  {backend}")))
+        .keep(label("  errors "))
+        .keep(Span::raw(count(errors)))
+        .line(w)];
+    // The busiest operations with their latency (of the last window that
+    // saw a query, with its age, when the last second saw none).
     let mut ops: Vec<_> = s
         .event("storage_query")
         .filter(|x| x.key == "seconds" && x.value > 0.0)
@@ -356,25 +494,66 @@ fn draw_storage(f: &mut Frame, area: Rect, s: &Snapshot) {
             .total_cmp(&a.rate.unwrap_or(0.0))
             .then(b.value.total_cmp(&a.value))
     });
-    for x in ops.into_iter().take(4) {
-        lines.push(Line::from(format!(
-            "{:<14}{:>8} {:>7} / {:<7}",
-            x.labels.get("operation").map(String::as_str).unwrap_or("?"),
-            rate(x.rate),
-            latency(x.p50),
-            latency(x.p99),
-        )));
-    }
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Storage ")),
-        area,
-    );
+    let rows: Vec<([String; 5], bool)> = ops
+        .into_iter()
+        .take(4)
+        .map(|x| {
+            let q = app.series_quantiles(x);
+            let (p50, p99) = q.map_or((None, None), |q| (q.p50, q.p99));
+            let when = q.as_ref().and_then(ago).unwrap_or_default();
+            let stale = !when.is_empty();
+            (
+                [
+                    x.labels
+                        .get("operation")
+                        .cloned()
+                        .unwrap_or_else(|| "?".into()),
+                    rate(x.rate),
+                    latency(p50),
+                    latency(p99),
+                    when,
+                ],
+                stale,
+            )
+        })
+        .collect();
+    let column = |i: usize| rows.iter().map(|r| r.0[i].clone()).collect::<Vec<_>>();
+    let cols = [
+        Col::text("operation", 14, 8, &column(0)),
+        Col::number("rate", 6, &column(1)),
+        Col::number("p50", 5, &column(2)),
+        Col::number("p99", 5, &column(3)),
+        Col::text("", 0, 0, &column(4)),
+    ];
+    let cells = rows
+        .into_iter()
+        .map(|(r, stale)| {
+            let style = if stale {
+                Style::default().fg(Color::Yellow)
+            } else {
+                Style::default()
+            };
+            let [op, rate, p50, p99, when] = r;
+            vec![
+                Span::raw(op),
+                Span::raw(rate),
+                Span::styled(p50, style),
+                Span::styled(p99, style),
+                Span::styled(when, style),
+            ]
+        })
+        .collect();
+    // The operation's name matters more than its median.
+    let steps = [Step::Drop(2), Step::Shrink(0), Step::Drop(1)];
+    lines.extend(grid(&cols, true, cells, w, &steps));
+    panel(f, area, " Storage ", lines);
 }
 
 fn draw_process(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
-    let block = Block::bordered().title(" Process ");
-    let inner = block.inner(area);
-    f.render_widget(block, area);
+    let b = block(" Process ", area);
+    let inner = b.inner(area);
+    f.render_widget(b, area);
+    let w = inner.width as usize;
     let rss = s
         .live
         .get("rss_bytes")
@@ -385,56 +564,107 @@ fn draw_process(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
         .map(|c| format!("{c:.1}%"))
         .unwrap_or_else(|| "–".into());
     let lines = vec![
-        Line::from(vec![
-            label("RSS "),
-            Span::raw(bytes(rss)),
-            label("  CPU "),
-            Span::raw(cpu),
-        ]),
-        Line::from(vec![
-            label("fds "),
-            Span::raw(count(s.total("process", "open_fds", &[]))),
-            label("  threads "),
-            Span::raw(count(s.total("process", "threads", &[]))),
-            label("  tasks "),
-            Span::raw(count(s.total("runtime", "tasks", &[]))),
-        ]),
+        Parts::new()
+            .keep(label("RSS "))
+            .keep(Span::raw(bytes(rss)))
+            .keep(label("  CPU "))
+            .keep(Span::raw(cpu))
+            .line(w),
+        {
+            let fds = count(s.total("process", "open_fds", &[]));
+            let threads = count(s.total("process", "threads", &[]));
+            let tasks = count(s.total("runtime", "tasks", &[]));
+            let line = |sep: &str, with_tasks: bool| {
+                let mut v = vec![
+                    label("fds "),
+                    Span::raw(fds.clone()),
+                    label(format!("{sep}threads ")),
+                    Span::raw(threads.clone()),
+                ];
+                if with_tasks {
+                    v.extend([label(format!("{sep}tasks ")), Span::raw(tasks.clone())]);
+                }
+                Line::from(v)
+            };
+            best(w, [line("  ", true), line(" ", true), line("  ", false)])
+        },
         Line::from(vec![label("uptime "), Span::raw(age(s.uptime_seconds))]),
     ];
-    let [t, g] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(inner);
-    f.render_widget(Paragraph::new(lines), t);
+    // A short box keeps the numbers and drops the CPU plot.
+    let plot = if inner.height > lines.len() as u16 {
+        1
+    } else {
+        0
+    };
+    let [t, g] = Layout::vertical([Constraint::Length(3), Constraint::Min(plot)]).areas(inner);
+    f.render_widget(Paragraph::new(fit::lines(lines, w, t.height as usize)), t);
     let data = app.history.last("cpu", g.width as usize);
     f.render_widget(Sparkline::default().data(&data).style(Color::Magenta), g);
 }
 
 fn draw_tls(f: &mut Frame, area: Rect, s: &Snapshot) {
-    let mut lines = Vec::new();
+    let w = area.width.saturating_sub(2) as usize;
     // The probe reports the expiry time; days left are counted from the
     // snapshot's time.
     let now = s.time_ms as f64 / 1000.0;
-    for x in s
+    let certs: Vec<(String, f64)> = s
         .event("tls_certificate")
         .filter(|x| x.key == "expiry_timestamp_seconds")
-    {
-        let l = x.labels.get("listener").map(String::as_str).unwrap_or("?");
-        let days = ((x.value - now) / 86_400.0).floor();
-        let color = if days < 7.0 {
-            Color::Red
-        } else if days < 30.0 {
-            Color::Yellow
-        } else {
-            Color::Green
+        .map(|x| {
+            let l = x
+                .labels
+                .get("listener")
+                .cloned()
+                .unwrap_or_else(|| "?".into());
+            (l, ((x.value - now) / 86_400.0).floor())
+        })
+        .collect();
+    let lines = if certs.is_empty() {
+        vec![Line::from(label("no TLS listener (or not probed yet)"))]
+    } else {
+        // The days stay whole: "days left" shortens to "days", then "d",
+        // before the listener's name is cut.
+        let variant = |unit: &str| {
+            let rows: Vec<[String; 2]> = certs
+                .iter()
+                .map(|(l, d)| [l.clone(), format!("{d:.0}{unit}")])
+                .collect();
+            let column = |i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+            let need = column(0).iter().map(|l| fit::width(l)).max().unwrap_or(0)
+                + 1
+                + column(1).iter().map(|d| fit::width(d)).max().unwrap_or(0);
+            let cols = [
+                Col::text("", 17, 8, &column(0)),
+                Col::number("", 0, &column(1)),
+            ];
+            let colors: Vec<Color> = certs
+                .iter()
+                .map(|(_, d)| {
+                    if *d < 7.0 {
+                        Color::Red
+                    } else if *d < 30.0 {
+                        Color::Yellow
+                    } else {
+                        Color::Green
+                    }
+                })
+                .collect();
+            let cells = rows
+                .into_iter()
+                .zip(colors)
+                .map(|([l, d], c)| vec![Span::raw(l), Span::styled(d, Style::default().fg(c))])
+                .collect();
+            (need, grid(&cols, false, cells, w, &[Step::Shrink(0)]))
         };
-        lines.push(Line::from(vec![
-            Span::raw(format!("{l:<18}")),
-            Span::styled(format!("{days:.0} days left"), Style::default().fg(color)),
-        ]));
-    }
-    if lines.is_empty() {
-        lines.push(Line::from(label("no TLS listener (or not probed yet)")));
-    }
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" TLS certificates ")),
-        area,
-    );
+        let mut chosen = None;
+        for unit in [" days left", " days", "d"] {
+            let (need, lines) = variant(unit);
+            chosen = Some(lines);
+            if need <= w {
+                break;
+            }
+        }
+        chosen.unwrap_or_default()
+    };
+    panel(f, area, " TLS certificates ", lines);
 }
