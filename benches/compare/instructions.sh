@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per chat message, counted by valgrind's callgrind: a figure
-# that does not move with the machine's noise (the same binary and load
-# give the same count whatever else runs), for comparing two Osprey builds
+# that moves far less with the machine's noise (the same binary and load
+# give about the same count whatever else runs: within a few per cent, as
+# batching still depends on timing), for comparing two Osprey builds
 # where run.sh's CPU per message spreads by 15-40 %.
 #
 #   benches/compare/instructions.sh BIN [BIN…]
