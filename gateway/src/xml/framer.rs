@@ -607,21 +607,25 @@ impl Framer {
     }
 }
 
-/// Bytes that, in text or in a quoted value, change nothing: not markup
-/// (`<`, `&`, a quote) and not a control character XML forbids.
-static PLAIN: [bool; 256] = {
+/// Every byte but the control characters XML forbids and `stops`.
+const fn allowed_except(stops: &[u8]) -> [bool; 256] {
     let mut t = [true; 256];
     let mut b = 0;
     while b < 0x20 {
         t[b] = matches!(b as u8, b'\t' | b'\n' | b'\r');
         b += 1;
     }
-    t[b'<' as usize] = false;
-    t[b'&' as usize] = false;
-    t[b'\'' as usize] = false;
-    t[b'"' as usize] = false;
+    let mut i = 0;
+    while i < stops.len() {
+        t[stops[i] as usize] = false;
+        i += 1;
+    }
     t
-};
+}
+
+/// Bytes that, in text or in a quoted value, change nothing: not markup
+/// (`<`, `&`, a quote) and not a control character XML forbids.
+static PLAIN: [bool; 256] = allowed_except(b"<&'\"");
 
 /// Bytes that continue a name ([`is_name_byte`], less the control
 /// characters XML forbids).
@@ -636,17 +640,7 @@ static NAME: [bool; 256] = {
 };
 
 /// Bytes that continue an end tag (its name and any space before `>`).
-static END_NAME: [bool; 256] = {
-    let mut t = [true; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = matches!(b as u8, b'\t' | b'\n' | b'\r');
-        b += 1;
-    }
-    t[b'<' as usize] = false;
-    t[b'>' as usize] = false;
-    t
-};
+static END_NAME: [bool; 256] = allowed_except(b"<>");
 
 fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
@@ -692,6 +686,22 @@ mod tests {
             }
         }
         Ok(out)
+    }
+
+    #[test]
+    fn fast_path_tables_stop_where_the_state_machine_must_look() {
+        for b in [b'<', b'&', b'\'', b'"', 0x00, 0x08, 0x1F] {
+            assert!(!PLAIN[usize::from(b)], "{b:#x} in text");
+        }
+        for b in [b'a', b' ', b'\t', b'\n', b'\r', b'>', 0x80, 0xFF] {
+            assert!(PLAIN[usize::from(b)], "{b:#x} in text");
+        }
+        for b in [b' ', b'/', b'>', b'=', b'<', b'&', 0x01] {
+            assert!(!NAME[usize::from(b)], "{b:#x} in a name");
+        }
+        assert!(NAME[usize::from(b':')] && NAME[0xC3]);
+        assert!(!END_NAME[usize::from(b'>')] && !END_NAME[usize::from(b'<')] && !END_NAME[0x02]);
+        assert!(END_NAME[usize::from(b' ')] && END_NAME[usize::from(b'x')]);
     }
 
     #[test]
