@@ -444,15 +444,6 @@ fn missing(metrics: &str, sels: &BTreeSet<Selector>) -> Vec<String> {
         .collect()
 }
 
-async fn login_tls(s: &Server, user: &str, resource: &str) -> Raw {
-    let mut c = Raw::connect(s.c2s).await;
-    c.open().await;
-    let mut c = c.starttls().await;
-    c.open().await;
-    c.login_plain(user, "pw", resource).await;
-    c
-}
-
 /// Scrapes until `done` holds or 30 s pass (the deadline only bounds a
 /// failure: probes run every second), and returns the last scrape.
 async fn scrape_until(s: &Server, done: impl Fn(&str) -> bool) -> String {
@@ -508,18 +499,10 @@ async fn every_series_the_alerts_select_is_exposed_by_the_gateway() {
 
     // A login (auth success), a closed session, a failed login.
     s.register("alice@localhost", "pw");
-    let mut alice = login_tls(&s, "alice", "a").await;
+    let mut alice = Raw::login_starttls(s.c2s, "alice", "pw", "a").await;
     alice.send("</stream:stream>").await;
     alice.read_to_close().await;
-    let mut bad = Raw::connect(s.c2s).await;
-    bad.open().await;
-    let mut bad = bad.starttls().await;
-    bad.open().await;
-    bad.send(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>",
-    )
-    .await;
-    bad.expect("</failure>").await;
+    let bad = Raw::failed_login_starttls(s.c2s).await;
     let metrics = scrape_until(&s, |m| missing(m, &all).is_empty()).await;
     let lacking = missing(&metrics, &all);
     assert!(

@@ -142,15 +142,6 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
-async fn login_tls(s: &Server, user: &str, resource: &str) -> Raw {
-    let mut c = Raw::connect(s.c2s).await;
-    c.open().await;
-    let mut c = c.starttls().await;
-    c.open().await;
-    c.login_plain(user, "pw", resource).await;
-    c
-}
-
 fn encode(q: &str) -> String {
     q.bytes()
         .map(|b| match b {
@@ -168,8 +159,8 @@ async fn every_panel_query_runs_on_real_prometheus() {
         s.register(&format!("{u}@localhost"), "pw");
     }
     // A scripted session that touches what the panels show.
-    let mut alice = login_tls(&s, "alice", "a").await;
-    let mut bob = login_tls(&s, "bob", "b").await;
+    let mut alice = Raw::login_starttls(s.c2s, "alice", "pw", "a").await;
+    let mut bob = Raw::login_starttls(s.c2s, "bob", "pw", "b").await;
     alice.send("<presence/>").await;
     alice
         .send("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
@@ -190,20 +181,12 @@ async fn every_panel_query_runs_on_real_prometheus() {
         .send("<message to='nobody@localhost' type='chat' id='u1'><body>?</body></message>")
         .await;
     alice.expect("id='u1'").await;
-    let mut carol = login_tls(&s, "carol", "c").await;
+    let mut carol = Raw::login_starttls(s.c2s, "carol", "pw", "c").await;
     carol.send("<presence/>").await;
     carol.expect("id='o1'").await;
     carol.send("</stream:stream>").await;
     carol.read_to_close().await;
-    let mut bad = Raw::connect(s.c2s).await;
-    bad.open().await;
-    let mut bad = bad.starttls().await;
-    bad.open().await;
-    bad.send(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>",
-    )
-    .await;
-    bad.expect("</failure>").await;
+    let mut bad = Raw::failed_login_starttls(s.c2s).await;
     let _ = bad.try_send(b"<oops></nope>").await;
     bad.read_to_close().await;
 

@@ -156,6 +156,36 @@ impl Raw {
         bound[start..end].to_string()
     }
 
+    /// A fresh STARTTLS connection, logged in (PLAIN) and bound.
+    pub async fn login_starttls(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> Raw {
+        let mut c = Raw::connect(addr).await;
+        c.open().await;
+        let mut c = c.starttls().await;
+        c.open().await;
+        c.login_plain(user, password, resource).await;
+        c
+    }
+
+    /// A fresh STARTTLS connection whose PLAIN login (alice, a wrong
+    /// password) has just failed; the stream stays open.
+    pub async fn failed_login_starttls(addr: SocketAddr) -> Raw {
+        let mut c = Raw::connect(addr).await;
+        c.open().await;
+        let mut c = c.starttls().await;
+        c.open().await;
+        c.send(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>",
+        )
+        .await;
+        c.expect("</failure>").await;
+        c
+    }
+
     /// A fresh plaintext connection, logged in and bound.
     pub async fn login(addr: SocketAddr, user: &str, password: &str, resource: &str) -> Raw {
         let mut c = Raw::connect(addr).await;
