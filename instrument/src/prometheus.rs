@@ -3,13 +3,12 @@
 //! Prometheus asks for) or the classic text format (`promtool`, curl).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::handler::{Handler, ResolvedHandler};
 use crate::registry::Meta;
@@ -29,7 +28,80 @@ struct Buckets(Arc<Vec<f64>>);
 
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+        Histogram::new(self.0.clone())
+    }
+}
+
+/// A histogram updated without a lock. `prometheus_client`'s takes a mutex
+/// for every observation, and one series (routing latency, say) is observed
+/// by every session's task: a lock shared by every core on the message path.
+#[derive(Debug, Clone)]
+struct Histogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds, ascending; one more count than bounds (`+Inf`).
+    bounds: Arc<Vec<f64>>,
+    counts: Vec<AtomicU64>,
+    /// The sum of observations, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: Arc<Vec<f64>>) -> Histogram {
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Histogram(Arc::new(HistogramCells {
+            bounds,
+            counts,
+            sum: AtomicU64::new(0f64.to_bits()),
+        }))
+    }
+
+    fn observe(&self, v: f64) {
+        let c = &*self.0;
+        // The first bound >= v (`le` includes equality); NaN counts in +Inf.
+        let i = if v.is_nan() {
+            c.bounds.len()
+        } else {
+            c.bounds.partition_point(|b| *b < v)
+        };
+        c.counts[i].fetch_add(1, Ordering::Relaxed);
+        let _ = c
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + v).to_bits())
+            });
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for Histogram {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for Histogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let c = &*self.0;
+        // Per-bucket counts (the encoder accumulates them); the count is
+        // their sum, so the two always agree within one scrape.
+        let buckets: Vec<(f64, u64)> = c
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(c.counts.iter().map(|n| n.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = f64::from_bits(c.sum.load(Ordering::Relaxed));
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
     }
 }
 
