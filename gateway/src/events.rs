@@ -376,7 +376,7 @@ event!(
     Warn,
     ["limit"],
     [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections."
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
 );
 
 // --- probes ------------------------------------------------------------------------
