@@ -18,6 +18,28 @@ pub async fn request(
     token: Option<&str>,
     accept: Option<&str>,
 ) -> Reply {
+    request_with_body(addr, method, path, token, accept, None).await
+}
+
+/// A request with a JSON body.
+pub async fn send_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Reply {
+    request_with_body(addr, method, path, token, None, Some(body)).await
+}
+
+async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    accept: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect http");
@@ -28,7 +50,14 @@ pub async fn request(
     if let Some(a) = accept {
         req.push_str(&format!("Accept: {a}\r\n"));
     }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
     req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
     s.write_all(req.as_bytes()).await.expect("send request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read reply");

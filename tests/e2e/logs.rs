@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::harness::{Backend, Options, Server};
+use crate::harness::{Backend, Options, Server, TOKEN};
+use crate::http::{get, send_json};
 use crate::raw::Raw;
 
 /// A plaintext server logging at `log` (TOML lines of
@@ -148,4 +149,36 @@ async fn json_lines_carry_objects() {
         .expect("the serving line");
     let v: serde_json::Value = serde_json::from_str(&own).expect("a JSON line");
     assert_eq!(v["level"], "INFO", "{own}");
+}
+
+#[tokio::test]
+async fn the_level_api_refuses_what_it_cannot_take() {
+    let s = server("level = \"info\"");
+    let put = |body: &'static str, token: Option<&'static str>| {
+        send_json(s.http, "PUT", "/api/log", token, body)
+    };
+    assert_eq!(put(r#"{"level":"debug"}"#, None).await.status, 401);
+    for bad in [r#"{"level":"loud"}"#, r#"{"lvl":"debug"}"#, "not json"] {
+        let r = put(bad, Some(TOKEN)).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.body.contains("error"), "{}", r.body);
+    }
+    let big: &'static str =
+        Box::leak(format!(r#"{{"level":"{}"}}"#, "x".repeat(4096)).into_boxed_str());
+    let r = put(big, Some(TOKEN)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("1024 bytes"), "{}", r.body);
+    // Nothing above changed the level; a good request does, and says so.
+    assert!(get(s.http, "/api/log", Some(TOKEN))
+        .await
+        .body
+        .contains("\"info\""));
+    let r = put(r#"{"level":"warn"}"#, Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"previous\":\"info\""), "{}", r.body);
+    assert!(get(s.http, "/api/log", Some(TOKEN))
+        .await
+        .body
+        .contains("\"warn\""));
+    wait_line(&s, 0, &["log level changed through the admin API"]).await;
 }
