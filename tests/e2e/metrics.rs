@@ -299,6 +299,14 @@ async fn a_real_prometheus_scrapes_the_counters() {
         ("sm_sessions", 2.0),
     ];
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Prometheus takes a moment to listen (longer on a loaded machine).
+    while tokio::net::TcpStream::connect(api).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never listened on {api}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut last = String::new();
     'outer: loop {
         assert!(
