@@ -119,8 +119,8 @@ pub struct Instr {
     pub registry: Arc<Registry>,
     /// Series created at zero so that dashboards show 0, not "no data".
     _preset: Vec<Labelled>,
-    /// Every series readable back (snapshots, Graphite); `None` when
-    /// neither the admin API nor Graphite is configured.
+    /// The metric store (Prometheus, snapshots, Graphite); `None` when
+    /// none of them is configured.
     pub aggregate: Option<Aggregate>,
     /// Graphite receivers, when configured.
     graphite: Vec<GraphiteTarget>,
@@ -171,15 +171,13 @@ impl Instr {
             .http
             .iter()
             .any(|l| l.handlers.contains(&crate::config::HttpHandler::Admin));
-        let aggregate = (admin || !graphite.is_empty()).then(|| {
-            let a = Aggregate::new();
-            handlers.push(Box::new(a.clone()));
-            a
-        });
-        let registry = if config.instrumentation.prometheus.is_some() {
-            Registry::with_prometheus(CATALOGUE, handlers)
-        } else {
-            Registry::new(CATALOGUE, handlers)
+        let prometheus = config.instrumentation.prometheus.is_some();
+        // One store for every metric consumer (Prometheus, the admin API's
+        // snapshots, Graphite): each series is kept once.
+        let aggregate = (admin || prometheus || !graphite.is_empty()).then(Aggregate::new);
+        let registry = match &aggregate {
+            Some(a) => Registry::with_store(CATALOGUE, handlers, a.clone(), prometheus),
+            None => Registry::new(CATALOGUE, handlers),
         };
         let hosts = config
             .general

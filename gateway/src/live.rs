@@ -416,6 +416,11 @@ struct EventRecorder {
 }
 
 impl osprey_instrument::ResolvedHandler for EventRecorder {
+    /// Called only while some trace follows events.
+    fn gate(&self) -> osprey_instrument::Gate {
+        osprey_instrument::Gate::Flag(&EVENTS_ACTIVE)
+    }
+
     fn handle(&self, m: &[(&'static str, f64)], _: &osprey_instrument::Meta<'_>) {
         if !EVENTS_ACTIVE.load(Ordering::Relaxed) {
             return;

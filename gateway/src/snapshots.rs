@@ -20,10 +20,16 @@ pub fn channel() -> Snapshots {
     watch::Sender::new(Arc::new(Snapshot::default()))
 }
 
-/// Samples every [`INTERVAL`] until shutdown (nothing without the
-/// aggregate, i.e. without an admin API).
+/// Samples every [`INTERVAL`] until shutdown (nothing without an admin
+/// API, the snapshots' only reader).
 pub fn spawn(ctx: Arc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
-    let aggregate = ctx.instr.aggregate.clone()?;
+    let admin = ctx
+        .config
+        .listen
+        .http
+        .iter()
+        .any(|l| l.handlers.contains(&crate::config::HttpHandler::Admin));
+    let aggregate = ctx.instr.aggregate.clone().filter(|_| admin)?;
     Some(tokio::spawn(async move {
         let mut sampler = Sampler::new(aggregate);
         let mut tick = tokio::time::interval(INTERVAL);

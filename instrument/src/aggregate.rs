@@ -1,7 +1,9 @@
-//! The aggregate handler: every metric series kept in atomics, readable as
-//! plain values. Graphite pushes and the admin API's snapshots read it;
-//! prometheus-client keeps its own state and offers no way to read bucket
-//! counts back, so this is the one place other consumers can.
+//! The metric store: every series of every event with metrics, kept once
+//! in atomics and readable back as plain values. `/metrics` is encoded
+//! from it ([`crate::prometheus`]), Graphite pushes and the admin API's
+//! snapshots read it. It is not a handler: the registry updates a series
+//! in place on every emission (no dynamic call, no second copy per
+//! consumer), which is most of what instrumentation costs per stanza.
 //!
 //! An emission touches only atomics of a series resolved once; a read
 //! takes the series map's lock briefly and copies the values.
@@ -12,39 +14,49 @@
 //! interpolated inside the bucket as Prometheus' `histogram_quantile` does.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::handler::{Handler, ResolvedHandler};
-use crate::registry::Meta;
 use crate::spec::{EventSpec, MetricType};
 
-enum Cell {
+pub(crate) enum Cell {
     Counter(AtomicU64),
     /// f64 bits.
     Gauge(AtomicU64),
+    /// A total kept elsewhere (CPU seconds), as f64 bits: only ever raised.
+    Observed(AtomicU64),
+    /// f64 bits, added to.
+    UpDown(AtomicU64),
     Histogram {
-        bounds: Vec<f64>,
-        /// Per bucket (not cumulative); the last is +Inf.
-        buckets: Vec<AtomicU64>,
-        count: AtomicU64,
+        bounds: Box<[f64]>,
+        /// Per bucket (not cumulative); the last is +Inf. The count is
+        /// their sum, so the two always agree within one read.
+        buckets: Box<[AtomicU64]>,
         /// f64 bits, updated with compare-and-swap.
         sum: AtomicU64,
     },
 }
 
-struct Metric {
-    key: &'static str,
+pub(crate) struct Metric {
+    pub(crate) key: &'static str,
     /// The exported name (`<event>_<key>`, counters with `_total`).
     name: String,
-    kind: MetricType,
-    cell: Cell,
+    pub(crate) cell: Cell,
 }
 
-struct Series {
-    event: &'static str,
-    labels: Vec<(&'static str, String)>,
-    metrics: Vec<Metric>,
+/// One label set of one event: a cell per declared measurement, in the
+/// spec's order.
+pub(crate) struct Series {
+    pub(crate) event: &'static str,
+    pub(crate) labels: Vec<(&'static str, String)>,
+    pub(crate) metrics: Box<[Metric]>,
+}
+
+impl fmt::Debug for Series {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Series({} {:?})", self.event, self.labels)
+    }
 }
 
 /// One metric of one series, read at one moment.
@@ -70,10 +82,16 @@ pub enum Value {
     },
 }
 
-/// Collects every emission of events that have metrics.
+/// Every series, shared by the registry (which writes) and its readers.
 #[derive(Clone, Default)]
 pub struct Aggregate {
     series: Arc<Mutex<HashMap<String, Arc<Series>>>>,
+}
+
+impl fmt::Debug for Aggregate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Aggregate")
+    }
 }
 
 impl Aggregate {
@@ -81,40 +99,169 @@ impl Aggregate {
         Self::default()
     }
 
+    /// Every series as it is now (the map's lock is held only to copy the
+    /// handles).
+    pub(crate) fn all(&self) -> Vec<Arc<Series>> {
+        match self.series.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Every series' current values, in no particular order.
     pub fn read(&self) -> Vec<Reading> {
-        let all: Vec<Arc<Series>> = match self.series.lock() {
-            Ok(m) => m.values().cloned().collect(),
-            Err(_) => return Vec::new(),
-        };
+        let all = self.all();
         let mut out = Vec::with_capacity(all.len() * 2);
         for s in all {
-            for m in &s.metrics {
-                let value = match &m.cell {
-                    Cell::Counter(c) => Value::Counter(c.load(Ordering::Relaxed)),
-                    Cell::Gauge(g) => Value::Gauge(f64::from_bits(g.load(Ordering::Relaxed))),
-                    Cell::Histogram {
-                        bounds,
-                        buckets,
-                        count,
-                        sum,
-                    } => Value::Histogram {
-                        bounds: bounds.clone(),
-                        buckets: buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
-                        count: count.load(Ordering::Relaxed),
-                        sum: f64::from_bits(sum.load(Ordering::Relaxed)),
-                    },
-                };
+            for m in s.metrics.iter() {
                 out.push(Reading {
                     event: s.event,
                     key: m.key,
                     name: m.name.clone(),
                     labels: s.labels.clone(),
-                    value,
+                    value: m.cell.value(),
                 });
             }
         }
         out
+    }
+
+    /// The series of one label set, created at zero the first time.
+    pub(crate) fn series(&self, spec: &'static EventSpec, labels: &[&str]) -> Option<Arc<Series>> {
+        if spec.metrics.is_empty() {
+            return None;
+        }
+        let key = format!("{}\u{0}{}", spec.name, labels.join("\u{0}"));
+        let mut map = self.series.lock().ok()?;
+        let series = map.entry(key).or_insert_with(|| {
+            Arc::new(Series {
+                event: spec.name,
+                labels: spec
+                    .labels
+                    .iter()
+                    .zip(labels)
+                    .map(|(k, v)| (*k, v.to_string()))
+                    .collect(),
+                metrics: spec.metrics.iter().map(|m| Metric::new(spec, m)).collect(),
+            })
+        });
+        Some(series.clone())
+    }
+}
+
+impl Metric {
+    fn new(spec: &EventSpec, m: &crate::spec::Metric) -> Metric {
+        let mut name = spec.metric_name(m);
+        if matches!(m.kind, MetricType::Counter | MetricType::ObservedCounter) {
+            name.push_str("_total");
+        }
+        let zero = || AtomicU64::new(0f64.to_bits());
+        let cell = match m.kind {
+            MetricType::Counter => Cell::Counter(AtomicU64::new(0)),
+            MetricType::Gauge => Cell::Gauge(zero()),
+            MetricType::UpDownCounter => Cell::UpDown(zero()),
+            MetricType::ObservedCounter => Cell::Observed(zero()),
+            MetricType::Histogram(b) => {
+                let bounds = b.bounds();
+                Cell::Histogram {
+                    buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                    bounds: bounds.into_boxed_slice(),
+                    sum: zero(),
+                }
+            }
+        };
+        Metric {
+            key: m.key,
+            name,
+            cell,
+        }
+    }
+}
+
+impl Cell {
+    /// Counters, gauges and the observed total as values; histograms with
+    /// their per-bucket counts.
+    pub(crate) fn value(&self) -> Value {
+        let f = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
+        match self {
+            Cell::Counter(c) => Value::Counter(c.load(Ordering::Relaxed)),
+            Cell::Gauge(g) | Cell::UpDown(g) | Cell::Observed(g) => Value::Gauge(f(g)),
+            Cell::Histogram {
+                bounds,
+                buckets,
+                sum,
+            } => {
+                let buckets: Vec<u64> = buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                Value::Histogram {
+                    bounds: bounds.to_vec(),
+                    count: buckets.iter().sum(),
+                    buckets,
+                    sum: f(sum),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn record(&self, v: f64) {
+        match self {
+            Cell::Counter(c) => {
+                // The usual 1 without a float conversion.
+                if v == 1.0 {
+                    c.fetch_add(1, Ordering::Relaxed);
+                } else if v > 0.0 {
+                    c.fetch_add(crate::handler::count_of(v), Ordering::Relaxed);
+                }
+            }
+            Cell::Histogram {
+                bounds,
+                buckets,
+                sum,
+            } => {
+                // The first bound >= v (`le` includes equality); NaN counts
+                // in +Inf.
+                let i = if v.is_nan() {
+                    bounds.len()
+                } else {
+                    bounds.partition_point(|b| *b < v)
+                };
+                if let Some(b) = buckets.get(i) {
+                    b.fetch_add(1, Ordering::Relaxed);
+                }
+                add_f64(sum, v);
+            }
+            Cell::Gauge(g) => g.store(v.to_bits(), Ordering::Relaxed),
+            Cell::UpDown(g) => add_f64(g, v),
+            Cell::Observed(g) => {
+                // Non-negative f64 bits order as the values do; a lower
+                // total (never, for CPU time) leaves it as it is.
+                if v >= 0.0 {
+                    g.fetch_max(v.to_bits(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Series {
+    /// Records one emission. Measurements come in the spec's order almost
+    /// always, so the cell at the same position is tried first.
+    #[inline]
+    pub(crate) fn record(&self, measurements: &[(&'static str, f64)]) {
+        for (i, (key, v)) in measurements.iter().enumerate() {
+            let cell = match self.metrics.get(i) {
+                Some(m) if crate::handler::key_eq(m.key, key) => m,
+                _ => match self
+                    .metrics
+                    .iter()
+                    .find(|m| crate::handler::key_eq(m.key, key))
+                {
+                    Some(m) => m,
+                    None => continue,
+                },
+            };
+            cell.cell.record(*v);
+        }
     }
 }
 
@@ -183,133 +330,24 @@ pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
     bounds.last().copied()
 }
 
-impl Handler for Aggregate {
-    fn name(&self) -> &'static str {
-        "aggregate"
-    }
-
-    fn wants(&self, spec: &EventSpec) -> bool {
-        !spec.metrics.is_empty()
-    }
-
-    fn resolve(
-        &self,
-        spec: &'static EventSpec,
-        labels: &[&str],
-    ) -> Option<Box<dyn ResolvedHandler>> {
-        let key = format!("{}\u{0}{}", spec.name, labels.join("\u{0}"));
-        let mut map = self.series.lock().ok()?;
-        let series = map
-            .entry(key)
-            .or_insert_with(|| {
-                let metrics = spec
-                    .metrics
-                    .iter()
-                    .map(|m| {
-                        let mut name = spec.metric_name(m);
-                        if matches!(m.kind, MetricType::Counter | MetricType::ObservedCounter) {
-                            name.push_str("_total");
-                        }
-                        let cell = match m.kind {
-                            MetricType::Counter => Cell::Counter(AtomicU64::new(0)),
-                            // An observed total is read back as its value.
-                            MetricType::Gauge
-                            | MetricType::UpDownCounter
-                            | MetricType::ObservedCounter => {
-                                Cell::Gauge(AtomicU64::new(0f64.to_bits()))
-                            }
-                            MetricType::Histogram(b) => {
-                                let bounds = b.bounds();
-                                Cell::Histogram {
-                                    buckets: (0..=bounds.len())
-                                        .map(|_| AtomicU64::new(0))
-                                        .collect(),
-                                    bounds,
-                                    count: AtomicU64::new(0),
-                                    sum: AtomicU64::new(0f64.to_bits()),
-                                }
-                            }
-                        };
-                        Metric {
-                            key: m.key,
-                            name,
-                            kind: m.kind,
-                            cell,
-                        }
-                    })
-                    .collect();
-                Arc::new(Series {
-                    event: spec.name,
-                    labels: spec
-                        .labels
-                        .iter()
-                        .zip(labels)
-                        .map(|(k, v)| (*k, v.to_string()))
-                        .collect(),
-                    metrics,
-                })
-            })
-            .clone();
-        Some(Box::new(Resolved { series }))
-    }
-}
-
-struct Resolved {
-    series: Arc<Series>,
-}
-
+#[inline]
 fn add_f64(cell: &AtomicU64, v: f64) {
     let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
         Some((f64::from_bits(bits) + v).to_bits())
     });
 }
 
-impl ResolvedHandler for Resolved {
-    fn handle(&self, measurements: &[(&'static str, f64)], _: &Meta<'_>) {
-        for (key, v) in measurements {
-            let Some(m) = self
-                .series
-                .metrics
-                .iter()
-                .find(|m| crate::handler::key_eq(m.key, key))
-            else {
-                continue;
-            };
-            match &m.cell {
-                Cell::Counter(c) => {
-                    if *v > 0.0 {
-                        c.fetch_add(crate::handler::count_of(*v), Ordering::Relaxed);
-                    }
-                }
-                Cell::Gauge(g) if m.kind == MetricType::UpDownCounter => add_f64(g, *v),
-                Cell::Gauge(g) => g.store(v.to_bits(), Ordering::Relaxed),
-                Cell::Histogram {
-                    bounds,
-                    buckets,
-                    count,
-                    sum,
-                } => {
-                    let i = bounds.iter().position(|b| v <= b).unwrap_or(bounds.len());
-                    buckets[i].fetch_add(1, Ordering::Relaxed);
-                    count.fetch_add(1, Ordering::Relaxed);
-                    add_f64(sum, *v);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{CONNECTIONS as UD, ROUTED as EV};
-    use crate::Registry;
+    use crate::{Meta, Registry};
 
     #[test]
     fn reads_back_what_was_emitted() {
         static CAT: crate::Catalogue = &[&EV, &UD];
         let a = Aggregate::new();
-        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let reg = Registry::with_store(CAT, Vec::new(), a.clone(), false);
         let r = reg.resolve(&EV, &["message", "delivered"]);
         for s in [0.0001, 0.0002, 0.01] {
             r.emit(&[("count", 1.0), ("seconds", s)], &Meta::NONE);

@@ -261,7 +261,7 @@ mod tests {
     fn renders_counters_gauges_and_histograms() {
         let h = Aggregate::new();
         static CAT: crate::Catalogue = &[&EV, &G];
-        let reg = Registry::new(CAT, vec![Box::new(h.clone())]);
+        let reg = Registry::with_store(CAT, Vec::new(), h.clone(), false);
         let r = reg.resolve(&EV, &["message", "delivered"]);
         for s in [0.0001, 0.0002, 0.01] {
             r.emit(&[("count", 1.0), ("seconds", s)], &Meta::NONE);
@@ -310,7 +310,7 @@ mod tests {
     fn quantiles_cover_each_push_interval_only() {
         static CAT: crate::Catalogue = &[&EV];
         let a = Aggregate::new();
-        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let reg = Registry::with_store(CAT, Vec::new(), a.clone(), false);
         let r = reg.resolve(&EV, &["message", "delivered"]);
         let mut w = Window::new();
         // A long quiet run of fast observations…
@@ -362,7 +362,7 @@ mod tests {
     fn each_target_has_its_own_window() {
         static CAT: crate::Catalogue = &[&EV];
         let a = Aggregate::new();
-        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let reg = Registry::with_store(CAT, Vec::new(), a.clone(), false);
         let r = reg.resolve(&EV, &["message", "delivered"]);
         // `every` pushes each tick, `slow` every other tick.
         let (mut every, mut slow) = (Window::new(), Window::new());

@@ -12,13 +12,15 @@
 //!
 //! - [`spec`]: [`EventSpec`], [`Metric`], [`MetricType`], [`Level`] — what an
 //!   event is.
-//! - [`registry`]: [`Registry`] (catalogue + handlers), [`Labelled`]
-//!   (pre-resolved handle), [`Meta`] (log/trace-only fields).
-//! - [`handler`]: the [`Handler`] traits; a panicking handler is isolated.
-//! - [`prometheus`]: metrics in prometheus-client, encoded as OpenMetrics
-//!   or Prometheus text.
+//! - [`registry`]: [`Registry`] (catalogue, metric store, handlers),
+//!   [`Labelled`] (pre-resolved handle), [`Meta`] (log/trace-only fields).
+//! - [`aggregate`]: the metric store: every series once, in atomics,
+//!   updated in place by the registry and readable back as values.
+//! - [`handler`]: the [`Handler`] traits and their [`Gate`]s; a panicking
+//!   handler is isolated.
+//! - [`prometheus`]: the store encoded by prometheus-client (a collector)
+//!   as OpenMetrics or Prometheus text.
 //! - [`log`]: events as `tracing` events at their level.
-//! - [`aggregate`]: every series in atomics, readable back as values.
 //! - [`snapshot`]: rates and interval quantiles from successive reads, as
 //!   serialisable [`snapshot::Snapshot`]s (the live dashboard's data).
 //! - [`graphite`]: periodic push of the aggregate to carbon receivers.
@@ -41,7 +43,7 @@ pub mod registry;
 pub mod snapshot;
 pub mod spec;
 
-pub use handler::{Handler, ResolvedHandler};
+pub use handler::{Gate, Handler, ResolvedHandler};
 pub use registry::{Labelled, Meta, Registry};
 pub use spec::{Buckets, Catalogue, EventSpec, Level, Metric, MetricType};
 

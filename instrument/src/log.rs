@@ -17,7 +17,7 @@ use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::handler::{Handler, ResolvedHandler};
+use crate::handler::{Gate, Handler, ResolvedHandler};
 use crate::registry::Meta;
 use crate::spec::{EventSpec, Level};
 
@@ -79,7 +79,7 @@ impl Handler for LogHandler {
     }
 
     /// Every event: the level is checked per emission, as it can be raised
-    /// at run time (one atomic load for an event not logged).
+    /// at run time (its gate: one atomic load for an event not logged).
     fn wants(&self, _: &EventSpec) -> bool {
         true
     }
@@ -190,6 +190,14 @@ impl Resolved {
 }
 
 impl ResolvedHandler for Resolved {
+    /// Called only while the event's level is logged.
+    fn gate(&self) -> Gate {
+        Gate::Level {
+            cell: &MAX_LEVEL,
+            level: self.level as u8,
+        }
+    }
+
     fn handle(&self, m: &[(&'static str, f64)], meta: &Meta<'_>) {
         if self.level as u8 > MAX_LEVEL.load(Ordering::Relaxed) {
             return;

@@ -1,125 +1,36 @@
-//! The Prometheus handler: one metric family per declared measurement,
-//! label sets resolved once per handle, encoded as OpenMetrics (what
-//! Prometheus asks for) or the classic text format (`promtool`, curl).
+//! `/metrics`: the registry's metric store encoded by prometheus-client,
+//! as OpenMetrics (what Prometheus asks for) or the classic text format
+//! (`promtool`, curl). The store keeps every series once; a collector
+//! walks it at scrape time, so the message path pays nothing for
+//! Prometheus beyond the store's own update.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType as PromType;
 
-use crate::handler::{Handler, ResolvedHandler};
-use crate::registry::Meta;
-use crate::spec::{Catalogue, EventSpec, MetricType};
+use crate::aggregate::{Aggregate, Cell, Series};
+use crate::spec::{Catalogue, MetricType};
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-type Labels = Vec<(&'static str, String)>;
-type FGauge = Gauge<f64, AtomicU64>;
-/// A counter of a total kept elsewhere (CPU seconds): fractional.
-type FCounter = Counter<f64, AtomicU64>;
-
-#[derive(Clone)]
-struct Buckets(Arc<Vec<f64>>);
-
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.clone())
-    }
-}
-
-/// A histogram updated without a lock. `prometheus_client`'s takes a mutex
-/// for every observation, and one series (routing latency, say) is observed
-/// by every session's task: a lock shared by every core on the message path.
-#[derive(Debug, Clone)]
-struct Histogram(Arc<HistogramCells>);
-
-#[derive(Debug)]
-struct HistogramCells {
-    /// Upper bounds, ascending; one more count than bounds (`+Inf`).
-    bounds: Arc<Vec<f64>>,
-    counts: Vec<AtomicU64>,
-    /// The sum of observations, as `f64` bits.
-    sum: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: Arc<Vec<f64>>) -> Histogram {
-        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Histogram(Arc::new(HistogramCells {
-            bounds,
-            counts,
-            sum: AtomicU64::new(0f64.to_bits()),
-        }))
-    }
-
-    fn observe(&self, v: f64) {
-        let c = &*self.0;
-        // The first bound >= v (`le` includes equality); NaN counts in +Inf.
-        let i = if v.is_nan() {
-            c.bounds.len()
-        } else {
-            c.bounds.partition_point(|b| *b < v)
-        };
-        c.counts[i].fetch_add(1, Ordering::Relaxed);
-        let _ = c
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + v).to_bits())
-            });
-    }
-}
-
-impl prometheus_client::metrics::TypedMetric for Histogram {
-    const TYPE: prometheus_client::metrics::MetricType =
-        prometheus_client::metrics::MetricType::Histogram;
-}
-
-impl prometheus_client::encoding::EncodeMetric for Histogram {
-    fn encode(
-        &self,
-        mut encoder: prometheus_client::encoding::MetricEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        let c = &*self.0;
-        // Per-bucket counts (the encoder accumulates them); the count is
-        // their sum, so the two always agree within one scrape.
-        let buckets: Vec<(f64, u64)> = c
-            .bounds
-            .iter()
-            .copied()
-            .chain(std::iter::once(f64::MAX))
-            .zip(c.counts.iter().map(|n| n.load(Ordering::Relaxed)))
-            .collect();
-        let count = buckets.iter().map(|(_, n)| n).sum();
-        let sum = f64::from_bits(c.sum.load(Ordering::Relaxed));
-        encoder
-            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        prometheus_client::metrics::MetricType::Histogram
-    }
-}
-
-#[derive(Clone)]
-enum Fam {
-    Counter(Family<Labels, Counter>),
-    Observed(Family<Labels, FCounter>),
-    Gauge(Family<Labels, FGauge>),
-    Histogram(Family<Labels, Histogram, Buckets>),
-}
-
-/// Every family, and the registry that encodes them.
+/// The encoder of one store: every declared metric of the catalogue, in
+/// catalogue order, with the series that exist.
 pub struct Metrics {
     registry: prometheus_client::registry::Registry,
-    families: HashMap<(&'static str, &'static str), Fam>,
 }
 
 impl Metrics {
+    pub fn new(catalogue: Catalogue, store: Aggregate) -> Metrics {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(StoreCollector { catalogue, store }));
+        Metrics { registry }
+    }
+
     /// OpenMetrics text.
     pub fn openmetrics(&self) -> String {
         let mut out = String::new();
@@ -136,148 +47,80 @@ impl Metrics {
     }
 }
 
-pub struct PrometheusHandler {
-    metrics: Arc<Metrics>,
+#[derive(Debug)]
+struct StoreCollector {
+    catalogue: Catalogue,
+    store: Aggregate,
 }
 
-impl PrometheusHandler {
-    /// Registers a family for every metric of every event.
-    pub fn new(catalogue: Catalogue) -> Self {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let mut families = HashMap::new();
-        for spec in catalogue {
-            for m in spec.metrics {
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The series of each event, in label order (a stable output).
+        let mut by_event: HashMap<&'static str, Vec<Arc<Series>>> = HashMap::new();
+        for s in self.store.all() {
+            by_event.entry(s.event).or_default().push(s);
+        }
+        for series in by_event.values_mut() {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        for spec in self.catalogue {
+            let series = by_event.get(spec.name).map(Vec::as_slice).unwrap_or(&[]);
+            for (i, m) in spec.metrics.iter().enumerate() {
                 let name = spec.metric_name(m);
-                // prometheus-client ends help with a full stop itself.
                 let help = format!("{} {}", spec.help, m.help);
-                let help = help.trim_end_matches('.');
-                let fam = match m.kind {
-                    MetricType::Counter => {
-                        let f = Family::<Labels, Counter>::default();
-                        registry.register(&name, help, f.clone());
-                        Fam::Counter(f)
-                    }
-                    MetricType::ObservedCounter => {
-                        let f = Family::<Labels, FCounter>::default();
-                        registry.register(&name, help, f.clone());
-                        Fam::Observed(f)
-                    }
-                    MetricType::UpDownCounter | MetricType::Gauge => {
-                        let f = Family::<Labels, FGauge>::default();
-                        registry.register(&name, help, f.clone());
-                        Fam::Gauge(f)
-                    }
-                    MetricType::Histogram(b) => {
-                        let f = Family::new_with_constructor(Buckets(Arc::new(b.bounds())));
-                        registry.register(&name, help, f.clone());
-                        Fam::Histogram(f)
-                    }
+                let help = format!("{}.", help.trim_end_matches('.'));
+                let kind = match m.kind {
+                    MetricType::Counter | MetricType::ObservedCounter => PromType::Counter,
+                    MetricType::Gauge | MetricType::UpDownCounter => PromType::Gauge,
+                    MetricType::Histogram(_) => PromType::Histogram,
                 };
-                families.insert((spec.name, m.key), fam);
-            }
-        }
-        PrometheusHandler {
-            metrics: Arc::new(Metrics { registry, families }),
-        }
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-}
-
-enum Series {
-    Counter(Counter),
-    Observed(FCounter),
-    UpDown(FGauge),
-    Gauge(FGauge),
-    Histogram(Histogram),
-}
-
-struct Resolved {
-    series: Vec<(&'static str, Series)>,
-}
-
-impl Handler for PrometheusHandler {
-    fn name(&self) -> &'static str {
-        "prometheus"
-    }
-
-    fn wants(&self, spec: &EventSpec) -> bool {
-        !spec.metrics.is_empty()
-    }
-
-    fn resolve(
-        &self,
-        spec: &'static EventSpec,
-        labels: &[&str],
-    ) -> Option<Box<dyn ResolvedHandler>> {
-        let set: Labels = spec
-            .labels
-            .iter()
-            .zip(labels)
-            .map(|(k, v)| (*k, v.to_string()))
-            .collect();
-        let series = spec
-            .metrics
-            .iter()
-            .filter_map(|m| {
-                let fam = self.metrics.families.get(&(spec.name, m.key))?;
-                // Owned handles: holding two guards of one family deadlocks.
-                let s = match (fam, m.kind) {
-                    (Fam::Counter(f), _) => Series::Counter(f.get_or_create_owned(&set)),
-                    (Fam::Observed(f), _) => Series::Observed(f.get_or_create_owned(&set)),
-                    (Fam::Gauge(f), MetricType::UpDownCounter) => {
-                        Series::UpDown(f.get_or_create_owned(&set))
-                    }
-                    (Fam::Gauge(f), _) => Series::Gauge(f.get_or_create_owned(&set)),
-                    (Fam::Histogram(f), _) => Series::Histogram(f.get_or_create_owned(&set)),
-                };
-                Some((m.key, s))
-            })
-            .collect();
-        Some(Box::new(Resolved { series }))
-    }
-}
-
-impl ResolvedHandler for Resolved {
-    fn handle(&self, measurements: &[(&'static str, f64)], _meta: &Meta<'_>) {
-        for (key, value) in measurements {
-            for (k, s) in &self.series {
-                if !crate::handler::key_eq(k, key) {
-                    continue;
-                }
-                match s {
-                    Series::Counter(c) => {
-                        if *value > 0.0 {
-                            c.inc_by(crate::handler::count_of(*value));
-                        }
-                    }
-                    Series::Observed(c) => {
-                        // Set to the total by adding what is new; a lower
-                        // total (never, for CPU time) leaves it as it is.
-                        let seen = c.get();
-                        if *value > seen {
-                            c.inc_by(*value - seen);
-                        }
-                    }
-                    Series::UpDown(g) => {
-                        g.inc_by(*value);
-                    }
-                    Series::Gauge(g) => {
-                        g.set(*value);
-                    }
-                    Series::Histogram(h) => h.observe(*value),
+                let mut family = encoder.encode_descriptor(&name, &help, None, kind)?;
+                for s in series {
+                    let Some(metric) = s.metrics.get(i) else {
+                        continue;
+                    };
+                    let mut e = family.encode_family(&s.labels)?;
+                    encode_cell(&metric.cell, &mut e)?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+fn encode_cell(
+    cell: &Cell,
+    e: &mut prometheus_client::encoding::MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    use crate::aggregate::Value;
+    match (cell, cell.value()) {
+        (_, Value::Counter(n)) => e.encode_counter::<NoLabelSet, _, u64>(&n, None),
+        (Cell::Observed(_), Value::Gauge(v)) => e.encode_counter::<NoLabelSet, _, f64>(&v, None),
+        (_, Value::Gauge(v)) => e.encode_gauge(&v),
+        (
+            _,
+            Value::Histogram {
+                bounds,
+                buckets,
+                count,
+                sum,
+            },
+        ) => {
+            // Per-bucket counts (the encoder accumulates them), +Inf last.
+            let buckets: Vec<(f64, u64)> = bounds
+                .into_iter()
+                .chain(std::iter::once(f64::MAX))
+                .zip(buckets)
+                .collect();
+            e.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::spec::{EventSpec, Level, Metric};
+    use crate::registry::Meta;
+    use crate::spec::{Catalogue, EventSpec, Level, Metric, MetricType};
     use crate::Registry;
 
     static CPU: EventSpec = EventSpec {

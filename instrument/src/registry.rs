@@ -6,7 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::handler::{Handler, ResolvedHandler};
+use crate::aggregate::{Aggregate, Series};
+use crate::handler::{Gate, Handler, ResolvedHandler};
 use crate::spec::{validate, Catalogue, EventSpec};
 
 /// Fields for log and trace handlers only (a JID, a stanza id): never
@@ -38,13 +39,43 @@ pub struct Registry {
     slots: HashMap<&'static str, Slot>,
     handlers: Vec<Box<dyn Handler>>,
     panics: AtomicU64,
+    /// Where metric series are kept (none: emissions update no metric).
+    store: Option<Aggregate>,
     prometheus: Option<Arc<crate::prometheus::Metrics>>,
 }
 
 impl Registry {
-    /// Builds the registry. A bad catalogue is a programming error: the
-    /// message says what is wrong.
+    /// Builds a registry without a metric store: handlers only. A bad
+    /// catalogue is a programming error: the message says what is wrong.
     pub fn new(catalogue: Catalogue, handlers: Vec<Box<dyn Handler>>) -> Arc<Registry> {
+        Arc::new(Registry::build(catalogue, handlers))
+    }
+
+    /// Metrics kept in `store` (which Graphite and snapshots read), and
+    /// encoded for Prometheus from it when `prometheus` is set.
+    pub fn with_store(
+        catalogue: Catalogue,
+        handlers: Vec<Box<dyn Handler>>,
+        store: Aggregate,
+        prometheus: bool,
+    ) -> Arc<Registry> {
+        let mut reg = Registry::build(catalogue, handlers);
+        if prometheus {
+            reg.prometheus = Some(Arc::new(crate::prometheus::Metrics::new(
+                catalogue,
+                store.clone(),
+            )));
+        }
+        reg.store = Some(store);
+        Arc::new(reg)
+    }
+
+    /// A store of its own, encoded for Prometheus.
+    pub fn with_prometheus(catalogue: Catalogue, handlers: Vec<Box<dyn Handler>>) -> Arc<Registry> {
+        Registry::with_store(catalogue, handlers, Aggregate::new(), true)
+    }
+
+    fn build(catalogue: Catalogue, handlers: Vec<Box<dyn Handler>>) -> Registry {
         if let Err(e) = validate(catalogue) {
             panic!("invalid event catalogue: {e}");
         }
@@ -60,30 +91,17 @@ impl Registry {
                 )
             })
             .collect();
-        Arc::new(Registry {
+        Registry {
             catalogue,
             slots,
             handlers,
             panics: AtomicU64::new(0),
+            store: None,
             prometheus: None,
-        })
+        }
     }
 
-    /// With a Prometheus handler whose metrics this registry can encode.
-    pub fn with_prometheus(
-        catalogue: Catalogue,
-        mut handlers: Vec<Box<dyn Handler>>,
-    ) -> Arc<Registry> {
-        let prom = crate::prometheus::PrometheusHandler::new(catalogue);
-        let metrics = prom.metrics();
-        handlers.insert(0, Box::new(prom));
-        let mut reg = Arc::try_unwrap(Registry::new(catalogue, handlers))
-            .unwrap_or_else(|_| unreachable!("fresh Arc"));
-        reg.prometheus = Some(metrics);
-        Arc::new(reg)
-    }
-
-    /// No handlers: emitting costs next to nothing.
+    /// No store, no handlers: emitting costs next to nothing.
     pub fn disabled(catalogue: Catalogue) -> Arc<Registry> {
         Registry::new(catalogue, Vec::new())
     }
@@ -92,8 +110,19 @@ impl Registry {
         self.catalogue
     }
 
+    /// The handlers' names, with `store` first when metrics are kept.
     pub fn handler_names(&self) -> Vec<&'static str> {
-        self.handlers.iter().map(|h| h.name()).collect()
+        self.store
+            .iter()
+            .map(|_| "store")
+            .chain(self.prometheus.iter().map(|_| "prometheus"))
+            .chain(self.handlers.iter().map(|h| h.name()))
+            .collect()
+    }
+
+    /// The metric store, when metrics are kept.
+    pub fn store(&self) -> Option<&Aggregate> {
+        self.store.as_ref()
     }
 
     /// A handle for one label set (values in the order of `spec.labels`).
@@ -123,13 +152,16 @@ impl Registry {
             .filter_map(|h| h.resolve(spec, labels).map(|r| (h.name(), r)))
             .map(|(name, r)| Guarded {
                 name,
+                gate: r.gate(),
                 inner: r,
                 broken: AtomicBool::new(false),
             })
             .collect();
+        let series = self.store.as_ref().and_then(|s| s.series(spec, labels));
         Labelled {
             inner: Arc::new(Inner {
                 spec,
+                series,
                 handlers,
                 registry: Some(self.clone()),
                 emitted: slot.map(|s| s.emitted.clone()),
@@ -176,15 +208,40 @@ impl Registry {
 struct Guarded {
     /// The handler's name, for the log line when it panics.
     name: &'static str,
+    gate: Gate,
     inner: Box<dyn ResolvedHandler>,
     broken: AtomicBool,
 }
 
 struct Inner {
     spec: &'static EventSpec,
+    /// The store's series of this label set, updated in place.
+    series: Option<Arc<Series>>,
     handlers: Vec<Guarded>,
     registry: Option<Arc<Registry>>,
     emitted: Option<Arc<AtomicBool>>,
+}
+
+impl Inner {
+    /// Calls one handler, out of line (the caller is inlined at every
+    /// emission site, this is not).
+    #[inline(never)]
+    fn call(&self, h: &Guarded, m: &[(&'static str, f64)], meta: &Meta<'_>) {
+        if catch_unwind(AssertUnwindSafe(|| h.inner.handle(m, meta))).is_err() {
+            h.broken.store(true, Ordering::Relaxed);
+            if let Some(r) = &self.registry {
+                r.panics.fetch_add(1, Ordering::Relaxed);
+            }
+            // Not through the event machinery (the log handler may be the
+            // one that panicked).
+            tracing::error!(
+                target: "osprey::instrument",
+                handler = h.name,
+                event = self.spec.name,
+                "instrumentation handler panicked; disabled for this series"
+            );
+        }
+    }
 }
 
 /// A pre-resolved event + label set. Cheap to clone.
@@ -198,6 +255,7 @@ impl Labelled {
         Labelled {
             inner: Arc::new(Inner {
                 spec,
+                series: None,
                 handlers: Vec::new(),
                 registry: None,
                 emitted: None,
@@ -209,13 +267,15 @@ impl Labelled {
         self.inner.spec
     }
 
-    /// Any handler listening.
+    /// Anything listening: a metric series or a handler.
     pub fn is_enabled(&self) -> bool {
-        !self.inner.handlers.is_empty()
+        self.inner.series.is_some() || !self.inner.handlers.is_empty()
     }
 
-    /// Emits: every handler in turn; one that panics is disabled for this
-    /// handle and counted, and the caller never sees it.
+    /// Emits: the metric series first, then every handler whose gate is
+    /// open; a handler that panics is disabled for this handle and
+    /// counted, and the caller never sees it.
+    #[inline]
     pub fn emit(&self, m: &[(&'static str, f64)], meta: &Meta<'_>) {
         let inner = &*self.inner;
         if let Some(flag) = &inner.emitted {
@@ -225,23 +285,12 @@ impl Labelled {
                 flag.store(true, Ordering::Relaxed);
             }
         }
+        if let Some(s) = &inner.series {
+            s.record(m);
+        }
         for h in &inner.handlers {
-            if h.broken.load(Ordering::Relaxed) {
-                continue;
-            }
-            if catch_unwind(AssertUnwindSafe(|| h.inner.handle(m, meta))).is_err() {
-                h.broken.store(true, Ordering::Relaxed);
-                if let Some(r) = &inner.registry {
-                    r.panics.fetch_add(1, Ordering::Relaxed);
-                }
-                // Not through the event machinery (the log handler may be
-                // the one that panicked).
-                tracing::error!(
-                    target: "osprey::instrument",
-                    handler = h.name,
-                    event = inner.spec.name,
-                    "instrumentation handler panicked; disabled for this series"
-                );
+            if h.gate.open() && !h.broken.load(Ordering::Relaxed) {
+                inner.call(h, m, meta);
             }
         }
     }

@@ -205,7 +205,7 @@ mod tests {
     fn rates_and_quantiles_cover_the_interval_only() {
         static CAT: crate::Catalogue = &[&EV];
         let a = Aggregate::new();
-        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let reg = Registry::with_store(CAT, Vec::new(), a.clone(), false);
         let h = reg.resolve(&EV, &["message", "delivered"]);
         // Before the first sample: slow observations.
         for _ in 0..10 {
@@ -276,7 +276,7 @@ mod tests {
     fn a_series_born_between_samples_counts_in_full() {
         static CAT: crate::Catalogue = &[&EV];
         let a = Aggregate::new();
-        let reg = Registry::new(CAT, vec![Box::new(a.clone())]);
+        let reg = Registry::with_store(CAT, Vec::new(), a.clone(), false);
         let mut s = Sampler::new(a);
         let t0 = Instant::now();
         s.sample(t0);

@@ -1,7 +1,5 @@
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use crate::prometheus::PrometheusHandler;
 use crate::recording::RecordingHandler;
 use crate::*;
 
@@ -299,5 +297,4 @@ fn metric_names_follow_the_rule() {
         ELEMENT_IN.metric_name(&ELEMENT_IN.metrics[1]),
         "xmpp_element_in_bytes"
     );
-    let _ = Arc::new(PrometheusHandler::new(CATALOGUE));
 }
