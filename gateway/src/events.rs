@@ -409,6 +409,20 @@ event!(
     "This build (emitted once at start): version, the crate version."
 );
 
+// --- administration ------------------------------------------------------------
+
+event!(
+    ADMIN_OPERATION,
+    "admin_operation",
+    Info,
+    ["operation", "outcome"],
+    [
+        COUNT,
+        seconds("Time to carry the operation out.")
+    ],
+    "An admin API operation (REST, GraphQL or the CLI through them) ended; operation: its name (account_register, session_kick, …), outcome: ok or the error's wire name (bad_request, not_found, conflict, storage_error, internal). Logged with the operation's target: the audit trail of administration."
+);
+
 /// Every event of the gateway, in documentation order.
 pub static CATALOGUE: &[&EventSpec] = &[
     &CONNECTION_ACCEPTED,
@@ -442,6 +456,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &TLS_CERTIFICATE,
     &HANDLER_PANICS,
     &BUILD_INFO,
+    &ADMIN_OPERATION,
     &osprey_instrument::probe::process::PROCESS,
     &osprey_instrument::graphite::DROPPED,
 ];

@@ -37,12 +37,17 @@
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`logging`]: the process log (text or JSON), its level from the
 //!   configuration, changed at run time.
+//! - [`admin`]: every administration operation (accounts, sessions,
+//!   stanzas, rosters, offline messages, statistics, the server) as one
+//!   typed function, instrumented and audited; REST, GraphQL and the CLI
+//!   are layers over it.
 //! - [`http`]: `/metrics`, `/healthz` and the admin API (hyper).
 //! - [`snapshots`]: the once-a-second snapshot of every series, for `osprey top`.
 //! - [`otel`]: OTLP traces of each stanza's journey.
 //! - [`live`]: live tracing of chosen sessions and tasks (`osprey trace`).
 //! - [`cli`]: the `osprey` command line.
 
+pub mod admin;
 pub mod c2s;
 pub mod cli;
 pub mod config;

@@ -228,7 +228,7 @@ pub async fn push(ctx: &Ctx, owner: &Jid, item: &RosterItem) {
     push_el(ctx, owner, item_el(item)).await;
 }
 
-async fn push_removed(ctx: &Ctx, owner: &Jid, contact: &str) {
+pub async fn push_removed(ctx: &Ctx, owner: &Jid, contact: &str) {
     push_el(
         ctx,
         owner,

@@ -163,4 +163,17 @@ impl Storage {
         })
         .await
     }
+
+    /// How many accounts a host has.
+    pub async fn count_accounts(&self, host: &str) -> Result<u64, StorageError> {
+        self.op("account_count", async {
+            let n: i64 = on_pool!(self, p => sqlx::query(
+                "SELECT COUNT(*) AS n FROM accounts WHERE host = $1")
+                .bind(host)
+                .fetch_one(p).await?
+                .try_get("n")?);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
 }

@@ -39,6 +39,7 @@ use tracing::Instrument;
 /// instrumentation creates each series at zero at start, so a storage
 /// error shows as a change from 0, never as a series appearing.
 pub const OPERATIONS: &[&str] = &[
+    "account_count",
     "account_create",
     "account_create_bulk",
     "account_exists",
@@ -51,6 +52,7 @@ pub const OPERATIONS: &[&str] = &[
     "blocklist_owners",
     "blocklist_remove",
     "offline_count",
+    "offline_list",
     "offline_store",
     "offline_take",
     "ping",

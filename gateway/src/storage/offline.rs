@@ -79,4 +79,33 @@ impl Storage {
         })
         .await
     }
+
+    /// Up to `limit` stored messages from the `offset`-th, oldest first,
+    /// left in place (the admin API's listing).
+    pub async fn offline_peek(
+        &self,
+        host: &str,
+        user: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<OfflineMessage>, StorageError> {
+        self.op("offline_list", async {
+            let rows = on_pool!(self, p => sqlx::query(
+                "SELECT id, stanza, stored_at FROM offline_messages \
+                 WHERE host = $1 AND username = $2 ORDER BY id LIMIT $3 OFFSET $4")
+                .bind(host).bind(user)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                .fetch_all(p).await?
+                .into_iter()
+                .map(|r| Ok(OfflineMessage {
+                    id: r.try_get("id")?,
+                    stanza: r.try_get("stanza")?,
+                    stored_at_ms: r.try_get("stored_at")?,
+                }))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?);
+            Ok(rows)
+        })
+        .await
+    }
 }
