@@ -358,7 +358,9 @@ async fn admin_api_needs_the_token_and_kicks() {
     }
     let sessions = get(s.http, "/api/sessions", Some(TOKEN)).await;
     assert_eq!(sessions.status, 200);
-    let list: serde_json::Value = serde_json::from_str(&sessions.body).unwrap();
+    let page: serde_json::Value = serde_json::from_str(&sessions.body).unwrap();
+    assert_eq!(page["total"], 1, "{page}");
+    let list = &page["items"];
     assert_eq!(list[0]["jid"], "alice@localhost/phone", "{list}");
     assert_eq!(list[0]["tls"], false);
     let status: serde_json::Value =
@@ -387,8 +389,12 @@ async fn admin_api_needs_the_token_and_kicks() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let out = alice.read_to_close().await;
+    // A kick is not a policy violation: undefined-condition with Osprey's
+    // own application condition (RFC 6120 §4.9.4), and the reason as text.
     assert!(
-        out.contains("policy-violation") && out.contains("administrator"),
+        out.contains("<undefined-condition")
+            && out.contains("<kicked xmlns='urn:osprey:admin:0'/>")
+            && out.contains("administrator"),
         "{out}"
     );
     let r = request(
@@ -570,7 +576,8 @@ async fn sessions_list_pages_and_filters() {
             let r = get(http, path, Some(TOKEN)).await;
             assert_eq!(r.status, 200, "{}", r.body);
             let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-            v.as_array()
+            v["items"]
+                .as_array()
                 .unwrap()
                 .iter()
                 .map(|x| x["jid"].as_str().unwrap().to_string())
@@ -582,6 +589,21 @@ async fn sessions_list_pages_and_filters() {
         ["alice@localhost/a", "bob@localhost/b"]
     );
     assert_eq!(list("/api/sessions?limit=1").await, ["alice@localhost/a"]);
+    // The next page, and the total of the whole list with any page.
+    assert_eq!(
+        list("/api/sessions?limit=1&offset=1").await,
+        ["bob@localhost/b"]
+    );
+    let page: serde_json::Value = serde_json::from_str(
+        &get(s.http, "/api/sessions?limit=1&offset=1", Some(TOKEN))
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        (page["total"].as_u64(), page["offset"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(list("/api/sessions?filter=BOB").await, ["bob@localhost/b"]);
     assert_eq!(
         list("/api/sessions?filter=127.0.0.1&limit=5").await.len(),

@@ -533,7 +533,8 @@ async fn api_state(s: &Server, jid: &str) -> Option<String> {
     let r = crate::http::get(s.http, "/api/sessions", Some(TOKEN)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let list: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
-    list.as_array()?
+    list["items"]
+        .as_array()?
         .iter()
         .find(|e| e["jid"] == jid)
         .map(|e| e["state"].as_str().unwrap_or("").to_string())

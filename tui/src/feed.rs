@@ -229,8 +229,8 @@ async fn sessions(
             encode_segment(&filter.borrow_and_update())
         );
         // On failure the snapshot stream reports the link; nothing to add.
-        if let Ok(rows) = api.call::<Vec<SessionRow>>("GET", &path, None).await {
-            if tx.send(Update::Sessions(rows)).await.is_err() {
+        if let Ok(page) = api.call::<SessionPage>("GET", &path, None).await {
+            if tx.send(Update::Sessions(page.items)).await.is_err() {
                 return;
             }
         }
@@ -241,6 +241,12 @@ async fn sessions(
             _ = filter.changed() => {}
         }
     }
+}
+
+/// One page of `/api/sessions` (the total is not shown yet).
+#[derive(serde::Deserialize)]
+struct SessionPage {
+    items: Vec<SessionRow>,
 }
 
 /// The catalogue with each event's level as configured and whether it is

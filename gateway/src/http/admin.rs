@@ -1,22 +1,28 @@
-//! The admin API (JSON, bearer token): status, sessions, kick, events.
-
-use std::time::SystemTime;
+//! The admin API's REST routes (JSON, bearer token). Every operation is a
+//! function of [`crate::admin`] (the GraphQL schema calls the same ones);
+//! this file only maps paths, query strings and bodies onto them.
+//!
+//! Errors are `{"error": message, "code": wire_name}` with the status of
+//! the error (400, 404, 409, 503, 500), or 401 for a missing or wrong token.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::{json, Body, HttpCtx};
-use crate::errors::{StreamCondition, StreamError};
-use crate::jid::Jid;
+use crate::admin::{self, AdminError, AdminResult, Page};
 use crate::server::Ctx;
+
+/// The largest request body the admin API reads (a stanza to send fits).
+const MAX_BODY: usize = 512 * 1024;
 
 pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Response<Body> {
     if !authorized(hctx, &req) {
         let mut r = json(
             StatusCode::UNAUTHORIZED,
-            &json!({"error": "missing or wrong bearer token (Authorization: Bearer …)"}),
+            &json!({"error": "missing or wrong bearer token (Authorization: Bearer …)", "code": "unauthorized"}),
         );
         r.headers_mut().insert(
             hyper::header::WWW_AUTHENTICATE,
@@ -25,37 +31,235 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
         return r;
     }
     let path = req.uri().path().to_string();
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/api/status") => status(ctx),
-        (&Method::GET, "/api/sessions") => sessions(ctx, req.uri().query()),
-        (&Method::GET, "/api/events") => events(ctx),
-        (&Method::GET, "/api/snapshot") => super::snapshot::latest(ctx),
-        (&Method::GET, "/api/snapshot/stream") => super::snapshot::stream(ctx),
-        (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
-            kick(ctx, &super::percent_decode(&p["/api/sessions/".len()..]))
-        }
-        (&Method::GET, "/api/log") => log_level(ctx),
-        (&Method::PUT, "/api/log") => set_log_level(req).await,
-        (_, p) if p == "/api/trace" || p.starts_with("/api/trace/") => {
-            super::trace::handle(ctx, req).await
-        }
-        (
-            _,
-            "/api/status"
-            | "/api/sessions"
-            | "/api/events"
-            | "/api/snapshot"
-            | "/api/snapshot/stream"
-            | "/api/log",
-        ) => json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "method not allowed"}),
-        ),
-        _ => json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    let query = super::query_pairs(req.uri().query());
+    let segments: Vec<String> = path
+        .trim_start_matches("/api/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(super::percent_decode)
+        .collect();
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (&method, seg.as_slice()) {
+        (_, ["trace", ..]) => super::trace::handle(ctx, req).await,
+        (&Method::GET, ["events"]) => events(ctx),
+        (&Method::GET, ["snapshot"]) => super::snapshot::latest(ctx),
+        (&Method::GET, ["snapshot", "stream"]) => super::snapshot::stream(ctx),
+        _ => match rest(ctx, &method, &seg, &query, req).await {
+            Some(Ok(v)) => json(StatusCode::OK, &v),
+            Some(Err(e)) => error(&e),
+            None if known(&seg) => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method not allowed", "code": "method_not_allowed"}),
+            ),
+            None => json(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not found", "code": "not_found"}),
+            ),
+        },
     }
 }
 
-fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
+/// The operations: `None` when no route matches.
+async fn rest(
+    ctx: &Ctx,
+    method: &Method,
+    seg: &[&str],
+    query: &[(String, String)],
+    req: Request<Incoming>,
+) -> Option<AdminResult<Value>> {
+    let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let out = match (method, seg) {
+        // server
+        (&Method::GET, ["status"]) => to_json(admin::server::status(ctx).await),
+        (&Method::GET, ["log"]) => to_json(admin::server::log_level(ctx).await),
+        (&Method::PUT, ["log"]) => match body(req).await {
+            Ok(b) => match b.get("level").and_then(Value::as_str) {
+                Some(l) => to_json(admin::server::set_log_level(ctx, l).await),
+                None => Err(AdminError::bad(
+                    "expected {\"level\": \"error|warn|info|debug|trace\"}",
+                )),
+            },
+            Err(e) => Err(e),
+        },
+        (&Method::GET, ["stats"]) => to_json(admin::stats::hosts(ctx, q("host")).await),
+        // accounts
+        (&Method::GET, ["accounts"]) => match page(&q) {
+            Ok(p) => to_json(admin::accounts::list(ctx, q("host"), p).await),
+            Err(e) => Err(e),
+        },
+        (&Method::GET, ["accounts", "count"]) => {
+            to_json(admin::accounts::count(ctx, q("host")).await)
+        }
+        (&Method::POST, ["accounts"]) => match body(req).await {
+            Ok(b) => match (str_field(&b, "jid"), str_field(&b, "password")) {
+                (Ok(jid), Ok(pw)) => admin::accounts::register(ctx, jid, pw)
+                    .await
+                    .map(|j| json!({ "registered": j })),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (&Method::DELETE, ["accounts", jid]) => admin::accounts::remove(ctx, jid)
+            .await
+            .map(|j| json!({ "removed": j })),
+        (&Method::PUT, ["accounts", jid, "password"]) => match body(req).await {
+            Ok(b) => match str_field(&b, "password") {
+                Ok(pw) => admin::accounts::change_password(ctx, jid, pw)
+                    .await
+                    .map(|j| json!({ "changed": j })),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        // sessions
+        (&Method::GET, ["sessions"]) => match page(&q) {
+            Ok(p) => to_json(admin::sessions::list(ctx, &filter(&q), p).await),
+            Err(e) => Err(e),
+        },
+        (&Method::GET, ["sessions", "count"]) => admin::sessions::count(ctx, &filter(&q))
+            .await
+            .map(|n| json!({ "count": n })),
+        // DELETE /api/sessions/{jid | session id}[/{resource}]?reason=…&condition=…
+        (&Method::DELETE, ["sessions", target @ ..]) if !target.is_empty() => {
+            let target = admin::sessions::Target::parse(&target.join("/"));
+            to_json(admin::sessions::kick(ctx, &target, q("reason"), q("condition")).await)
+        }
+        // stanzas
+        (&Method::POST, ["stanzas", "message"]) => match body(req).await {
+            Ok(b) => match (
+                str_field(&b, "from"),
+                str_field(&b, "to"),
+                str_field(&b, "body"),
+            ) {
+                (Ok(f), Ok(t), Ok(m)) => to_json(admin::stanza::send_message(ctx, f, t, m).await),
+                (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (&Method::POST, ["stanzas"]) => match body(req).await {
+            Ok(b) => match str_field(&b, "stanza") {
+                Ok(x) => to_json(admin::stanza::send(ctx, x).await),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        // rosters
+        (&Method::GET, ["roster", user]) => to_json(admin::roster::list(ctx, user).await),
+        (&Method::POST, ["roster", user]) => match body(req).await {
+            Ok(b) => match new_item(&b) {
+                Ok(item) => to_json(admin::roster::add(ctx, user, &item).await),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        (&Method::DELETE, ["roster", user, contact]) => admin::roster::remove(ctx, user, contact)
+            .await
+            .map(|c| json!({ "removed": c })),
+        // offline messages
+        (&Method::GET, ["offline", user]) => match page(&q) {
+            Ok(p) => to_json(admin::offline::list(ctx, user, p).await),
+            Err(e) => Err(e),
+        },
+        (&Method::GET, ["offline", user, "count"]) => admin::offline::count(ctx, user)
+            .await
+            .map(|n| json!({ "count": n })),
+        (&Method::DELETE, ["offline", user]) => admin::offline::purge(ctx, user)
+            .await
+            .map(|n| json!({ "purged": n })),
+        _ => return None,
+    };
+    Some(out)
+}
+
+/// Paths that exist with some method (for 405 rather than 404).
+fn known(seg: &[&str]) -> bool {
+    matches!(
+        seg,
+        [
+            "status"
+                | "log"
+                | "stats"
+                | "events"
+                | "snapshot"
+                | "accounts"
+                | "sessions"
+                | "stanzas"
+                | "roster"
+                | "offline",
+            ..
+        ]
+    )
+}
+
+fn error(e: &AdminError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(
+        status,
+        &json!({"error": e.to_string(), "code": e.wire_name()}),
+    )
+}
+
+fn to_json<T: Serialize>(r: AdminResult<T>) -> AdminResult<Value> {
+    r.and_then(|v| serde_json::to_value(v).map_err(|e| AdminError::Internal(e.to_string())))
+}
+
+async fn body(req: Request<Incoming>) -> AdminResult<Value> {
+    super::json_body(req, MAX_BODY)
+        .await
+        .map_err(AdminError::BadRequest)
+}
+
+fn str_field<'a>(b: &'a Value, key: &str) -> AdminResult<&'a str> {
+    b.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| AdminError::bad(format!("expected a string field \"{key}\"")))
+}
+
+fn page<'a>(q: &impl Fn(&str) -> Option<&'a str>) -> AdminResult<Page> {
+    let num = |k: &str| -> AdminResult<Option<usize>> {
+        q(k).map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| AdminError::bad(format!("{k} must be a number")))
+        })
+        .transpose()
+    };
+    Page::new(num("offset")?, num("limit")?)
+}
+
+fn filter<'a>(q: &impl Fn(&str) -> Option<&'a str>) -> admin::sessions::Filter {
+    admin::sessions::Filter {
+        text: q("filter").filter(|f| !f.is_empty()).map(str::to_string),
+        host: q("host").map(str::to_string),
+    }
+}
+
+fn new_item(b: &Value) -> AdminResult<admin::roster::NewItem> {
+    let contact = str_field(b, "contact")?.to_string();
+    let groups = match b.get("groups") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|g| {
+                g.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| AdminError::bad("groups must be strings"))
+            })
+            .collect::<AdminResult<_>>()?,
+        Some(_) => return Err(AdminError::bad("groups must be an array of strings")),
+    };
+    Ok(admin::roster::NewItem {
+        contact,
+        name: b.get("name").and_then(Value::as_str).map(str::to_string),
+        groups,
+        subscription: b
+            .get("subscription")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+pub(crate) fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
     let Some(expected) = hctx.token.as_deref() else {
         return false;
     };
@@ -66,128 +270,6 @@ fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
-}
-
-/// The log level now, and whether events are logged at all (`handler`:
-/// the log handler is on only with an `[instrumentation.log]` section).
-fn log_level(ctx: &Ctx) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        &json!({
-            "level": crate::logging::level().as_str(),
-            "handler": ctx.config.instrumentation.log.is_some(),
-        }),
-    )
-}
-
-/// `{"level": "debug"}`: changes the log level (events and Osprey's own
-/// logs) until the next change or restart; logged at warn, so the change
-/// shows whatever the new level.
-async fn set_log_level(req: Request<Incoming>) -> Response<Body> {
-    let bad = |m: String| json(StatusCode::BAD_REQUEST, &json!({"error": m}));
-    let value = match super::json_body(req, 1024).await {
-        Ok(v) => v,
-        Err(m) => return bad(m),
-    };
-    let Some(level) = value
-        .get("level")
-        .and_then(|l| l.as_str())
-        .and_then(crate::logging::parse_level)
-    else {
-        return bad("expected {\"level\": \"error|warn|info|debug|trace\"}".into());
-    };
-    let before = crate::logging::level();
-    if let Err(e) = crate::logging::set_level(level) {
-        return json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e}));
-    }
-    tracing::warn!(
-        from = before.as_str(),
-        to = level.as_str(),
-        "log level changed through the admin API"
-    );
-    json(
-        StatusCode::OK,
-        &json!({"level": level.as_str(), "previous": before.as_str()}),
-    )
-}
-
-fn status(ctx: &Ctx) -> Response<Body> {
-    let uptime = ctx.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
-    let listeners = crate::server::ListenerFile::read(&ctx.config.general.data_dir).ok();
-    json(
-        StatusCode::OK,
-        &json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": uptime,
-            "hosts": ctx.config.general.hosts,
-            "sessions": ctx.sessions.len(),
-            "users": ctx.sessions.unique_users(),
-            "listeners": listeners.map(|l| json!({"c2s": l.c2s, "http": l.http})),
-            "storage": ctx.storage.backend(),
-            "handlers": ctx.instr.registry.handler_names(),
-        }),
-    )
-}
-
-/// `?filter=TEXT` keeps the sessions whose full JID (case insensitive) or
-/// address contains it; `?limit=N` returns the first N by JID, so a dashboard on
-/// a node with many thousands of sessions asks for one page, not all.
-fn sessions(ctx: &Ctx, query: Option<&str>) -> Response<Body> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let params = super::query_pairs(query);
-    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let limit = match param("limit").map(str::parse::<usize>) {
-        None => usize::MAX,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return json(
-                StatusCode::BAD_REQUEST,
-                &json!({"error": "limit must be a number"}),
-            )
-        }
-    };
-    let needle = param("filter").unwrap_or("").to_lowercase();
-    let now = SystemTime::now();
-    let mut handles: Vec<_> = ctx
-        .sessions
-        .all()
-        .into_iter()
-        // This node's sessions (remote ones are the cluster's to list).
-        .filter_map(|s| s.local().cloned())
-        .filter(|s| {
-            needle.is_empty()
-                || s.full().to_lowercase().contains(&needle)
-                || s.info().peer.to_string().contains(&needle)
-        })
-        .collect();
-    handles.sort_by(|a, b| a.full().cmp(b.full()));
-    handles.truncate(limit);
-    let list: Vec<_> = handles
-        .iter()
-        .map(|s| {
-            let info = s.info();
-            let p = s.presence();
-            json!({
-                "jid": s.full(),
-                "bare": s.bare(),
-                "resource": s.resource(),
-                "session_id": s.id(),
-                "address": info.peer.to_string(),
-                "listener": info.listener,
-                // The only transport so far (no WebSocket or BOSH).
-                "transport": "tcp",
-                "tls": info.tls,
-                "connected_seconds": now.duration_since(info.connected_at).map(|d| d.as_secs()).unwrap_or(0),
-                "stanzas_in": s.stanzas_in.load(Relaxed),
-                "stanzas_out": s.stanzas_out.load(Relaxed),
-                "queued_bytes": s.queued_bytes(),
-                "available": p.available,
-                "state": s.state().as_str(),
-                "priority": p.priority,
-            })
-        })
-        .collect();
-    json(StatusCode::OK, &json!(list))
 }
 
 /// The catalogue as this gateway runs it: `level` is the level each event
@@ -214,26 +296,4 @@ fn events(ctx: &Ctx) -> Response<Body> {
         })
         .collect();
     json(StatusCode::OK, &json!(list))
-}
-
-/// A full JID closes that session; a bare JID closes all of its sessions.
-fn kick(ctx: &Ctx, jid: &str) -> Response<Body> {
-    let Ok(jid) = Jid::parse(jid) else {
-        return json(StatusCode::BAD_REQUEST, &json!({"error": "malformed JID"}));
-    };
-    let targets: Vec<_> = match jid.resource() {
-        Some(r) => ctx.sessions.full(&jid.bare(), r).into_iter().collect(),
-        None => ctx.sessions.resources(&jid.bare()),
-    };
-    if targets.is_empty() {
-        return json(StatusCode::NOT_FOUND, &json!({"error": "no such session"}));
-    }
-    for s in &targets {
-        s.close(StreamError::with_text(
-            StreamCondition::PolicyViolation,
-            "disconnected by an administrator",
-        ));
-    }
-    tracing::info!(jid = %jid, sessions = targets.len(), "sessions kicked by the admin API");
-    json(StatusCode::OK, &json!({"kicked": targets.len()}))
 }
