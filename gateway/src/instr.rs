@@ -202,6 +202,12 @@ impl Instr {
         for c in crate::errors::StanzaCondition::ALL {
             preset.push(registry.resolve(&ev::STANZA_ERROR, &["c2s", c.wire_name()]));
         }
+        // Every admin operation's successes at zero (errors appear when
+        // they happen: admin calls are rare, and 6 outcomes × 21 operations
+        // of histograms would weigh on every scrape).
+        for op in crate::admin::OPERATIONS {
+            preset.push(registry.resolve(&ev::ADMIN_OPERATION, &[op, "ok"]));
+        }
         let build = registry.resolve(&ev::BUILD_INFO, &[env!("CARGO_PKG_VERSION")]);
         build.emit(&[("info", 1.0)], &Meta::NONE);
         preset.push(build);
