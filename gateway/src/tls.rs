@@ -1,8 +1,10 @@
 //! TLS for the c2s listeners: the configured certificate, or a self-signed
 //! one generated under the data directory on first start and reused after.
+//! Each listener's certificate can be reloaded while the server runs
+//! ([`ReloadableIdentity`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
@@ -21,6 +23,12 @@ pub enum TlsError {
     },
     #[error("{path}: {message}")]
     Pem { path: PathBuf, message: String },
+    #[error("{keyfile} with {certfile}: {}", key_message(source))]
+    Key {
+        certfile: PathBuf,
+        keyfile: PathBuf,
+        source: rustls::Error,
+    },
     #[error("generating a self-signed certificate: {0}")]
     Generate(String),
     #[error("TLS configuration: {0}")]
@@ -34,6 +42,8 @@ pub struct TlsIdentity {
     pub certfile: PathBuf,
     /// End of the leaf certificate's validity, if it could be read.
     pub not_after: Option<SystemTime>,
+    /// The chain as served: a reload compares it to tell whether it changed.
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 impl TlsIdentity {
@@ -46,6 +56,87 @@ impl TlsIdentity {
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
         })
+    }
+
+    /// The notAfter in whole Unix seconds.
+    pub fn not_after_unix(&self) -> Option<i64> {
+        let end = self.not_after?;
+        let secs = end.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        i64::try_from(secs).ok()
+    }
+}
+
+/// Where a listener's certificate comes from, kept to load it again.
+#[derive(Debug, Clone)]
+pub struct TlsSource {
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub hosts: Vec<String>,
+}
+
+impl TlsSource {
+    pub fn load(&self) -> Result<TlsIdentity, TlsError> {
+        load_or_generate(
+            self.certfile.as_deref(),
+            self.keyfile.as_deref(),
+            &self.data_dir,
+            &self.hosts,
+        )
+    }
+}
+
+/// A listener's current identity, replaceable while it serves: each new
+/// handshake takes the current one ([`ReloadableIdentity::current`]);
+/// connections already open keep the one they were made with.
+pub struct ReloadableIdentity {
+    source: TlsSource,
+    current: RwLock<Arc<TlsIdentity>>,
+    /// One reload at a time (SIGHUP and the admin API may race), so that
+    /// `changed` compares against what the previous reload installed.
+    reloading: Mutex<()>,
+}
+
+/// What a successful reload installed.
+#[derive(Clone)]
+pub struct Reloaded {
+    pub identity: Arc<TlsIdentity>,
+    /// Whether the served chain differs from the previous one.
+    pub changed: bool,
+}
+
+impl ReloadableIdentity {
+    /// Loads the first identity (blocking file I/O).
+    pub fn load(source: TlsSource) -> Result<ReloadableIdentity, TlsError> {
+        let identity = source.load()?;
+        Ok(ReloadableIdentity {
+            source,
+            current: RwLock::new(Arc::new(identity)),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The identity new handshakes use.
+    pub fn current(&self) -> Arc<TlsIdentity> {
+        // A panic elsewhere cannot leave the Arc half-written: ignore poison.
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the files again (blocking: call it off the async workers) and
+    /// installs the result; on any error the current identity stays.
+    pub fn reload(&self) -> Result<Reloaded, TlsError> {
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let identity = Arc::new(self.source.load()?);
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = current.chain != identity.chain;
+        *current = identity.clone();
+        Ok(Reloaded { identity, changed })
     }
 }
 
@@ -82,15 +173,33 @@ pub fn load_or_generate(
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| pem_err(&key_path, e))?;
     let not_after = certs.first().and_then(|c| leaf_not_after(c.as_ref()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Named by both files: a key that does not match the certificate
+    // (e.g. one of the pair replaced but not the other) fails here.
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_single_cert(certs.clone(), key)
+        .map_err(|source| TlsError::Key {
+            certfile: cert_path.clone(),
+            keyfile: key_path.clone(),
+            source,
+        })?;
     Ok(TlsIdentity {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         certfile: cert_path,
         not_after,
+        chain: certs,
     })
+}
+
+/// rustls words a mismatched pair as a Debug name: say it plainly.
+fn key_message(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            "the private key does not match the certificate".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 fn pem_err(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
@@ -174,6 +283,64 @@ mod tests {
             .as_secs_f64();
         let days = (a.expiry_timestamp().unwrap() - now) / 86_400.0;
         assert!((363.0..=365.0).contains(&days), "days remaining {days}");
+    }
+
+    /// A self-signed pair for `localhost` with `cn` as its common name.
+    fn pair(cn: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn reload_swaps_and_keeps_the_old_one_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let write = |(c, k): &(String, String)| {
+            std::fs::write(&cert, c).unwrap();
+            std::fs::write(&key, k).unwrap();
+        };
+        let (one, two) = (pair("one"), pair("two"));
+        write(&one);
+        let id = ReloadableIdentity::load(TlsSource {
+            certfile: Some(cert.clone()),
+            keyfile: Some(key.clone()),
+            data_dir: dir.path().to_path_buf(),
+            hosts: vec!["localhost".into()],
+        })
+        .unwrap();
+        let first = id.current();
+        assert!(!id.reload().unwrap().changed, "same files, same chain");
+
+        write(&two);
+        let r = id.reload().unwrap();
+        assert!(r.changed);
+        assert_ne!(id.current().chain, first.chain);
+        let installed = id.current();
+
+        // Not PEM: the error names the file; the certificate stays.
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let e = id.reload().err().unwrap();
+        assert!(e.to_string().contains("c.pem"), "{e}");
+        assert_eq!(id.current().chain, installed.chain);
+
+        // A key of another pair: both files named.
+        std::fs::write(&cert, &one.0).unwrap();
+        let e = id.reload().err().unwrap();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        assert!(
+            e.to_string().contains("c.pem") && e.to_string().contains("k.pem"),
+            "{e}"
+        );
+        assert_eq!(id.current().chain, installed.chain);
+
+        std::fs::remove_file(&key).unwrap();
+        assert!(id.reload().err().unwrap().to_string().contains("k.pem"));
+        assert_eq!(id.current().chain, installed.chain);
     }
 
     #[test]

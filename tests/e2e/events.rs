@@ -426,6 +426,28 @@ async fn each_action_emits_its_events_and_every_event_is_emitted() {
     })
     .await;
 
+    // An admin operation: counted by operation and outcome, with its target.
+    let status = osprey::admin::server::status(&running.ctx).await.unwrap();
+    assert_eq!(status.hosts, ["localhost"]);
+    let err = osprey::admin::accounts::remove(&running.ctx, "nobody@localhost").await;
+    assert_eq!(err.unwrap_err().wire_name(), "not_found");
+    assert_eq!(
+        rec.sum(
+            "admin_operation",
+            &[("operation", "server_status"), ("outcome", "ok")],
+            "count"
+        ),
+        1.0
+    );
+    assert_eq!(
+        rec.sum(
+            "admin_operation",
+            &[("operation", "account_remove"), ("outcome", "not_found")],
+            "count"
+        ),
+        1.0
+    );
+
     // Probes run every second.
     eventually(&rec, "probes", |r| {
         [

@@ -32,6 +32,25 @@ pub async fn send_json(
     request_with_body(addr, method, path, token, None, Some(body)).await
 }
 
+/// A request with the whole `Authorization` header value given (another
+/// scheme, another case).
+pub async fn request_authorized(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: &str,
+) -> Reply {
+    send(
+        addr,
+        method,
+        path,
+        Some(authorization.to_string()),
+        None,
+        None,
+    )
+    .await
+}
+
 async fn request_with_body(
     addr: SocketAddr,
     method: &str,
@@ -40,12 +59,31 @@ async fn request_with_body(
     accept: Option<&str>,
     body: Option<&str>,
 ) -> Reply {
+    send(
+        addr,
+        method,
+        path,
+        token.map(|t| format!("Bearer {t}")),
+        accept,
+        body,
+    )
+    .await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<String>,
+    accept: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect http");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
     }
     if let Some(a) = accept {
         req.push_str(&format!("Accept: {a}\r\n"));

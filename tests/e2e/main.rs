@@ -12,11 +12,14 @@
 mod harness;
 mod raw;
 
+mod admin_cli;
+mod admin_rest;
 mod alerts;
 mod attacks;
 mod bad_input;
 mod blocking;
 mod carbons;
+mod cert_reload;
 mod cli;
 mod csi;
 mod dashboards;
@@ -24,6 +27,7 @@ mod db_outage;
 mod events;
 mod fuzz_regressions;
 mod graphite;
+mod graphql;
 mod http;
 mod http_limits;
 mod lifecycle;

@@ -207,6 +207,18 @@ pub fn local_user(ctx: &Ctx, jid: &str) -> AdminResult<Jid> {
     Ok(parsed.to_bare())
 }
 
+/// [`local_user`] with an account: the operations that read a user's
+/// data answer 404 for a user that does not exist, not an empty list.
+pub async fn existing_user(ctx: &Ctx, jid: &str) -> AdminResult<Jid> {
+    let user = local_user(ctx, jid)?;
+    let (host, name) = (user.domain(), user.local().unwrap_or_default());
+    if ctx.storage.account_exists(host, name).await? {
+        Ok(user)
+    } else {
+        Err(AdminError::NotFound(format!("no account {}", user.bare())))
+    }
+}
+
 /// A host this server serves.
 pub fn served_host(ctx: &Ctx, host: &str) -> AdminResult<String> {
     if ctx.serves(host) {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{local_user, run, AdminResult, Page, Paged};
+use super::{existing_user, run, AdminResult, Page, Paged};
 use crate::server::Ctx;
 
 #[derive(Debug, Clone, Serialize)]
@@ -16,7 +16,7 @@ pub struct Stored {
 
 pub async fn count(ctx: &Ctx, user: &str) -> AdminResult<u64> {
     run(ctx, "offline_count", user, async {
-        let u = local_user(ctx, user)?;
+        let u = existing_user(ctx, user).await?;
         Ok(ctx
             .storage
             .offline_count(u.domain(), u.local().unwrap_or_default())
@@ -28,7 +28,7 @@ pub async fn count(ctx: &Ctx, user: &str) -> AdminResult<u64> {
 /// The stored messages, oldest first; they stay stored.
 pub async fn list(ctx: &Ctx, user: &str, page: Page) -> AdminResult<Paged<Stored>> {
     run(ctx, "offline_list", user, async {
-        let u = local_user(ctx, user)?;
+        let u = existing_user(ctx, user).await?;
         let (host, name) = (u.domain(), u.local().unwrap_or_default());
         let total = ctx.storage.offline_count(host, name).await?;
         let items = ctx
@@ -54,7 +54,7 @@ pub async fn list(ctx: &Ctx, user: &str, page: Page) -> AdminResult<Paged<Stored
 /// Deletes every stored message; returns how many.
 pub async fn purge(ctx: &Ctx, user: &str) -> AdminResult<usize> {
     run(ctx, "offline_purge", user, async {
-        let u = local_user(ctx, user)?;
+        let u = existing_user(ctx, user).await?;
         let (host, name) = (u.domain(), u.local().unwrap_or_default());
         let _guard = ctx.storage.lock_account(host, name).await;
         let mut purged = 0;

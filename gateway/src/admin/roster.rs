@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{local_user, run, AdminError, AdminResult};
+use super::{existing_user, run, AdminError, AdminResult};
 use crate::jid::Jid;
 use crate::server::Ctx;
 use crate::storage::{RosterItem, Subscription};
@@ -34,7 +34,7 @@ impl From<&RosterItem> for Item {
 
 pub async fn list(ctx: &Ctx, user: &str) -> AdminResult<Vec<Item>> {
     run(ctx, "roster_list", user, async {
-        let u = local_user(ctx, user)?;
+        let u = existing_user(ctx, user).await?;
         let items = ctx
             .storage
             .roster_get(u.domain(), u.local().unwrap_or_default())
@@ -58,7 +58,7 @@ pub struct NewItem {
 
 pub async fn add(ctx: &Ctx, user: &str, new: &NewItem) -> AdminResult<Item> {
     run(ctx, "roster_add", user, async {
-        let u = local_user(ctx, user)?;
+        let u = existing_user(ctx, user).await?;
         let contact = Jid::parse(&new.contact)
             .map_err(|_| AdminError::bad(format!("{}: malformed JID", new.contact)))?
             .to_bare();
@@ -85,9 +85,6 @@ pub async fn add(ctx: &Ctx, user: &str, new: &NewItem) -> AdminResult<Item> {
             ));
         }
         let (host, name) = (u.domain(), u.local().unwrap_or_default());
-        if !ctx.storage.account_exists(host, name).await? {
-            return Err(AdminError::NotFound(format!("no account {}", u.bare())));
-        }
         let item = RosterItem {
             jid: contact.bare(),
             name: new.name.clone().filter(|n| !n.is_empty()),
@@ -107,7 +104,7 @@ pub async fn add(ctx: &Ctx, user: &str, new: &NewItem) -> AdminResult<Item> {
 
 pub async fn remove(ctx: &Ctx, user: &str, contact: &str) -> AdminResult<String> {
     run(ctx, "roster_remove", user, async {
-        let u = local_user(ctx, user)?;
+        let u = existing_user(ctx, user).await?;
         let contact = Jid::parse(contact)
             .map_err(|_| AdminError::bad(format!("{contact}: malformed JID")))?
             .bare();

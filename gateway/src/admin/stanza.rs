@@ -27,7 +27,7 @@ pub struct Sent {
 /// full, or a served host: the server) to `to`.
 pub async fn send_message(ctx: &Ctx, from: &str, to: &str, body: &str) -> AdminResult<Sent> {
     run(ctx, "stanza_send_message", from, async {
-        let from = sender(ctx, from)?;
+        let from = sender(ctx, from).await?;
         let to = Jid::parse(to).map_err(|_| AdminError::bad(format!("{to}: malformed JID")))?;
         if body.len() > max_bytes(ctx) {
             return Err(AdminError::bad(
@@ -42,7 +42,7 @@ pub async fn send_message(ctx: &Ctx, from: &str, to: &str, body: &str) -> AdminR
             .attr("id", &id)
             .child(El::new("body").text(body))
             .into_string();
-        route(ctx, Kind::Message, &from, &to, &xml, id).await
+        route(ctx, Kind::Message, Some("chat"), &from, &to, &xml, id).await
     })
     .await
 }
@@ -54,6 +54,11 @@ pub async fn send(ctx: &Ctx, xml: &str) -> AdminResult<Sent> {
     run(ctx, "stanza_send", "stanza", async {
         let el = frame(ctx, xml)?;
         let name = el.name();
+        if el.ns() != Some("jabber:client") {
+            return Err(AdminError::bad(format!(
+                "<{name}/> must be in the jabber:client namespace"
+            )));
+        }
         let kind = Kind::of(name).ok_or_else(|| {
             AdminError::bad(format!("<{name}/> is not a stanza (message, presence, iq)"))
         })?;
@@ -63,23 +68,34 @@ pub async fn send(ctx: &Ctx, xml: &str) -> AdminResult<Sent> {
         let to = el
             .attr("to")
             .ok_or_else(|| AdminError::bad("the stanza needs a to attribute"))?;
-        let from = sender(ctx, from)?;
+        let from = sender(ctx, from).await?;
         let to = Jid::parse(to).map_err(|_| AdminError::bad(format!("{to}: malformed JID")))?;
         let id = el.attr("id").unwrap_or_default().to_string();
-        route(ctx, kind, &from, &to, el.raw(), id).await
+        route(ctx, kind, el.attr("type"), &from, &to, el.raw(), id).await
     })
     .await
 }
 
+/// Routed like a client's stanza: its type decides RFC 6121 §8's rules
+/// (a headline is never stored, a groupchat to a bare JID is refused).
 async fn route(
     ctx: &Ctx,
     kind: Kind,
+    typ: Option<&str>,
     from: &Jid,
     to: &Jid,
     xml: &str,
     id: String,
 ) -> AdminResult<Sent> {
-    let (outcome, sessions) = match crate::router::route_xml(ctx, kind, from, to, xml).await {
+    let route = crate::hooks::Route {
+        from,
+        to,
+        kind,
+        typ,
+        xml: xml.into(),
+        stanza: None,
+    };
+    let (outcome, sessions) = match crate::router::route(ctx, route).await {
         Ok(Routed::Delivered(n)) => ("delivered", n),
         Ok(Routed::StoredOffline) => ("offline", 0),
         Ok(Routed::Dropped) => ("dropped", 0),
@@ -99,12 +115,17 @@ async fn route(
 }
 
 /// A local user (bare or full JID) with an account, or a served host.
-fn sender(ctx: &Ctx, from: &str) -> AdminResult<Jid> {
+async fn sender(ctx: &Ctx, from: &str) -> AdminResult<Jid> {
     let jid = Jid::parse(from).map_err(|_| AdminError::bad(format!("{from}: malformed JID")))?;
     if !ctx.serves(jid.domain()) {
         return Err(AdminError::bad(format!(
             "{from}: the sender must be a user or a host of this server"
         )));
+    }
+    if let Some(user) = jid.local() {
+        if !ctx.storage.account_exists(jid.domain(), user).await? {
+            return Err(AdminError::NotFound(format!("no account {}", jid.bare())));
+        }
     }
     Ok(jid)
 }

@@ -373,7 +373,7 @@ impl<T: Transport> Connection<T> {
             return;
         }
         let name = element_name(xml);
-        let data = format!("size={}", xml.len());
+        let data = crate::live::describe_xml(xml, false);
         if let Some(traces) = &tags.live {
             let task = crate::live::task(handle.id());
             for t in traces.iter() {
@@ -382,8 +382,7 @@ impl<T: Transport> Connection<T> {
         }
         self.traces
             .refresh(&self.ctx.live, handle.full(), handle.id());
-        self.traces
-            .record(handle.id(), Kind::Out, name, &data, None);
+        self.traces.record_out(handle.id(), name, xml);
     }
 
     /// Streams the stored offline messages out, batch by batch, through the

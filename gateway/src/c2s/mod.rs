@@ -32,7 +32,7 @@ use osprey_instrument::Meta;
 use crate::errors::{SessionEnd, StreamCondition, StreamError};
 use crate::events as ev;
 use crate::server::Ctx;
-use crate::tls::TlsIdentity;
+use crate::tls::ReloadableIdentity;
 use crate::xml::{Frame, Framer};
 
 /// How long an authenticated client may stay silent during negotiation
@@ -52,7 +52,8 @@ pub struct ListenerCtx {
     /// A bounded name for logs and metric labels, e.g. `c2s_5222`.
     pub name: String,
     pub config: C2sListener,
-    pub tls: Option<TlsIdentity>,
+    /// Shared with `Ctx::certificates`, which reloads it.
+    pub tls: Option<Arc<ReloadableIdentity>>,
     pub events: crate::instr::ListenerEvents,
 }
 
@@ -149,9 +150,11 @@ async fn serve_inner(
         let Some(tls) = lst.tls.as_ref() else {
             return "no_certificate";
         };
+        // Read once: a reload during the handshake does not affect it.
+        let identity = tls.current();
         let handshake = tokio::time::timeout_at(
             deadline.min(tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT),
-            tls.acceptor.accept(tcp),
+            identity.acceptor.accept(tcp),
         );
         match handshake.await {
             Ok(Ok(s)) => {

@@ -223,7 +223,10 @@ impl<T: Transport> Connection<T> {
     }
 
     async fn on_starttls(&mut self) -> Result<(), SessionEnd> {
-        let Some(identity) = self.lst.tls.clone().filter(|_| self.can_starttls()) else {
+        // The listener's current certificate (a reload changes it for new
+        // handshakes only).
+        let current = self.lst.tls.as_ref().map(|t| t.current());
+        let Some(identity) = current.filter(|_| self.can_starttls()) else {
             // RFC 6120 §5.4.2.2: <failure/>, then the stream is closed.
             self.send(&El::new("failure").xmlns(NS_TLS).to_string())
                 .await?;

@@ -311,15 +311,13 @@ impl<T: super::Transport> Connection<T> {
         hash: ScramHash,
     ) -> Result<Option<ScramCredentials>, Failed> {
         let host = self.host.as_deref().unwrap_or("");
-        let stored = self
-            .ctx
-            .storage
-            .get_credentials(host, user)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "credentials lookup failed");
-                Failed::from(SaslFailure::TemporaryAuthFailure)
-            })?;
+        // In the login's scope: `--task storage` traces see the lookup.
+        let scope = crate::live::login_scope(&self.ctx.live, &self.account(user), self.id);
+        let lookup = self.ctx.storage.get_credentials(host, user);
+        let stored = crate::live::scoped(scope, lookup).await.map_err(|e| {
+            tracing::warn!(error = %e, "credentials lookup failed");
+            Failed::from(SaslFailure::TemporaryAuthFailure)
+        })?;
         let Some(stored) = stored else {
             return Ok(None);
         };

@@ -1,6 +1,6 @@
-//! `osprey account register|remove|list|passwd|populate`: straight to storage, so
-//! they work whether or not the server is running (SQLite in WAL mode lets
-//! both write).
+//! `osprey account register|remove|list|count|passwd|populate`: straight to
+//! storage, so they work whether or not the server is running (SQLite in WAL
+//! mode lets both write).
 
 use clap::Subcommand;
 
@@ -24,6 +24,11 @@ pub enum AccountCommand {
     /// List accounts.
     List {
         /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// How many accounts: the number for one host, else `host count` lines.
+    Count {
         #[arg(long)]
         host: Option<String>,
     },
@@ -97,6 +102,22 @@ pub async fn run(cmd: AccountCommand, config: &Config) -> Result<(), Failure> {
                 .map_err(storage_failure)?;
             for (h, u) in accounts {
                 println!("{u}@{h}");
+            }
+            Ok(())
+        }
+        AccountCommand::Count { host } => {
+            let one = host.is_some();
+            let hosts = match host {
+                Some(h) => vec![known_host(&h, config)?],
+                None => config.general.hosts.clone(),
+            };
+            for h in hosts {
+                let n = storage.count_accounts(&h).await.map_err(storage_failure)?;
+                if one {
+                    println!("{n}");
+                } else {
+                    println!("{h} {n}");
+                }
             }
             Ok(())
         }

@@ -2,9 +2,11 @@
 //! `serve`, `account …`.
 //!
 //! Exit codes: 0 done; 1 failed (storage, I/O); 2 bad input (usage, config,
-//! malformed JID, unknown host); 3 the account already exists; 4 no such account.
+//! malformed JID, unknown host); 3 the account already exists; 4 no such account
+//! (or, through the admin API, no such session or contact: its 404).
 
 mod account;
+mod admin;
 mod trace;
 
 use std::path::PathBuf;
@@ -36,6 +38,10 @@ pub enum Command {
     /// Manage accounts (works whether or not the server runs).
     #[command(subcommand)]
     Account(account::AccountCommand),
+    // session, stanza, roster, offline, stats, server: through the admin
+    // API of a running gateway (top-level, as in mongooseimctl).
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
     /// Live tracing of a session or task (erlang_doctor's `tr`), through
     /// the admin API of a running gateway.
     Trace {
@@ -57,6 +63,9 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// The admin API's description (no server needed).
+    #[command(subcommand)]
+    Api(ApiCommand),
     /// List every instrumentation event with its labels and metrics.
     Events {
         #[arg(long)]
@@ -65,6 +74,12 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ApiCommand {
+    /// Print the GraphQL schema (SDL) served at /api/graphql.
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +120,11 @@ pub fn main() -> ExitCode {
         print_events(json, markdown);
         return ExitCode::SUCCESS;
     }
+    if let Command::Api(ApiCommand::Schema) = cli.command {
+        // Built from the types alone: no configuration, storage or server.
+        print!("{}", crate::http::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
     let config = match load_config(cli.config.as_deref()) {
         Ok(c) => c,
         Err(f) => return report(f),
@@ -136,12 +156,13 @@ pub fn main() -> ExitCode {
                     .map_err(|e| Failure::new(1, e.to_string()))
             }
             Command::Account(cmd) => account::run(cmd, &config).await,
+            Command::Admin(cmd) => admin::run(cmd, &config).await,
             Command::Trace { target, command } => trace::run(command, target, &config).await,
             Command::Log {
                 target,
                 command: LogCommand::Level { level },
             } => log_level(&target, &config, level).await,
-            Command::Events { .. } | Command::Top { .. } => Ok(()),
+            Command::Events { .. } | Command::Top { .. } | Command::Api(_) => Ok(()),
         };
         if let Some(otel) = otel {
             // Flushes queued spans; it blocks, so off the async workers.

@@ -48,10 +48,16 @@ pub async fn handle(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Respon
         _ => match rest(ctx, &method, &seg, &query, req).await {
             Some(Ok(v)) => json(StatusCode::OK, &v),
             Some(Err(e)) => error(&e),
-            None if known(&seg) => json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": "method not allowed", "code": "method_not_allowed"}),
-            ),
+            None if allowed(&seg).is_some() => {
+                let mut r = json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method not allowed", "code": "method_not_allowed"}),
+                );
+                if let Some(Ok(v)) = allowed(&seg).map(hyper::header::HeaderValue::from_str) {
+                    r.headers_mut().insert(hyper::header::ALLOW, v);
+                }
+                r
+            }
             None => json(
                 StatusCode::NOT_FOUND,
                 &json!({"error": "not found", "code": "not_found"}),
@@ -83,6 +89,9 @@ async fn rest(
             Err(e) => Err(e),
         },
         (&Method::GET, ["stats"]) => to_json(admin::stats::hosts(ctx, q("host")).await),
+        (&Method::POST, ["certificates", "reload"]) => {
+            to_json(admin::server::reload_certificates(ctx).await)
+        }
         // accounts
         (&Method::GET, ["accounts"]) => match page(&q) {
             Ok(p) => to_json(admin::accounts::list(ctx, q("host"), p).await),
@@ -172,24 +181,25 @@ async fn rest(
     Some(out)
 }
 
-/// Paths that exist with some method (for 405 rather than 404).
-fn known(seg: &[&str]) -> bool {
-    matches!(
-        seg,
-        [
-            "status"
-                | "log"
-                | "stats"
-                | "events"
-                | "snapshot"
-                | "accounts"
-                | "sessions"
-                | "stanzas"
-                | "roster"
-                | "offline",
-            ..
-        ]
-    )
+/// The methods a path takes (the `Allow` header of a 405), `None` for a
+/// path that does not exist.
+fn allowed(seg: &[&str]) -> Option<&'static str> {
+    Some(match seg {
+        ["status" | "stats" | "events" | "snapshot"]
+        | ["snapshot", "stream"]
+        | ["accounts" | "sessions", "count"]
+        | ["offline", _, "count"] => "GET",
+        ["log"] => "GET, PUT",
+        ["certificates", "reload"] | ["stanzas"] | ["stanzas", "message"] => "POST",
+        ["accounts"] => "GET, POST",
+        ["accounts", _] | ["roster", _, _] => "DELETE",
+        ["accounts", _, "password"] => "PUT",
+        ["sessions"] => "GET",
+        ["sessions", ..] => "DELETE",
+        ["roster", _] => "GET, POST",
+        ["offline", _] => "GET, DELETE",
+        _ => return None,
+    })
 }
 
 fn error(e: &AdminError) -> Response<Body> {
@@ -267,7 +277,12 @@ pub(crate) fn authorized(hctx: &HttpCtx, req: &Request<Incoming>) -> bool {
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        })
         .unwrap_or("");
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }

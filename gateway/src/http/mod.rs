@@ -4,6 +4,7 @@
 //! its connections.
 
 mod admin;
+pub mod graphql;
 pub mod limits;
 mod snapshot;
 pub mod token;
@@ -105,13 +106,14 @@ fn count(handle: &osprey_instrument::Labelled, n: u64) {
     }
 }
 
-async fn route(ctx: &Ctx, hctx: &HttpCtx, req: Request<Incoming>) -> Response<Body> {
+async fn route(ctx: &Arc<Ctx>, hctx: &HttpCtx, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let metrics_on = hctx.handlers.contains(&HttpHandler::Metrics);
     let admin_on = hctx.handlers.contains(&HttpHandler::Admin);
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") if metrics_on => metrics(ctx, &req),
         (&Method::GET, "/healthz") if metrics_on => healthz(ctx).await,
+        (_, "/api/graphql") if admin_on => graphql::handle(ctx, hctx, req).await,
         (_, p) if admin_on && p.starts_with("/api/") => admin::handle(ctx, hctx, req).await,
         _ => json(
             StatusCode::NOT_FOUND,

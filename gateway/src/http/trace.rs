@@ -1,5 +1,6 @@
-//! `/api/trace`: start, list, stop, read and analyse live traces, and
-//! follow one as server-sent events.
+//! `/api/trace`: start, list, stop, read and analyse live traces, follow
+//! one as server-sent events, and load a dump back as a queryable trace.
+//! The analysis queries themselves are `osprey_instrument::live::api`'s.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use osprey_instrument::live::{dump, query, Kind, Options, Trace};
+use osprey_instrument::live::{api, dump, Options, Trace};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,6 +18,9 @@ use crate::server::Ctx;
 
 /// Largest start request accepted.
 const MAX_BODY: usize = 16 * 1024;
+/// Largest dump accepted by `POST /api/trace/load` (bigger ones are
+/// queried from the file: `osprey trace records FILE`).
+const MAX_DUMP: usize = 64 * 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +35,8 @@ struct StartRequest {
     messages: bool,
     #[serde(default)]
     payload: bool,
+    /// Who asks, as the client says (for the audit log line).
+    by: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> Response<Body> {
@@ -47,12 +53,14 @@ fn not_found(id: &str) -> Response<Body> {
 pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let params = query_pairs(req.uri().query());
-    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let rest = path
         .trim_start_matches("/api/trace")
         .trim_start_matches('/');
     let mut parts = rest.splitn(2, '/');
     let (id, sub) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if id == "load" && sub.is_empty() && req.method() == Method::POST {
+        return load(ctx, req).await;
+    }
     if id.is_empty() {
         return match *req.method() {
             Method::POST => start(ctx, req).await,
@@ -70,13 +78,6 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let Some(trace) = id.parse::<u64>().ok().and_then(|n| ctx.live.tracer.get(n)) else {
         return not_found(id);
     };
-    let records = || trace.records();
-    let number = |k: &str, default: usize| -> Result<usize, String> {
-        match param(k) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("{k} must be a number")),
-        }
-    };
     match (req.method(), sub) {
         (&Method::GET, "") => {
             ctx.live.changed();
@@ -86,87 +87,33 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             Ok(()) => json(StatusCode::OK, &trace.status()),
             Err(e) => bad(e),
         },
-        (&Method::GET, "records") => {
-            let kind = match param("kind") {
-                Some(k) => match Kind::parse(k) {
-                    Some(k) => Some(k),
-                    None => return bad(format!("unknown kind {k:?}")),
-                },
-                None => None,
-            };
-            let (offset, limit) = match (number("offset", 0), number("limit", 1000)) {
-                (Ok(o), Ok(l)) => (o, l),
-                (Err(e), _) | (_, Err(e)) => return bad(e),
-            };
-            let all = records();
-            let sel = query::select(&all, kind, param("task"), param("contains"));
-            let page: Vec<_> = sel.iter().skip(offset).take(limit).collect();
-            json(
-                StatusCode::OK,
-                &json!({"total": sel.len(), "offset": offset, "records": page}),
-            )
-        }
-        (&Method::GET, "stats") => {
-            let by = param("by").unwrap_or("function");
-            let sort = param("sort").unwrap_or("acc");
-            if !["function", "task"].contains(&by) || !["acc", "own", "count"].contains(&sort) {
-                return bad("by: function|task; sort: acc|own|count");
-            }
-            let limit = match number("limit", 50) {
-                Ok(l) => l,
-                Err(e) => return bad(e),
-            };
-            let mut stats = query::call_stat(&records(), by, sort);
-            stats.truncate(limit);
-            json(StatusCode::OK, &json!(stats))
-        }
-        (&Method::GET, "trees") => match number("top", 10) {
-            Ok(top) => json(
-                StatusCode::OK,
-                &json!(query::top_call_trees(&records(), top)),
-            ),
-            Err(e) => bad(e),
-        },
-        (&Method::GET, "ranges") => {
-            let Some(call) = param("call") else {
-                return bad("ranges needs call=NAME");
-            };
-            let all = records();
-            let r = query::ranges(
-                &all,
-                call,
-                param("incomplete").is_some_and(|v| v == "1" || v == "true"),
-            );
-            json(StatusCode::OK, &json!(r))
-        }
-        (&Method::GET, "traceback") => {
-            let Some(index) = param("index").and_then(|i| i.parse::<u64>().ok()) else {
-                return bad("traceback needs index=N");
-            };
-            let all = records();
-            match query::traceback(&all, index) {
-                Some(tb) => json(StatusCode::OK, &json!(tb)),
-                None => json(
-                    StatusCode::NOT_FOUND,
-                    &json!({"error": format!("no record {index}")}),
+        (&Method::GET, q) if api::QUERIES.contains(&q) => {
+            let (records, started_us) = (trace.records(), trace.started_us());
+            let q = q.to_string();
+            // A query over a million records is work: off the async workers.
+            let answer = tokio::task::spawn_blocking(move || {
+                let view = api::View {
+                    records: &records,
+                    started_us,
+                };
+                api::answer(&view, &q, &params)
+            })
+            .await;
+            match answer {
+                Ok(Ok(v)) => json(StatusCode::OK, &v),
+                Ok(Err(r)) => json(
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    &json!({"error": r.message}),
+                ),
+                Err(_) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "the query failed"}),
                 ),
             }
         }
         (&Method::GET, "dump") => {
-            let all = records();
-            let header = dump::Header {
-                format: dump::FORMAT.into(),
-                id: trace.id,
-                filter: trace.filter.clone(),
-                stop_reason: trace.stop_reason(),
-                records: all.len(),
-            };
-            let mut out = serde_json::to_string(&header).unwrap_or_default();
-            out.push('\n');
-            for r in &all {
-                out.push_str(&serde_json::to_string(r).unwrap_or_default());
-                out.push('\n');
-            }
+            let all = trace.records();
+            let out = dump::to_text(&trace.header(all.len()), &all);
             respond(StatusCode::OK, "application/x-ndjson", out)
         }
         (&Method::GET, "stream") => stream(trace),
@@ -203,7 +150,20 @@ async fn start(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     };
     match ctx.live.start(&filter, options) {
         Ok(t) => {
-            tracing::info!(trace = t.id, filter = %t.filter, "live trace started");
+            let by = r.by.as_deref().unwrap_or("unknown");
+            if t.options.payload {
+                // Stanza text (message bodies) is captured: an audit event.
+                tracing::warn!(
+                    trace = t.id,
+                    filter = %t.filter,
+                    by,
+                    limit = t.options.limit,
+                    duration_seconds = t.options.duration.as_secs_f64(),
+                    "live trace started capturing stanza payloads"
+                );
+            } else {
+                tracing::info!(trace = t.id, filter = %t.filter, by, "live trace started");
+            }
             let live = ctx.live.clone();
             let (id, d) = (t.id, t.options.duration);
             // The time limit holds even when nothing is recorded.
@@ -218,6 +178,40 @@ async fn start(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         }
         // Several traces may run, with distinct filters: a clash is a conflict.
         Err(e) if e.contains("running") => json(StatusCode::CONFLICT, &json!({"error": e})),
+        Err(e) => bad(e),
+    }
+}
+
+/// `POST /api/trace/load`: a dump (the body) becomes a stopped trace,
+/// queried like any other under the id it is given.
+async fn load(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_DUMP)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return bad(format!(
+                "a dump over {MAX_DUMP} bytes: query the file itself (osprey trace records FILE)"
+            ))
+        }
+    };
+    let (header, records) = match dump::parse(&body[..], "the uploaded dump") {
+        Ok(d) => d,
+        Err(e) => return bad(e.to_string()),
+    };
+    let from = header.id;
+    match ctx
+        .live
+        .tracer
+        .adopt(header, records, false, format!("loaded (was trace {from})"))
+    {
+        Ok(t) => {
+            tracing::info!(trace = t.id, records = t.len(), "trace dump loaded");
+            ctx.live.changed();
+            json(StatusCode::CREATED, &t.status())
+        }
         Err(e) => bad(e),
     }
 }

@@ -39,6 +39,10 @@ pub struct Ctx {
     pub snapshots: crate::snapshots::Snapshots,
     /// Caps on open client connections.
     pub admission: Arc<super::admission::Admission>,
+    /// Each TLS c2s listener's certificate by listener name (`c2s_5222`),
+    /// shared with the listener: reloading one here changes what its new
+    /// handshakes serve.
+    pub certificates: Vec<(String, Arc<crate::tls::ReloadableIdentity>)>,
 }
 
 impl Ctx {
@@ -67,6 +71,7 @@ impl Ctx {
             live,
             snapshots: crate::snapshots::channel(),
             admission,
+            certificates: Vec::new(),
         }
     }
 

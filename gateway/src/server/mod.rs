@@ -1,5 +1,5 @@
-//! `osprey serve`: storage, certificates, listeners, accept loops, and a
-//! graceful shutdown on SIGINT/SIGTERM.
+//! `osprey serve`: storage, certificates, listeners, accept loops, a
+//! graceful shutdown on SIGINT/SIGTERM, and a certificate reload on SIGHUP.
 
 mod accept;
 mod admission;
@@ -88,6 +88,7 @@ impl Running {
         for p in &self.pushers {
             p.abort();
         }
+        ctx.live.save(&ctx.config.general.data_dir);
         ctx.storage.close().await;
         ListenerFile::remove(&ctx.config.general.data_dir);
         tracing::info!("stopped");
@@ -102,6 +103,7 @@ pub async fn start(
 ) -> Result<Running, ServeError> {
     let config = Arc::new(config);
     let live = Arc::new(crate::live::Live::new());
+    live.restore(&config.general.data_dir);
     let mut extra_handlers = extra_handlers;
     extra_handlers.push(Box::new(crate::live::EventHandler(live.clone())));
     let instr = crate::instr::Instr::from_config(&config, extra_handlers)?;
@@ -132,18 +134,18 @@ pub async fn start(
         let key = format!("listen.c2s[{i}]");
         let tls = match lc.tls.mode {
             TlsMode::None => None,
-            _ => Some(
-                crate::tls::load_or_generate(
-                    lc.tls.certfile.as_deref(),
-                    lc.tls.keyfile.as_deref(),
-                    &data_dir,
-                    &config.general.hosts,
-                )
+            _ => Some(Arc::new(
+                crate::tls::ReloadableIdentity::load(crate::tls::TlsSource {
+                    certfile: lc.tls.certfile.clone(),
+                    keyfile: lc.tls.keyfile.clone(),
+                    data_dir: data_dir.clone(),
+                    hosts: config.general.hosts.clone(),
+                })
                 .map_err(|source| ServeError::Tls {
                     listener: key.clone(),
                     source,
                 })?,
-            ),
+            )),
         };
         let listener = bind(&key, std::net::SocketAddr::new(lc.address, lc.port)).await?;
         let name = format!("c2s_{}", listener.local_addr()?.port());
@@ -180,6 +182,7 @@ pub async fn start(
     let hooks = crate::modules::hooks(&config)
         .map_err(|(key, message)| ServeError::Config(config.error_at(&key, message)))?;
     let mut ctx = Ctx::new(config.clone(), storage, hooks, instr, live, admission);
+    ctx.certificates = certs.clone();
     ctx.secret = crate::http::token::fake_credentials_key(&data_dir).map_err(|source| {
         ServeError::DataDir {
             path: data_dir.join("fake_credentials.key"),
@@ -294,6 +297,8 @@ async fn accept_loop(ctx: Arc<Ctx>, lst: Arc<ListenerCtx>, listener: tokio::net:
     }
 }
 
+/// Waits for SIGINT/SIGTERM (or a shutdown from inside); reloads the
+/// certificates on each SIGHUP meanwhile.
 async fn wait_for_signal(ctx: &Ctx) {
     #[cfg(unix)]
     {
@@ -306,10 +311,25 @@ async fn wait_for_signal(ctx: &Ctx) {
                 return;
             }
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = ctx.shutdown.cancelled() => {}
+        // Without SIGHUP the server still runs; reload goes through the admin API.
+        let mut hup = signal(SignalKind::hangup())
+            .map_err(|e| tracing::warn!(error = %e, "cannot watch SIGHUP"))
+            .ok();
+        // Polled across iterations: a SIGINT during a reload is not lost.
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => break,
+                _ = term.recv() => break,
+                _ = ctx.shutdown.cancelled() => break,
+                _ = async {
+                    match hup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => reload_on_hangup(ctx).await,
+            }
         }
     }
     #[cfg(not(unix))]
@@ -318,6 +338,21 @@ async fn wait_for_signal(ctx: &Ctx) {
             _ = tokio::signal::ctrl_c() => {}
             _ = ctx.shutdown.cancelled() => {}
         }
+    }
+}
+
+/// SIGHUP: every listener's certificate read again, as
+/// `admin::server::reload_certificates` does (which logs each listener; a
+/// failed one keeps serving its old certificate).
+#[cfg(unix)]
+async fn reload_on_hangup(ctx: &Ctx) {
+    match crate::admin::server::reload_certificates(ctx).await {
+        Ok(certs) => tracing::info!(
+            listeners = certs.len(),
+            changed = certs.iter().filter(|c| c.changed).count(),
+            "SIGHUP: certificates reloaded"
+        ),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: certificate reload failed"),
     }
 }
 

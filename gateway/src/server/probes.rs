@@ -7,13 +7,14 @@ use osprey_instrument::EventSpec;
 
 use super::Ctx;
 use crate::events as ev;
-use crate::tls::TlsIdentity;
+use crate::tls::ReloadableIdentity;
 
 /// Probes hold the context weakly: they never keep a stopped server alive.
 pub struct Sessions(pub Weak<Ctx>);
 pub struct Runtime;
 pub struct StoragePool(pub Weak<Ctx>);
-pub struct Certificates(pub Vec<(String, TlsIdentity)>);
+/// Each listener's current certificate (a reload shows at the next round).
+pub struct Certificates(pub Vec<(String, Arc<ReloadableIdentity>)>);
 
 impl Probe for Sessions {
     fn spec(&self) -> &'static EventSpec {
@@ -71,7 +72,7 @@ impl Probe for Certificates {
     }
     fn sample(&self, out: &mut Vec<Sample>) {
         for (listener, id) in &self.0 {
-            if let Some(at) = id.expiry_timestamp() {
+            if let Some(at) = id.current().expiry_timestamp() {
                 out.push(Sample {
                     labels: vec![listener.clone()],
                     measurements: vec![("expiry_timestamp_seconds", at)],
@@ -116,7 +117,7 @@ impl Probe for HandlerPanics {
     }
 }
 
-pub fn all(ctx: &Arc<Ctx>, certs: Vec<(String, TlsIdentity)>) -> Vec<Box<dyn Probe>> {
+pub fn all(ctx: &Arc<Ctx>, certs: Vec<(String, Arc<ReloadableIdentity>)>) -> Vec<Box<dyn Probe>> {
     vec![
         Box::new(OtlpDrops),
         Box::new(HandlerPanics(Arc::downgrade(ctx))),

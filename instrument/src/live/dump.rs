@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Record;
+use super::{Options, Record};
 
 /// The file format's version; a file of another version is refused.
 pub const FORMAT: &str = "osprey-trace/1";
@@ -17,6 +17,21 @@ pub struct Header {
     pub filter: serde_json::Value,
     pub stop_reason: Option<String>,
     pub records: usize,
+    /// When the trace started, Unix µs (older dumps: the first record's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_us: Option<u64>,
+    /// The trace's limits and what it kept (payloads, messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Options>,
+}
+
+impl Header {
+    /// The trace's start: as recorded, else its first record's time.
+    pub fn start_us(&self, records: &[Record]) -> u64 {
+        self.started_us
+            .or_else(|| records.first().map(|r| r.ts_us))
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,19 +59,38 @@ pub enum DumpError {
     },
 }
 
+/// Writes the dump next to `path`, then renames it into place: a crash
+/// midway leaves the old file, never half a new one.
 pub fn write(path: &Path, header: &Header, records: &[Record]) -> Result<(), DumpError> {
     let io = |source| DumpError::Io {
         path: path.display().to_string(),
         source,
     };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    encode(&mut out, header, records).map_err(io)?;
+    out.flush().map_err(io)?;
+    drop(out);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The dump as text (the HTTP `dump` reply).
+pub fn to_text(header: &Header, records: &[Record]) -> String {
+    let mut out = Vec::new();
+    let _ = encode(&mut out, header, records);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn encode(out: &mut impl Write, header: &Header, records: &[Record]) -> std::io::Result<()> {
     let line = serde_json::to_string(header).unwrap_or_default();
-    writeln!(out, "{line}").map_err(io)?;
+    writeln!(out, "{line}")?;
     for r in records {
         let line = serde_json::to_string(r).unwrap_or_default();
-        writeln!(out, "{line}").map_err(io)?;
+        writeln!(out, "{line}")?;
     }
-    out.flush().map_err(io)
+    Ok(())
 }
 
 pub fn read(path: &Path) -> Result<(Header, Vec<Record>), DumpError> {
@@ -65,7 +99,14 @@ pub fn read(path: &Path) -> Result<(Header, Vec<Record>), DumpError> {
         path: p.clone(),
         source,
     })?;
-    let mut lines = std::io::BufReader::new(file).lines();
+    parse(std::io::BufReader::new(file), &p)
+}
+
+/// Reads a dump from any reader (a file, an uploaded body); `name` is what
+/// errors call it.
+pub fn parse(input: impl BufRead, name: &str) -> Result<(Header, Vec<Record>), DumpError> {
+    let p = name.to_string();
+    let mut lines = input.lines();
     let first = match lines.next() {
         Some(Ok(l)) => l,
         Some(Err(source)) => return Err(DumpError::Io { path: p, source }),

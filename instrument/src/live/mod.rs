@@ -5,10 +5,16 @@
 //! A [`Trace`] keeps its records in a bounded table and stops itself at its
 //! record limit or its time limit, saying why. Analysis ([`query`]) works
 //! on the records alone, so it runs the same on a live trace and on a file
-//! loaded back ([`dump`]).
+//! loaded back ([`dump`]); [`predicate`] is its `--where` language, [`api`]
+//! its queries by name, [`show`] its output for people. A dump can be
+//! adopted back as a stopped trace ([`Tracer::adopt`]): after a restart, or
+//! uploaded to be queried like any other.
 
+pub mod api;
 pub mod dump;
+pub mod predicate;
 pub mod query;
+pub mod show;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,6 +122,9 @@ pub struct Trace {
     pub filter: serde_json::Value,
     pub options: Options,
     pub started: SystemTime,
+    /// Where a stopped trace came from when it was not recorded by this
+    /// process ("restored after a restart", "loaded from FILE").
+    pub origin: Option<String>,
     started_at: Instant,
     running: AtomicBool,
     stop_reason: Mutex<Option<String>>,
@@ -214,6 +223,27 @@ impl Trace {
         self.live.subscribe()
     }
 
+    /// When it started, µs since the Unix epoch.
+    pub fn started_us(&self) -> u64 {
+        self.started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+    }
+
+    /// The header of its dump, for `records` records.
+    pub fn header(&self, records: usize) -> dump::Header {
+        dump::Header {
+            format: dump::FORMAT.into(),
+            id: self.id,
+            filter: self.filter.clone(),
+            stop_reason: self.stop_reason(),
+            records,
+            started_us: Some(self.started_us()),
+            options: Some(self.options.clone()),
+        }
+    }
+
     pub fn status(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
@@ -226,6 +256,8 @@ impl Trace {
             "messages": self.options.messages,
             "payload": self.options.payload,
             "started": self.started.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "started_us": self.started_us(),
+            "origin": self.origin,
         })
     }
 }
@@ -276,6 +308,7 @@ impl Tracer {
             filter,
             options,
             started: SystemTime::now(),
+            origin: None,
             started_at: Instant::now(),
             running: AtomicBool::new(true),
             stop_reason: Mutex::new(None),
@@ -285,6 +318,53 @@ impl Tracer {
         });
         traces.push(trace.clone());
         self.active.store(true, Ordering::Relaxed);
+        Ok(trace)
+    }
+
+    /// Takes in a dumped trace as a stopped one, queryable like the others:
+    /// under its own id when `keep_id` and that id is free (a restart),
+    /// else under a new one (an upload).
+    pub fn adopt(
+        &self,
+        header: dump::Header,
+        records: Vec<Record>,
+        keep_id: bool,
+        origin: String,
+    ) -> Result<Arc<Trace>, String> {
+        if records.len() > MAX_LIMIT {
+            return Err(format!("more than {MAX_LIMIT} records"));
+        }
+        let mut traces = self
+            .traces
+            .lock()
+            .map_err(|_| "tracer unavailable".to_string())?;
+        let free = !traces.iter().any(|t| t.id == header.id);
+        let id = if keep_id && free && header.id > 0 {
+            self.next_id.fetch_max(header.id, Ordering::Relaxed);
+            header.id
+        } else {
+            self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        let started_us = header.start_us(&records);
+        let next = records.iter().map(|r| r.index + 1).max().unwrap_or(0);
+        let (live, _) = tokio::sync::broadcast::channel(1);
+        let options = header.options.clone().unwrap_or_default();
+        let trace = Arc::new(Trace {
+            id,
+            filter: header.filter,
+            options,
+            started: SystemTime::UNIX_EPOCH + Duration::from_micros(started_us),
+            origin: Some(origin),
+            started_at: Instant::now(),
+            running: AtomicBool::new(false),
+            stop_reason: Mutex::new(Some(header.stop_reason.unwrap_or_else(|| "stopped".into()))),
+            records: Mutex::new(records),
+            next: AtomicU64::new(next),
+            live,
+        });
+        traces.push(trace.clone());
+        // Keep the list in id order (restored traces arrive in any order).
+        traces.sort_by_key(|t| t.id);
         Ok(trace)
     }
 
