@@ -47,12 +47,9 @@ static CATALOGUE: &[&EventSpec] = &[&ELEMENT_IN, &DATA_IN];
 fn bench(c: &mut Criterion) {
     let setups: Vec<(&str, std::sync::Arc<Registry>)> = vec![
         ("no handlers", Registry::disabled(CATALOGUE)),
+        ("store", Registry::with_prometheus(CATALOGUE, Vec::new())),
         (
-            "prometheus",
-            Registry::with_prometheus(CATALOGUE, Vec::new()),
-        ),
-        (
-            "prometheus + log (level disabled)",
+            "store + log (level off)",
             Registry::with_prometheus(
                 CATALOGUE,
                 vec![Box::new(LogHandler::new(Level::Info, HashMap::new()))],
@@ -70,7 +67,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     let reg = Registry::with_prometheus(CATALOGUE, Vec::new());
-    c.bench_function("resolve per call (cold path) / prometheus", |b| {
+    c.bench_function("resolve per call (cold path) / store", |b| {
         b.iter(|| {
             reg.emit(
                 &DATA_IN,

@@ -918,6 +918,12 @@ async fn admin_rest_stats_status_and_log_level() {
     )
     .await;
 
+    // No TLS listener here: the reload has nothing to do (cert_reload.rs
+    // tests real certificates).
+    assert_eq!(
+        ok(&s, "POST", "/api/certificates/reload", None).await,
+        json!([])
+    );
     let st = ok(&s, "GET", "/api/status", None).await;
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
     assert_eq!(st["hosts"], json!(["localhost"]), "{st}");

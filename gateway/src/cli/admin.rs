@@ -183,6 +183,10 @@ pub enum OfflineCommand {
 pub enum ServerCommand {
     /// Version, uptime, hosts, sessions, listeners, storage.
     Status,
+    /// Read every TLS listener's certificate and key files again (new
+    /// handshakes use them; open connections keep theirs). `kill -HUP`
+    /// does the same.
+    ReloadCertificates,
 }
 
 pub async fn run(cmd: AdminCommand, config: &Config) -> Result<(), Failure> {
@@ -196,6 +200,28 @@ pub async fn run(cmd: AdminCommand, config: &Config) -> Result<(), Failure> {
             let v = call(&remote, config, "GET", &path, None).await?;
             if !remote.json {
                 print_stats(&v);
+            }
+            Ok(())
+        }
+        AdminCommand::Server {
+            remote,
+            command: ServerCommand::ReloadCertificates,
+        } => {
+            let v = call(&remote, config, "POST", "/api/certificates/reload", None).await?;
+            if !remote.json {
+                for c in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  until {}  {}",
+                        c["listener"].as_str().unwrap_or("?"),
+                        c["certfile"].as_str().unwrap_or("?"),
+                        c["not_after_rfc3339"].as_str().unwrap_or("?"),
+                        if c["changed"] == true {
+                            "changed"
+                        } else {
+                            "unchanged"
+                        }
+                    );
+                }
             }
             Ok(())
         }

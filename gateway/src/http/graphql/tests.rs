@@ -98,3 +98,26 @@ async fn very_deep_text_is_refused() {
         assert!(!r.errors.is_empty(), "{}", &q[..20]);
     }
 }
+
+/// docs/admin-api.md carries the schema; it must be the one served.
+#[test]
+fn the_documented_schema_is_the_served_one() {
+    let doc = include_str!("../../../../docs/admin-api.md");
+    let start = doc
+        .find("### Schema")
+        .and_then(|i| {
+            doc[i..]
+                .find("```graphql\n")
+                .map(|j| i + j + "```graphql\n".len())
+        })
+        .expect("a ```graphql block under ### Schema in docs/admin-api.md");
+    let end = doc[start..]
+        .find("\n```")
+        .map(|j| start + j)
+        .expect("the end of the schema block");
+    assert_eq!(
+        doc[start..end].trim_end(),
+        sdl().trim_end(),
+        "docs/admin-api.md's schema differs from `osprey api schema`: paste its output into the block"
+    );
+}
