@@ -300,6 +300,9 @@ async fn admin_cli_sessions_stanzas_rosters_offline_stats_status() {
         .unwrap_or_else(|| panic!("{stats}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[..4], ["localhost", "3", "2", "2"], "{stats}");
+    // Numbers sit under their right-aligned headings.
+    let header = stats.lines().next().unwrap_or_default();
+    assert_eq!(row.len(), header.len(), "{stats}");
     let one = run_json(&s, &["stats", "--host", "localhost"]);
     assert_eq!(one[0]["registered_users"], 3, "{one}");
     run_fails(&s, &["stats", "--host", "nothere"], 2);

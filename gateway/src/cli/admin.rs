@@ -278,16 +278,16 @@ async fn session(cmd: SessionCommand, remote: &Remote, config: &Config) -> Resul
                     println!(
                         "{:<40} {:>8} {:<22} {:<4} {:>8}s {:>7} {:>7} {}",
                         s["jid"].as_str().unwrap_or(""),
-                        s["session_id"],
+                        num(&s["session_id"]),
                         s["address"].as_str().unwrap_or(""),
                         if s["tls"].as_bool() == Some(true) {
                             "yes"
                         } else {
                             "no"
                         },
-                        s["connected_seconds"],
-                        s["stanzas_in"],
-                        s["stanzas_out"],
+                        num(&s["connected_seconds"]),
+                        num(&s["stanzas_in"]),
+                        num(&s["stanzas_out"]),
                         s["state"].as_str().unwrap_or("")
                     );
                 }
@@ -472,7 +472,7 @@ async fn offline(cmd: OfflineCommand, remote: &Remote, config: &Config) -> Resul
                 for m in &items {
                     println!(
                         "{:>8} {} {}",
-                        m["id"],
+                        num(&m["id"]),
                         m["stored_at_ms"]
                             .as_i64()
                             .map(rfc3339_ms)
@@ -503,12 +503,21 @@ fn print_stats(v: &Value) {
         println!(
             "{:<30} {:>10} {:>9} {:>7} {:>12} {:>12}",
             h["host"].as_str().unwrap_or(""),
-            h["registered_users"],
-            h["online_sessions"],
-            h["online_users"],
-            h["stanzas_in"],
-            h["stanzas_out"]
+            num(&h["registered_users"]),
+            num(&h["online_sessions"]),
+            num(&h["online_users"]),
+            num(&h["stanzas_in"]),
+            num(&h["stanzas_out"])
         );
+    }
+}
+
+/// A number of the reply, as text: a JSON value ignores width and
+/// alignment in `format!`, a string does not.
+fn num(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        _ => "-".to_string(),
     }
 }
 
