@@ -808,40 +808,7 @@ fn encode(s: &str) -> String {
 }
 
 /// graphql-js's `getIntrospectionQuery()`, as GraphiQL and most clients send it.
-const INTROSPECTION: &str = r#"
-query IntrospectionQuery {
-  __schema {
-    queryType { name }
-    mutationType { name }
-    subscriptionType { name }
-    types { ...FullType }
-    directives { name description locations args { ...InputValue } }
-  }
-}
-fragment FullType on __Type {
-  kind name description
-  fields(includeDeprecated: true) {
-    name description
-    args { ...InputValue }
-    type { ...TypeRef }
-    isDeprecated deprecationReason
-  }
-  inputFields { ...InputValue }
-  interfaces { ...TypeRef }
-  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
-  possibleTypes { ...TypeRef }
-}
-fragment InputValue on __InputValue {
-  name description
-  type { ...TypeRef }
-  defaultValue
-}
-fragment TypeRef on __Type {
-  kind name
-  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
-    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
-}
-"#;
+const INTROSPECTION: &str = include_str!("../../gateway/src/http/graphql/introspection.graphql");
 
 /// Every GraphQL example in docs/admin-api.md runs against a real gateway,
 /// in the order written: each is valid for the schema (no validation error)

@@ -121,7 +121,7 @@ impl Raw {
         .with_safe_default_protocol_versions()
         .expect("tls versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_custom_certificate_verifier(Arc::new(AcceptAny::default()))
         .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
@@ -195,18 +195,23 @@ impl Raw {
     }
 }
 
-#[derive(Debug)]
-struct AcceptAny;
+/// Trusts any certificate (the test servers' are self-signed) and keeps
+/// the last one a server sent (which certificate was served).
+#[derive(Debug, Default)]
+pub struct AcceptAny(pub std::sync::Mutex<Option<Vec<u8>>>);
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
         &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
         _: &[rustls::pki_types::CertificateDer<'_>],
         _: &rustls::pki_types::ServerName<'_>,
         _: &[u8],
         _: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(end_entity.to_vec());
+        }
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 

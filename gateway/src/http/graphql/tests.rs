@@ -2,41 +2,9 @@
 
 use super::{schema, sdl};
 
-/// graphql-js's `getIntrospectionQuery()`, as GraphiQL and most clients send it.
-pub(super) const INTROSPECTION: &str = r#"
-query IntrospectionQuery {
-  __schema {
-    queryType { name }
-    mutationType { name }
-    subscriptionType { name }
-    types { ...FullType }
-    directives { name description locations args { ...InputValue } }
-  }
-}
-fragment FullType on __Type {
-  kind name description
-  fields(includeDeprecated: true) {
-    name description
-    args { ...InputValue }
-    type { ...TypeRef }
-    isDeprecated deprecationReason
-  }
-  inputFields { ...InputValue }
-  interfaces { ...TypeRef }
-  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
-  possibleTypes { ...TypeRef }
-}
-fragment InputValue on __InputValue {
-  name description
-  type { ...TypeRef }
-  defaultValue
-}
-fragment TypeRef on __Type {
-  kind name
-  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
-    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
-}
-"#;
+/// graphql-js's `getIntrospectionQuery()`, as GraphiQL and most clients
+/// send it (shared with the e2e tests).
+pub(super) const INTROSPECTION: &str = include_str!("introspection.graphql");
 
 #[tokio::test]
 async fn a_full_introspection_query_fits_the_limits() {
