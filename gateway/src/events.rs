@@ -276,6 +276,10 @@ pub mod handlers {
     handler!(DISCO_ITEMS, "disco", "items");
     handler!(PING_GET, "ping", "get");
     handler!(VERSION_GET, "version", "get");
+    handler!(TIME_GET, "time", "get");
+    handler!(LAST_GET, "last", "get");
+    handler!(LAST_PRESENCE, "last", "presence");
+    handler!(LAST_CLOSED, "last", "closed");
     handler!(SM_NONZA, "stream_management", "nonza");
     handler!(SM_CLOSED, "stream_management", "closed");
     handler!(SM_COUNT, "stream_management", "count");
@@ -293,6 +297,8 @@ pub mod handlers {
     handler!(BLOCKING_CHECK, "blocking", "check");
     handler!(BLOCKING_SESSION, "blocking", "session");
     handler!(BLOCKING_REMOVED, "blocking", "account_removed");
+    handler!(PRIVATE_GET, "private", "get");
+    handler!(PRIVATE_SET, "private", "set");
 }
 
 // --- stream management (XEP-0198) -------------------------------------------------
@@ -376,7 +382,7 @@ event!(
     Warn,
     ["limit"],
     [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, private_bytes (a private XML element too large), private_items (too many private XML namespaces), slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
 );
 
 // --- probes ------------------------------------------------------------------------

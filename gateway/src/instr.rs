@@ -32,6 +32,8 @@ pub mod bounded {
         "auth_attempts",
         "http_connections",
         "blocklist_items",
+        "private_bytes",
+        "private_items",
         "slow_sender",
         "negotiation_timeout",
         "stanza_rate",

@@ -184,6 +184,9 @@ async fn every_module_section_is_accepted() {
                 [modules.csi]\n\
                 [modules.carbons]\n\
                 [modules.blocking]\n\
+                [modules.private]\n\
+                max_bytes = 65536\n\
+                max_items = 100\n\
                 [modules.version]\n\
                 [modules.roster]\n\
                 versioning = true\n"

@@ -1,6 +1,7 @@
 //! slixmpp scenarios for the XEP modules (stream management, carbons,
-//! blocking): `tests/slixmpp/scenarios.py` as in `slixmpp.rs`, against a
-//! server with those modules configured, on both backends.
+//! blocking, private XML storage): `tests/slixmpp/scenarios.py` as in
+//! `slixmpp.rs`, against a server with those modules configured, on both
+//! backends.
 
 use crate::both_backends;
 use crate::harness::{Backend, Options};
@@ -33,6 +34,8 @@ macro_rules! scenario {
 scenario!(sm_resume, ["alice", "bob"]);
 scenario!(carbons, ["alice", "bob"]);
 scenario!(blocking, ["alice", "bob"]);
+scenario!(time_last, ["alice", "bob"]);
+scenario!(private, ["alice", "bob"]);
 
 both_backends!(
     slixmpp_sm_resume_after_abort_delivers_each_message_once,
@@ -40,3 +43,5 @@ both_backends!(
 );
 both_backends!(slixmpp_carbons_received_sent_and_disable, carbons);
 both_backends!(slixmpp_blocking_block_refuse_unblock, blocking);
+both_backends!(slixmpp_entity_time_and_last_activity, time_last);
+both_backends!(slixmpp_private_storage_round_trip, private);

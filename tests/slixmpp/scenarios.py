@@ -648,6 +648,88 @@ async def s_blocking():
     await bye(alice, bob)
 
 
+async def s_private():
+    """XEP-0049 with slixmpp's own plugin: bookmarks (XEP-0048's element)
+    stored, read back by a fresh session, replaced; another user's storage
+    is refused."""
+    from slixmpp.plugins.xep_0048.stanza import Bookmarks
+
+    def bookmarks(nick):
+        b = Bookmarks()
+        b.add_conference("room@muc." + domain(), nick, autojoin=True)
+        return b
+
+    alice = await login_with(0, "a", ["xep_0049"], presence=False)
+    alice["xep_0049"].register(Bookmarks)
+    res = await alice["xep_0049"].retrieve("bookmarks", timeout=STEP)
+    check(not res["private"]["bookmarks"]["conferences"], f"stored before any set: {res}")
+    await alice["xep_0049"].store(bookmarks("hamlet"), timeout=STEP)
+    await bye(alice)
+
+    alice = await login_with(0, "b", ["xep_0049"], presence=False)
+    alice["xep_0049"].register(Bookmarks)
+    res = await alice["xep_0049"].retrieve("bookmarks", timeout=STEP)
+    confs = res["private"]["bookmarks"]["conferences"]
+    check([(c["jid"], c["nick"], c["autojoin"]) for c in confs]
+          == [("room@muc." + domain(), "hamlet", True)], f"after a re-login: {res}")
+    await alice["xep_0049"].store(bookmarks("ophelia"), timeout=STEP)
+    res = await alice["xep_0049"].retrieve("bookmarks", timeout=STEP)
+    confs = res["private"]["bookmarks"]["conferences"]
+    check([c["nick"] for c in confs] == ["ophelia"], f"after a replace: {res}")
+
+    bob = await login_with(1, "b", ["xep_0049"], presence=False)
+    bob["xep_0049"].register(Bookmarks)
+    res = await bob["xep_0049"].retrieve("bookmarks", timeout=STEP)
+    check(not res["private"]["bookmarks"]["conferences"], f"bob sees alice's: {res}")
+    def others():
+        iq = bob.make_iq_get(ito=user(0))
+        iq["private"].enable("bookmarks")
+        return iq.send(timeout=STEP)
+    await expect_error(others, "a get of another user's private storage", "forbidden", "auth")
+    await bye(alice, bob)
+
+
+async def s_time_last():
+    """XEP-0202 and XEP-0012 with slixmpp's plugins: the server's time (UTC)
+    and uptime, advertised in disco#info; a contact's last activity: 0 while
+    online, then the seconds since the logout and its status."""
+    alice = await login_with(0, "a", ["xep_0202", "xep_0012"])
+    bob = await login(1, "b")
+    res = await alice["xep_0202"].get_entity_time(slixmpp.JID(domain()), timeout=STEP)
+    check(res["type"] == "result" and res["from"] == domain(), f"time reply {res}")
+    tzo = res.xml.find("{urn:xmpp:time}time/{urn:xmpp:time}tzo")
+    check(tzo is not None and tzo.text == "+00:00", f"tzo in {res}")
+    # Read the text: slixmpp 1.8's get_utc() appends a second "Z" to the
+    # XEP-0202 form (`...:35Z`) and fails to parse it.
+    text = res.xml.find("{urn:xmpp:time}time/{urn:xmpp:time}utc")
+    check(text is not None and text.text.endswith("Z"), f"utc in {res}")
+    utc = datetime.datetime.strptime(text.text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    skew = abs((utc - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    check(skew < 60, f"server time {utc} is {skew}s off")
+    feats = (await alice["xep_0030"].get_info(jid=domain(), timeout=STEP))["disco_info"]["features"]
+    for f in ("urn:xmpp:time", "jabber:iq:last"):
+        check(f in feats, f"feature {f} missing from {feats}")
+    res = await alice["xep_0012"].get_last_activity(slixmpp.JID(domain()), timeout=STEP)
+    check(res["type"] == "result" and res["last_activity"]["seconds"] >= 0, f"uptime {res}")
+
+    await subscribe_both(alice, bob)
+    res = await alice["xep_0012"].get_last_activity(slixmpp.JID(user(1)), timeout=STEP)
+    check(res["last_activity"]["seconds"] == 0, f"bob online: {res}")
+    bob.send_presence(ptype="unavailable", pstatus="Gone fishing")
+    await bob.barrier()
+    await bye(bob)
+    # The server records the logout when it sees the connection go.
+    for _ in range(50):
+        res = await alice["xep_0012"].get_last_activity(slixmpp.JID(user(1)), timeout=STEP)
+        if res["last_activity"]["status"]:
+            break
+        await asyncio.sleep(0.1)
+    check(res["last_activity"]["status"] == "Gone fishing", f"bob's status: {res}")
+    check(0 <= res["last_activity"]["seconds"] < 30, f"bob's seconds: {res}")
+    await bye(alice)
+
+
 # How many accounts (JIDs on the command line) each scenario uses.
 ROLES = {
     "login": 1,
@@ -662,6 +744,8 @@ ROLES = {
     "sm_resume": 2,
     "carbons": 2,
     "blocking": 2,
+    "time_last": 2,
+    "private": 2,
 }
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 assert set(SCENARIOS) == set(ROLES)

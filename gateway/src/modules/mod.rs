@@ -12,10 +12,13 @@
 //! - [`disco`]: service discovery (XEP-0030).
 //! - [`ping`]: XMPP ping (XEP-0199).
 //! - [`version`]: software version (XEP-0092).
+//! - [`time`]: entity time (XEP-0202).
+//! - [`last`]: last activity (XEP-0012).
 //! - [`stream_management`]: stream management with resume (XEP-0198).
 //! - [`csi`]: client state indication (XEP-0352).
 //! - [`carbons`]: message carbons (XEP-0280).
 //! - [`blocking`]: the blocking command (XEP-0191).
+//! - [`private`]: private XML storage (XEP-0049).
 //!
 //! Not modules: [`iq`] (IQ dispatch to the handlers modules registered)
 //! and [`message`] (a client's message into the router).
@@ -25,13 +28,16 @@ pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod iq;
+pub mod last;
 pub mod message;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod roster;
 pub mod stream_management;
 pub mod subscription;
+pub mod time;
 pub mod version;
 
 #[cfg(test)]
@@ -74,10 +80,13 @@ pub static MODULES: &[ModuleDef] = &[
     offline::DEF,
     ping::DEF,
     version::DEF,
+    time::DEF,
+    last::DEF,
     stream_management::DEF,
     csi::DEF,
     carbons::DEF,
     blocking::DEF,
+    private::DEF,
 ];
 
 /// Parses a module's settings: `T` denies unknown keys; `enabled` is

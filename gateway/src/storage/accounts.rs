@@ -125,6 +125,8 @@ impl Storage {
                     "subscription_requests",
                     "offline_messages",
                     "blocklist",
+                    "private_storage",
+                    "last_activity",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE host = $1 AND username = $2"))
                         .bind(host).bind(user)

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use super::locks::AccountLocks;
 use super::{
     now_ms, AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage,
-    OfflineStore, OfflineStored, RosterItem, RosterStore, StorageError,
+    OfflineStore, OfflineStored, PrivateStore, RosterItem, RosterStore, StorageError,
 };
+use super::{LastActivity, LastActivityStore};
 
 /// `(host, username)`.
 type Account = (String, String);
@@ -33,6 +34,10 @@ struct State {
     /// The last offline id given out: one sequence for all users, as in SQL.
     last_offline_id: i64,
     blocklists: HashMap<Account, BTreeSet<String>>,
+    /// XEP-0049: namespace → serialised element.
+    private: HashMap<Account, BTreeMap<String, String>>,
+    /// XEP-0012: the last logout.
+    last_activity: HashMap<Account, LastActivity>,
 }
 
 pub struct MemoryStore {
@@ -100,6 +105,8 @@ impl AccountStore for MemoryStore {
         state.sub_requests.remove(&key);
         state.offline.remove(&key);
         state.blocklists.remove(&key);
+        state.private.remove(&key);
+        state.last_activity.remove(&key);
         Ok(state.accounts.remove(&key).is_some())
     }
 }
@@ -317,6 +324,73 @@ impl BlockingStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl PrivateStore for MemoryStore {
+    async fn private_get(
+        &self,
+        host: &str,
+        user: &str,
+        namespace: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let state = self.state();
+        let stored = state.private.get(&account(host, user));
+        Ok(stored.and_then(|m| m.get(namespace)).cloned())
+    }
+
+    async fn private_namespaces(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        let state = self.state();
+        let stored = state.private.get(&account(host, user));
+        Ok(stored
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn private_set(
+        &self,
+        host: &str,
+        user: &str,
+        items: &[(String, String)],
+    ) -> Result<(), StorageError> {
+        let mut state = self.state();
+        let stored = state.private.entry(account(host, user)).or_default();
+        for (ns, xml) in items {
+            stored.insert(ns.clone(), xml.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LastActivityStore for MemoryStore {
+    async fn last_activity_get(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<LastActivity>, StorageError> {
+        Ok(self
+            .state()
+            .last_activity
+            .get(&account(host, user))
+            .cloned())
+    }
+
+    async fn last_activity_set(
+        &self,
+        host: &str,
+        user: &str,
+        last: &LastActivity,
+    ) -> Result<(), StorageError> {
+        self.state()
+            .last_activity
+            .insert(account(host, user), last.clone());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -521,6 +595,10 @@ mod tests {
                 .blocklist_add("h", user, &strings(&["z@h"]))
                 .await
                 .unwrap();
+            s.private
+                .private_set("h", user, &[("p:x".into(), "<x xmlns='p:x'/>".into())])
+                .await
+                .unwrap();
         }
         assert!(s.accounts.remove_account("h", "alice").await.unwrap());
         assert!(!s.accounts.remove_account("h", "alice").await.unwrap());
@@ -540,6 +618,12 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+        assert!(s
+            .private
+            .private_namespaces("h", "alice")
+            .await
+            .unwrap()
+            .is_empty());
         // Bob keeps his.
         assert!(s.accounts.account_exists("h", "bob").await.unwrap());
         assert_eq!(s.roster.roster_get("h", "bob").await.unwrap().len(), 1);
@@ -547,6 +631,10 @@ mod tests {
         assert_eq!(s.roster.sub_requests("h", "bob").await.unwrap().len(), 1);
         assert_eq!(s.offline.offline_count("h", "bob").await.unwrap(), 1);
         assert_eq!(s.blocking.blocklist_get("h", "bob").await.unwrap().len(), 1);
+        assert_eq!(
+            s.private.private_get("h", "bob", "p:x").await.unwrap(),
+            Some("<x xmlns='p:x'/>".to_string())
+        );
     }
 
     #[tokio::test]

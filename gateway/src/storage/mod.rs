@@ -12,10 +12,12 @@
 mod accounts;
 mod blocking;
 mod error;
+mod last;
 mod locks;
 mod memory;
 mod offline;
 mod pool;
+mod private;
 mod roster;
 mod sql_stores;
 mod stores;
@@ -25,7 +27,8 @@ pub use error::StorageError;
 pub use locks::AccountGuard;
 pub use memory::MemoryStore;
 pub use pool::{PoolStats, StorageOptions};
-pub use stores::{AccountStore, BlockingStore, OfflineStore, RosterStore, Stores};
+pub use stores::LastActivityStore;
+pub use stores::{AccountStore, BlockingStore, OfflineStore, PrivateStore, RosterStore, Stores};
 pub use types::*;
 
 use std::future::Future;
@@ -51,11 +54,16 @@ pub const OPERATIONS: &[&str] = &[
     "blocklist_get",
     "blocklist_owners",
     "blocklist_remove",
+    "last_activity_get",
+    "last_activity_set",
     "offline_count",
     "offline_list",
     "offline_store",
     "offline_take",
     "ping",
+    "private_get",
+    "private_namespaces",
+    "private_set",
     "roster_get",
     "roster_get_item",
     "roster_remove",

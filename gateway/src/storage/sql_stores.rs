@@ -6,8 +6,9 @@ use async_trait::async_trait;
 
 use super::{
     AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage, OfflineStore,
-    OfflineStored, RosterItem, RosterStore, Storage, StorageError,
+    OfflineStored, PrivateStore, RosterItem, RosterStore, Storage, StorageError,
 };
+use super::{LastActivity, LastActivityStore};
 
 // `Storage::name(self, ..)` picks the inherent method: inherent methods come
 // before trait methods of the same name, so none of these recurse.
@@ -152,5 +153,54 @@ impl BlockingStore for Storage {
         jids: &[String],
     ) -> Result<(), StorageError> {
         Storage::blocklist_remove(self, host, user, jids).await
+    }
+}
+
+#[async_trait]
+impl PrivateStore for Storage {
+    async fn private_get(
+        &self,
+        host: &str,
+        user: &str,
+        namespace: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Storage::private_get(self, host, user, namespace).await
+    }
+
+    async fn private_namespaces(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        Storage::private_namespaces(self, host, user).await
+    }
+
+    async fn private_set(
+        &self,
+        host: &str,
+        user: &str,
+        items: &[(String, String)],
+    ) -> Result<(), StorageError> {
+        Storage::private_set(self, host, user, items).await
+    }
+}
+
+#[async_trait]
+impl LastActivityStore for Storage {
+    async fn last_activity_get(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<LastActivity>, StorageError> {
+        Storage::last_activity_get(self, host, user).await
+    }
+
+    async fn last_activity_set(
+        &self,
+        host: &str,
+        user: &str,
+        last: &LastActivity,
+    ) -> Result<(), StorageError> {
+        Storage::last_activity_set(self, host, user, last).await
     }
 }

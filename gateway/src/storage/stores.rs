@@ -1,14 +1,14 @@
-//! Storage as one trait per domain (accounts, roster, offline, blocking), so
-//! a module can be given trait objects and unit-tested on [`MemoryStore`]
-//! instead of a database. [`Storage`] implements them all (in `sql_stores`).
+//! Storage as one trait per domain (accounts, roster, offline, blocking,
+//! private XML, ...), so a module can be given trait objects and unit-tested
+//! on [`MemoryStore`] instead of a database. [`Storage`] implements them all (in `sql_stores`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::{
-    AccountCredentials, AccountGuard, MemoryStore, OfflineMessage, OfflineStored, RosterItem,
-    Storage, StorageError,
+    AccountCredentials, AccountGuard, LastActivity, MemoryStore, OfflineMessage, OfflineStored,
+    RosterItem, Storage, StorageError,
 };
 
 #[async_trait]
@@ -110,6 +110,44 @@ pub trait BlockingStore: Send + Sync {
     ) -> Result<(), StorageError>;
 }
 
+/// XEP-0049 private XML storage: one serialised element per namespace.
+#[async_trait]
+pub trait PrivateStore: Send + Sync {
+    async fn private_get(
+        &self,
+        host: &str,
+        user: &str,
+        namespace: &str,
+    ) -> Result<Option<String>, StorageError>;
+    /// The namespaces stored under, sorted.
+    async fn private_namespaces(&self, host: &str, user: &str)
+        -> Result<Vec<String>, StorageError>;
+    /// Stores each `(namespace, xml)`, replacing what was there; all or none.
+    async fn private_set(
+        &self,
+        host: &str,
+        user: &str,
+        items: &[(String, String)],
+    ) -> Result<(), StorageError>;
+}
+
+/// XEP-0012 last activity: each account's last logout.
+#[async_trait]
+pub trait LastActivityStore: Send + Sync {
+    async fn last_activity_get(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<LastActivity>, StorageError>;
+    /// Replaces what was recorded.
+    async fn last_activity_set(
+        &self,
+        host: &str,
+        user: &str,
+        last: &LastActivity,
+    ) -> Result<(), StorageError>;
+}
+
 /// Every store the modules use, as trait objects.
 #[derive(Clone)]
 pub struct Stores {
@@ -117,6 +155,8 @@ pub struct Stores {
     pub roster: Arc<dyn RosterStore>,
     pub offline: Arc<dyn OfflineStore>,
     pub blocking: Arc<dyn BlockingStore>,
+    pub private: Arc<dyn PrivateStore>,
+    pub last: Arc<dyn LastActivityStore>,
 }
 
 impl Stores {
@@ -135,13 +175,21 @@ impl Stores {
     /// a [`MemoryStore`] to add accounts (`MemoryStore::add_account`).
     pub fn backed_by<S>(store: Arc<S>) -> Stores
     where
-        S: AccountStore + RosterStore + OfflineStore + BlockingStore + 'static,
+        S: AccountStore
+            + RosterStore
+            + OfflineStore
+            + BlockingStore
+            + PrivateStore
+            + LastActivityStore
+            + 'static,
     {
         Stores {
             accounts: store.clone(),
             roster: store.clone(),
             offline: store.clone(),
-            blocking: store,
+            blocking: store.clone(),
+            private: store.clone(),
+            last: store,
         }
     }
 }

@@ -114,6 +114,9 @@ async fn accounts(pg: bool) {
     s.blocklist_add("h", "alice", &["spam@x".to_string()])
         .await
         .unwrap();
+    s.private_set("h", "alice", &[("p:x".into(), "<x xmlns='p:x'/>".into())])
+        .await
+        .unwrap();
     // Bob owns rows in the same tables: they stay.
     s.roster_put("h", "bob", &item).await.unwrap();
     s.blocklist_add("h", "bob", &["spam@x".to_string()])
@@ -126,6 +129,7 @@ async fn accounts(pg: bool) {
     assert!(s.sub_requests("h", "alice").await.unwrap().is_empty());
     assert_eq!(s.offline_count("h", "alice").await.unwrap(), 0);
     assert!(s.blocklist_get("h", "alice").await.unwrap().is_empty());
+    assert!(s.private_namespaces("h", "alice").await.unwrap().is_empty());
     assert_eq!(s.roster_version("h", "alice").await.unwrap(), 0);
     assert_eq!(s.blocklist_get("h", "bob").await.unwrap(), ["spam@x"]);
     assert_eq!(s.roster_version("h", "bob").await.unwrap(), 1);
@@ -309,6 +313,44 @@ async fn blocklist(pg: bool) {
     s.blocklist_remove("h", "alice", &[]).await.unwrap();
     assert!(s.blocklist_get("h", "alice").await.unwrap().is_empty());
     assert_eq!(s.blocklist_get("h", "bob").await.unwrap(), ["spam@x"]);
+    s.close().await;
+    guard.drop_db().await;
+}
+
+async fn private_storage(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    let item = |ns: &str, xml: &str| (ns.to_string(), xml.to_string());
+    assert_eq!(s.private_get("h", "alice", "a:x").await.unwrap(), None);
+    s.private_set("h", "alice", &[]).await.unwrap();
+    s.private_set(
+        "h",
+        "alice",
+        &[
+            item("b:y", "<y xmlns='b:y'/>"),
+            item("a:x", "<x xmlns='a:x'>1</x>"),
+        ],
+    )
+    .await
+    .unwrap();
+    s.private_set("h", "alice", &[item("a:x", "<x xmlns='a:x'>2</x>")])
+        .await
+        .unwrap();
+    s.private_set("h", "bob", &[item("a:x", "<x xmlns='a:x'>bob</x>")])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.private_get("h", "alice", "a:x").await.unwrap().as_deref(),
+        Some("<x xmlns='a:x'>2</x>")
+    );
+    assert_eq!(
+        s.private_namespaces("h", "alice").await.unwrap(),
+        ["a:x", "b:y"]
+    );
+    assert_eq!(
+        s.private_get("h", "bob", "a:x").await.unwrap().as_deref(),
+        Some("<x xmlns='a:x'>bob</x>")
+    );
     s.close().await;
     guard.drop_db().await;
 }
@@ -534,8 +576,40 @@ both!(accounts_bulk);
 both!(roster);
 both!(roster_version);
 both!(blocklist);
+both!(private_storage);
 both!(stores_over_sql);
 both!(offline);
 both!(offline_concurrent);
 both!(roster_updates_under_lock);
 both!(migrations_and_two_pools);
+
+async fn last_activity(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    s.create_account("h", "alice", &creds("1")).await.unwrap();
+    assert_eq!(s.last_activity_get("h", "alice").await.unwrap(), None);
+    let first = LastActivity {
+        seconds: 1_700_000_000,
+        status: "away".into(),
+    };
+    s.last_activity_set("h", "alice", &first).await.unwrap();
+    assert_eq!(
+        s.last_activity_get("h", "alice").await.unwrap(),
+        Some(first)
+    );
+    // A later logout replaces it.
+    let second = LastActivity {
+        seconds: 1_700_000_100,
+        status: String::new(),
+    };
+    s.last_activity_set("h", "alice", &second).await.unwrap();
+    assert_eq!(
+        s.last_activity_get("h", "alice").await.unwrap(),
+        Some(second)
+    );
+    assert!(s.remove_account("h", "alice").await.unwrap());
+    assert_eq!(s.last_activity_get("h", "alice").await.unwrap(), None);
+    s.close().await;
+    guard.drop_db().await;
+}
+both!(last_activity);

@@ -63,3 +63,12 @@ pub enum OfflineStored {
     /// The user already has the maximum number stored.
     Full,
 }
+
+/// XEP-0012: an account's last logout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastActivity {
+    /// Seconds since the Unix epoch.
+    pub seconds: i64,
+    /// The status text of the last unavailable presence ("" without one).
+    pub status: String,
+}
