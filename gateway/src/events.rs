@@ -299,6 +299,8 @@ pub mod handlers {
     handler!(BLOCKING_REMOVED, "blocking", "account_removed");
     handler!(PRIVATE_GET, "private", "get");
     handler!(PRIVATE_SET, "private", "set");
+    handler!(VCARD_GET, "vcard", "get");
+    handler!(VCARD_SET, "vcard", "set");
 }
 
 // --- stream management (XEP-0198) -------------------------------------------------
@@ -382,7 +384,7 @@ event!(
     Warn,
     ["limit"],
     [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, private_bytes (a private XML element too large), private_items (too many private XML namespaces), slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, private_bytes (a private XML element too large), private_items (too many private XML namespaces), vcard_bytes (a vCard too large), slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
 );
 
 // --- probes ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ pub mod bounded {
         "blocklist_items",
         "private_bytes",
         "private_items",
+        "vcard_bytes",
         "slow_sender",
         "negotiation_timeout",
         "stanza_rate",

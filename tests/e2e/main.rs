@@ -48,3 +48,4 @@ mod throttle;
 mod time_last;
 mod top;
 mod trace;
+mod vcard;

@@ -187,6 +187,8 @@ async fn every_module_section_is_accepted() {
                 [modules.private]\n\
                 max_bytes = 65536\n\
                 max_items = 100\n\
+                [modules.vcard]\n\
+                max_bytes = 65536\n\
                 [modules.version]\n\
                 [modules.roster]\n\
                 versioning = true\n"

@@ -1,5 +1,5 @@
 //! slixmpp scenarios for the XEP modules (stream management, carbons,
-//! blocking, private XML storage): `tests/slixmpp/scenarios.py` as in
+//! blocking, private XML storage, vcard-temp): `tests/slixmpp/scenarios.py` as in
 //! `slixmpp.rs`, against a server with those modules configured, on both
 //! backends.
 
@@ -36,6 +36,7 @@ scenario!(carbons, ["alice", "bob"]);
 scenario!(blocking, ["alice", "bob"]);
 scenario!(time_last, ["alice", "bob"]);
 scenario!(private, ["alice", "bob"]);
+scenario!(vcard, ["alice", "bob"]);
 
 both_backends!(
     slixmpp_sm_resume_after_abort_delivers_each_message_once,
@@ -45,3 +46,4 @@ both_backends!(slixmpp_carbons_received_sent_and_disable, carbons);
 both_backends!(slixmpp_blocking_block_refuse_unblock, blocking);
 both_backends!(slixmpp_entity_time_and_last_activity, time_last);
 both_backends!(slixmpp_private_storage_round_trip, private);
+both_backends!(slixmpp_vcard_temp_round_trip, vcard);

@@ -730,6 +730,52 @@ async def s_time_last():
     await bye(alice)
 
 
+async def s_vcard():
+    """XEP-0054 with slixmpp's plugin: a vCard with a photo published, read
+    back by a fresh session and by another user, replaced; advertised in
+    disco#info; setting another user's is refused."""
+    alice = await login_with(0, "a", ["xep_0054"], presence=False)
+    me = slixmpp.JID(user(0))
+    res = await alice["xep_0054"].get_vcard(me, local=False, timeout=STEP)
+    check(not res["vcard_temp"]["FN"], f"a vCard before any set: {res}")
+    feats = (await alice["xep_0030"].get_info(jid=domain(), timeout=STEP))["disco_info"]["features"]
+    check("vcard-temp" in feats, f"vcard-temp missing from {feats}")
+    card = alice["xep_0054"].make_vcard()
+    card["FN"] = "Alice Liddell"
+    card["NICKNAME"] = "alice"
+    card["PHOTO"]["TYPE"] = "image/png"
+    card["PHOTO"]["BINVAL"] = b"hello"
+    await alice["xep_0054"].publish_vcard(card, timeout=STEP)
+    await bye(alice)
+
+    alice = await login_with(0, "b", ["xep_0054"], presence=False)
+    res = await alice["xep_0054"].get_vcard(me, local=False, timeout=STEP)
+    v = res["vcard_temp"]
+    # slixmpp reads NICKNAME as a list (it may hold several).
+    check((v["FN"], v["NICKNAME"]) == ("Alice Liddell", ["alice"]), f"after a re-login: {res}")
+    check(v["PHOTO"]["BINVAL"] == b"hello", f"photo after a re-login: {res}")
+
+    bob = await login_with(1, "b", ["xep_0054"], presence=False)
+    res = await bob["xep_0054"].get_vcard(me, local=False, timeout=STEP)
+    check(res["vcard_temp"]["FN"] == "Alice Liddell", f"alice's vCard seen by bob: {res}")
+    res = await bob["xep_0054"].get_vcard(slixmpp.JID(user(1)), local=False, timeout=STEP)
+    check(not res["vcard_temp"]["FN"], f"bob's own, never set: {res}")
+
+    card = alice["xep_0054"].make_vcard()
+    card["FN"] = "Alice"
+    await alice["xep_0054"].publish_vcard(card, timeout=STEP)
+    res = await bob["xep_0054"].get_vcard(me, local=False, timeout=STEP)
+    check(res["vcard_temp"]["FN"] == "Alice" and not res["vcard_temp"]["NICKNAME"],
+          f"after a replace: {res}")
+
+    def others():
+        card = bob["xep_0054"].make_vcard()
+        card["FN"] = "Mallory"
+        return bob["xep_0054"].publish_vcard(card, jid=me, timeout=STEP)
+    await expect_error(others, "a set of another user's vCard", "forbidden", "auth")
+    await bye(alice, bob)
+
+
 # How many accounts (JIDs on the command line) each scenario uses.
 ROLES = {
     "login": 1,
@@ -746,6 +792,7 @@ ROLES = {
     "blocking": 2,
     "time_last": 2,
     "private": 2,
+    "vcard": 2,
 }
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 assert set(SCENARIOS) == set(ROLES)

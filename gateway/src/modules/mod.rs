@@ -19,6 +19,7 @@
 //! - [`carbons`]: message carbons (XEP-0280).
 //! - [`blocking`]: the blocking command (XEP-0191).
 //! - [`private`]: private XML storage (XEP-0049).
+//! - [`vcard`]: vcard-temp (XEP-0054).
 //!
 //! Not modules: [`iq`] (IQ dispatch to the handlers modules registered)
 //! and [`message`] (a client's message into the router).
@@ -38,6 +39,7 @@ pub mod roster;
 pub mod stream_management;
 pub mod subscription;
 pub mod time;
+pub mod vcard;
 pub mod version;
 
 #[cfg(test)]
@@ -87,6 +89,7 @@ pub static MODULES: &[ModuleDef] = &[
     carbons::DEF,
     blocking::DEF,
     private::DEF,
+    vcard::DEF,
 ];
 
 /// Parses a module's settings: `T` denies unknown keys; `enabled` is

@@ -162,7 +162,7 @@ impl IqHandler for Private {
 /// default namespace where it differs from its parent's (`parent_ns`), and
 /// namespaced attributes get a prefix declared on their element; comments
 /// and processing instructions are left out.
-fn serialise(node: roxmltree::Node<'_, '_>, parent_ns: Option<&str>, out: &mut String) {
+pub(crate) fn serialise(node: roxmltree::Node<'_, '_>, parent_ns: Option<&str>, out: &mut String) {
     let name = node.tag_name().name();
     let ns = node.tag_name().namespace().filter(|n| !n.is_empty());
     out.push('<');

@@ -127,6 +127,7 @@ impl Storage {
                     "blocklist",
                     "private_storage",
                     "last_activity",
+                    "vcards",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE host = $1 AND username = $2"))
                         .bind(host).bind(user)

@@ -13,7 +13,7 @@ use super::{
     now_ms, AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage,
     OfflineStore, OfflineStored, PrivateStore, RosterItem, RosterStore, StorageError,
 };
-use super::{LastActivity, LastActivityStore};
+use super::{LastActivity, LastActivityStore, StoredVcard, VcardStore};
 
 /// `(host, username)`.
 type Account = (String, String);
@@ -38,6 +38,8 @@ struct State {
     private: HashMap<Account, BTreeMap<String, String>>,
     /// XEP-0012: the last logout.
     last_activity: HashMap<Account, LastActivity>,
+    /// XEP-0054.
+    vcards: HashMap<Account, StoredVcard>,
 }
 
 pub struct MemoryStore {
@@ -107,6 +109,7 @@ impl AccountStore for MemoryStore {
         state.blocklists.remove(&key);
         state.private.remove(&key);
         state.last_activity.remove(&key);
+        state.vcards.remove(&key);
         Ok(state.accounts.remove(&key).is_some())
     }
 }
@@ -387,6 +390,25 @@ impl LastActivityStore for MemoryStore {
         self.state()
             .last_activity
             .insert(account(host, user), last.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VcardStore for MemoryStore {
+    async fn vcard_get(&self, host: &str, user: &str) -> Result<Option<StoredVcard>, StorageError> {
+        Ok(self.state().vcards.get(&account(host, user)).cloned())
+    }
+
+    async fn vcard_set(
+        &self,
+        host: &str,
+        user: &str,
+        vcard: &StoredVcard,
+    ) -> Result<(), StorageError> {
+        self.state()
+            .vcards
+            .insert(account(host, user), vcard.clone());
         Ok(())
     }
 }

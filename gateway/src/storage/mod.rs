@@ -22,12 +22,14 @@ mod roster;
 mod sql_stores;
 mod stores;
 mod types;
+mod vcard;
 
 pub use error::StorageError;
 pub use locks::AccountGuard;
 pub use memory::MemoryStore;
 pub use pool::{PoolStats, StorageOptions};
 pub use stores::LastActivityStore;
+pub use stores::VcardStore;
 pub use stores::{AccountStore, BlockingStore, OfflineStore, PrivateStore, RosterStore, Stores};
 pub use types::*;
 
@@ -72,6 +74,8 @@ pub const OPERATIONS: &[&str] = &[
     "subscription_request_list",
     "subscription_request_remove",
     "subscription_request_store",
+    "vcard_get",
+    "vcard_set",
 ];
 
 /// Called after each operation: its name, how long it took, and whether it failed.

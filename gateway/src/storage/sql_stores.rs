@@ -8,7 +8,7 @@ use super::{
     AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage, OfflineStore,
     OfflineStored, PrivateStore, RosterItem, RosterStore, Storage, StorageError,
 };
-use super::{LastActivity, LastActivityStore};
+use super::{LastActivity, LastActivityStore, StoredVcard, VcardStore};
 
 // `Storage::name(self, ..)` picks the inherent method: inherent methods come
 // before trait methods of the same name, so none of these recurse.
@@ -202,5 +202,21 @@ impl LastActivityStore for Storage {
         last: &LastActivity,
     ) -> Result<(), StorageError> {
         Storage::last_activity_set(self, host, user, last).await
+    }
+}
+
+#[async_trait]
+impl VcardStore for Storage {
+    async fn vcard_get(&self, host: &str, user: &str) -> Result<Option<StoredVcard>, StorageError> {
+        Storage::vcard_get(self, host, user).await
+    }
+
+    async fn vcard_set(
+        &self,
+        host: &str,
+        user: &str,
+        vcard: &StoredVcard,
+    ) -> Result<(), StorageError> {
+        Storage::vcard_set(self, host, user, vcard).await
     }
 }

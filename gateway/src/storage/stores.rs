@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{
     AccountCredentials, AccountGuard, LastActivity, MemoryStore, OfflineMessage, OfflineStored,
-    RosterItem, Storage, StorageError,
+    RosterItem, Storage, StorageError, StoredVcard,
 };
 
 #[async_trait]
@@ -148,6 +148,19 @@ pub trait LastActivityStore: Send + Sync {
     ) -> Result<(), StorageError>;
 }
 
+/// XEP-0054 vcard-temp: one vCard per account.
+#[async_trait]
+pub trait VcardStore: Send + Sync {
+    async fn vcard_get(&self, host: &str, user: &str) -> Result<Option<StoredVcard>, StorageError>;
+    /// Replaces what was stored.
+    async fn vcard_set(
+        &self,
+        host: &str,
+        user: &str,
+        vcard: &StoredVcard,
+    ) -> Result<(), StorageError>;
+}
+
 /// Every store the modules use, as trait objects.
 #[derive(Clone)]
 pub struct Stores {
@@ -157,6 +170,7 @@ pub struct Stores {
     pub blocking: Arc<dyn BlockingStore>,
     pub private: Arc<dyn PrivateStore>,
     pub last: Arc<dyn LastActivityStore>,
+    pub vcard: Arc<dyn VcardStore>,
 }
 
 impl Stores {
@@ -181,6 +195,7 @@ impl Stores {
             + BlockingStore
             + PrivateStore
             + LastActivityStore
+            + VcardStore
             + 'static,
     {
         Stores {
@@ -189,7 +204,8 @@ impl Stores {
             offline: store.clone(),
             blocking: store.clone(),
             private: store.clone(),
-            last: store,
+            last: store.clone(),
+            vcard: store,
         }
     }
 }

@@ -117,6 +117,12 @@ async fn accounts(pg: bool) {
     s.private_set("h", "alice", &[("p:x".into(), "<x xmlns='p:x'/>".into())])
         .await
         .unwrap();
+    let card = StoredVcard {
+        xml: "<vCard xmlns='vcard-temp'/>".into(),
+        photo_hash: Some(String::new()),
+    };
+    s.vcard_set("h", "alice", &card).await.unwrap();
+    s.vcard_set("h", "bob", &card).await.unwrap();
     // Bob owns rows in the same tables: they stay.
     s.roster_put("h", "bob", &item).await.unwrap();
     s.blocklist_add("h", "bob", &["spam@x".to_string()])
@@ -130,6 +136,8 @@ async fn accounts(pg: bool) {
     assert_eq!(s.offline_count("h", "alice").await.unwrap(), 0);
     assert!(s.blocklist_get("h", "alice").await.unwrap().is_empty());
     assert!(s.private_namespaces("h", "alice").await.unwrap().is_empty());
+    assert_eq!(s.vcard_get("h", "alice").await.unwrap(), None);
+    assert_eq!(s.vcard_get("h", "bob").await.unwrap(), Some(card));
     assert_eq!(s.roster_version("h", "alice").await.unwrap(), 0);
     assert_eq!(s.blocklist_get("h", "bob").await.unwrap(), ["spam@x"]);
     assert_eq!(s.roster_version("h", "bob").await.unwrap(), 1);
@@ -351,6 +359,35 @@ async fn private_storage(pg: bool) {
         s.private_get("h", "bob", "a:x").await.unwrap().as_deref(),
         Some("<x xmlns='a:x'>bob</x>")
     );
+    s.close().await;
+    guard.drop_db().await;
+}
+
+async fn vcards(pg: bool) {
+    let (url, guard) = fresh(pg).await;
+    let s = Storage::connect(&url, &opts()).await.unwrap();
+    assert_eq!(s.vcard_get("h", "alice").await.unwrap(), None);
+    let card = |xml: &str, hash: Option<&str>| StoredVcard {
+        xml: xml.to_string(),
+        photo_hash: hash.map(str::to_string),
+    };
+    let first = card("<vCard xmlns='vcard-temp'><FN>A</FN></vCard>", Some(""));
+    s.vcard_set("h", "alice", &first).await.unwrap();
+    assert_eq!(s.vcard_get("h", "alice").await.unwrap(), Some(first));
+    // Replaced whole, the hash with it (NULL allowed).
+    let second = card("<vCard xmlns='vcard-temp'><FN>B</FN></vCard>", None);
+    s.vcard_set("h", "alice", &second).await.unwrap();
+    assert_eq!(
+        s.vcard_get("h", "alice").await.unwrap(),
+        Some(second.clone())
+    );
+    let bob = card(
+        "<vCard xmlns='vcard-temp'/>",
+        Some("aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"),
+    );
+    s.vcard_set("h", "bob", &bob).await.unwrap();
+    assert_eq!(s.vcard_get("h", "bob").await.unwrap(), Some(bob));
+    assert_eq!(s.vcard_get("h", "alice").await.unwrap(), Some(second));
     s.close().await;
     guard.drop_db().await;
 }
@@ -577,6 +614,7 @@ both!(roster);
 both!(roster_version);
 both!(blocklist);
 both!(private_storage);
+both!(vcards);
 both!(stores_over_sql);
 both!(offline);
 both!(offline_concurrent);

@@ -72,3 +72,12 @@ pub struct LastActivity {
     /// The status text of the last unavailable presence ("" without one).
     pub status: String,
 }
+
+/// XEP-0054: an account's stored vCard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredVcard {
+    /// The `<vCard xmlns='vcard-temp'/>` element, serialised.
+    pub xml: String,
+    /// XEP-0153: the SHA-1 hex of the decoded photo, "" without one.
+    pub photo_hash: Option<String>,
+}
