@@ -229,6 +229,31 @@ probe_interval = 1
     }
 
     /// The server's own PostgreSQL database, if it runs on PostgreSQL.
+    /// How many rows of `table` belong to `user@localhost`, read from the
+    /// server's own database (which backend it is).
+    pub async fn user_rows(&self, table: &str, user: &str) -> i64 {
+        use sqlx::Row;
+        let sql =
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE host = 'localhost' AND username = $1");
+        let row = match self.pg_database() {
+            Some(db) => {
+                let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+                let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+                let r = sqlx::query(&sql).bind(user).fetch_one(&pool).await;
+                pool.close().await;
+                r.map(|r| r.try_get::<i64, _>("n"))
+            }
+            None => {
+                let url = format!("sqlite://{}/osprey.db", self.data_dir().display());
+                let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+                let r = sqlx::query(&sql).bind(user).fetch_one(&pool).await;
+                pool.close().await;
+                r.map(|r| r.try_get::<i64, _>("n"))
+            }
+        };
+        row.expect("count").expect("n")
+    }
+
     pub fn pg_database(&self) -> Option<&str> {
         self.pg_db.as_deref()
     }

@@ -42,39 +42,9 @@ fn refused(x: &crate::raw::Xml) -> (String, String) {
     (x.error_condition().unwrap_or("").to_string(), text)
 }
 
-/// Rows `user@localhost` has in `vcards`, read from the server's
-/// own database.
+/// Rows `user@localhost` has in `vcards`.
 async fn rows(s: &Server, user: &str) -> i64 {
-    use sqlx::Row;
-    let sql = "SELECT COUNT(*) AS n FROM vcards WHERE host = 'localhost' AND username = $1";
-    match s.pg_database() {
-        Some(db) => {
-            let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-            let n = sqlx::query(sql)
-                .bind(user)
-                .fetch_one(&pool)
-                .await
-                .expect("count")
-                .try_get("n")
-                .expect("n");
-            pool.close().await;
-            n
-        }
-        None => {
-            let url = format!("sqlite://{}/osprey.db", s.data_dir().display());
-            let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
-            let n = sqlx::query(sql)
-                .bind(user)
-                .fetch_one(&pool)
-                .await
-                .expect("count")
-                .try_get("n")
-                .expect("n");
-            pool.close().await;
-            n
-        }
-    }
+    s.user_rows("vcards", user).await
 }
 
 async fn vcard(b: Backend) {

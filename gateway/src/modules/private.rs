@@ -393,12 +393,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = crate::config::Config::parse(
-            "[general]\nhosts = ['localhost']\n[modules.private]\nmax_size = 1\n",
-            std::path::Path::new("t.toml"),
-        )
-        .expect_err("refused");
-        assert_eq!(err.key, "modules.private.max_size", "{err:?}");
+        crate::modules::testing::assert_unknown_key_refused("private", "max_size = 1");
     }
 
     #[tokio::test]

@@ -152,3 +152,13 @@ impl TestServer {
         self.ctx.hooks.offline_take(&self.ctx, s.handle.jid()).await
     }
 }
+
+/// `[modules.NAME]` with `setting` (a key the module does not have) stops
+/// the configuration, naming the key.
+pub(crate) fn assert_unknown_key_refused(module: &str, setting: &str) {
+    let text = format!("[general]\nhosts = ['localhost']\n[modules.{module}]\n{setting}\n");
+    let err = crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
+        .expect_err("an unknown key is refused");
+    let key = setting.split('=').next().unwrap_or_default().trim();
+    assert_eq!(err.key, format!("modules.{module}.{key}"), "{err:?}");
+}
