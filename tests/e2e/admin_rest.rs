@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::harness::{Backend, Options, Server, TOKEN};
 use crate::http::{get, request, send_json};
-use crate::raw::{Raw, Xml, NS_STREAM_ERRORS};
+use crate::raw::{Raw, Xml};
 
 const NS_ROSTER: &str = "jabber:iq:roster";
 const NS_ADMIN: &str = "urn:osprey:admin:0";
@@ -65,20 +65,6 @@ async fn login_fails(s: &Server, user: &str, password: &str) {
     .await;
     let reply = c.expect("</failure>").await;
     assert!(reply.contains("<not-authorized"), "{reply}");
-}
-
-/// The stream error a closed connection ended with.
-fn stream_error(out: &str) -> Xml {
-    Xml::all(out)
-        .into_iter()
-        .find(|x| x.stream_error_condition().is_some())
-        .unwrap_or_else(|| panic!("no stream error in {out:?}"))
-}
-
-fn error_text(e: &Xml) -> String {
-    e.child("text", NS_STREAM_ERRORS)
-        .map(|t| t.text.clone())
-        .unwrap_or_default()
 }
 
 /// The value of one series in the Prometheus text, if present.
@@ -231,14 +217,14 @@ async fn accounts(b: Backend) {
     let v = ok(&s, "DELETE", "/api/accounts/alice%40localhost", None).await;
     assert_eq!(v, json!({ "removed": "alice@localhost" }));
     for c in [&mut before, &mut after] {
-        let e = stream_error(&c.read_to_close().await);
+        let e = Xml::stream_error_in(&c.read_to_close().await);
         assert_eq!(
             e.stream_error_condition(),
             Some("not-authorized"),
             "{}",
             e.raw
         );
-        assert!(error_text(&e).contains("removed"), "{}", e.raw);
+        assert!(e.stream_error_text().contains("removed"), "{}", e.raw);
     }
     fails(
         &s,
@@ -392,7 +378,7 @@ async fn admin_rest_sessions_list_count_and_kick() {
     assert_eq!(v["kicked"], 1, "{v}");
     assert_eq!(v["condition"], "undefined-condition", "{v}");
     assert_eq!(v["sessions"].as_array().map(Vec::len), Some(1), "{v}");
-    let e = stream_error(&phone.read_to_close().await);
+    let e = Xml::stream_error_in(&phone.read_to_close().await);
     assert_eq!(
         e.stream_error_condition(),
         Some("undefined-condition"),
@@ -400,7 +386,7 @@ async fn admin_rest_sessions_list_count_and_kick() {
         e.raw
     );
     assert!(e.child("kicked", NS_ADMIN).is_some(), "{}", e.raw);
-    assert!(error_text(&e).contains("too chatty"), "{}", e.raw);
+    assert!(e.stream_error_text().contains("too chatty"), "{}", e.raw);
 
     // By session id, as a policy violation: no <kicked/>, the reason.
     let v = ok(
@@ -412,7 +398,7 @@ async fn admin_rest_sessions_list_count_and_kick() {
     .await;
     assert_eq!(v["sessions"], json!([laptop_id]), "{v}");
     assert_eq!(v["condition"], "policy-violation", "{v}");
-    let e = stream_error(&laptop.read_to_close().await);
+    let e = Xml::stream_error_in(&laptop.read_to_close().await);
     assert_eq!(
         e.stream_error_condition(),
         Some("policy-violation"),
@@ -420,7 +406,7 @@ async fn admin_rest_sessions_list_count_and_kick() {
         e.raw
     );
     assert!(e.child("kicked", NS_ADMIN).is_none(), "{}", e.raw);
-    assert!(error_text(&e).contains("spam"), "{}", e.raw);
+    assert!(e.stream_error_text().contains("spam"), "{}", e.raw);
 
     // By bare JID: every resource, and nobody else.
     let mut one = Raw::login(s.c2s, "alice", "pw", "one").await;
@@ -428,7 +414,7 @@ async fn admin_rest_sessions_list_count_and_kick() {
     let v = ok(&s, "DELETE", "/api/sessions/alice@localhost", None).await;
     assert_eq!(v["kicked"], 2, "{v}");
     for c in [&mut one, &mut two] {
-        let e = stream_error(&c.read_to_close().await);
+        let e = Xml::stream_error_in(&c.read_to_close().await);
         assert_eq!(e.stream_error_condition(), Some("undefined-condition"));
         assert!(e.child("kicked", NS_ADMIN).is_some(), "{}", e.raw);
     }

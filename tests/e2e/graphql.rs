@@ -55,14 +55,6 @@ fn refused(v: &Value) -> String {
         .to_string()
 }
 
-/// The stream error a closed connection ended with.
-fn stream_error(out: &str) -> Xml {
-    Xml::all(out)
-        .into_iter()
-        .find(|x| x.stream_error_condition().is_some())
-        .unwrap_or_else(|| panic!("no stream error in {out:?}"))
-}
-
 const REGISTER: &str = "mutation($jid: String!, $pw: String!) {
     account { registerUser(jid: $jid, password: $pw) } }";
 
@@ -419,7 +411,7 @@ async fn graphql_sessions_stanzas_stats_and_kicks() {
         d["session"]["kickUser"],
         json!({ "kicked": 1, "sessions": [laptop_id], "condition": "undefined-condition" })
     );
-    let e = stream_error(&laptop.read_to_close().await);
+    let e = Xml::stream_error_in(&laptop.read_to_close().await);
     assert_eq!(
         e.stream_error_condition(),
         Some("undefined-condition"),
@@ -440,7 +432,7 @@ async fn graphql_sessions_stanzas_stats_and_kicks() {
         d["session"]["kickUser"]["condition"], "policy-violation",
         "{d}"
     );
-    let e = stream_error(&desk.read_to_close().await);
+    let e = Xml::stream_error_in(&desk.read_to_close().await);
     assert_eq!(
         e.stream_error_condition(),
         Some("policy-violation"),

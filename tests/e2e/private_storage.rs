@@ -6,7 +6,7 @@
 
 use crate::both_backends;
 use crate::harness::{Backend, Options, Server};
-use crate::raw::{Raw, NS_CLIENT, NS_STANZA_ERRORS};
+use crate::raw::Raw;
 
 const PRIVATE: &str = "jabber:iq:private";
 const PW: &str = "pw";
@@ -27,17 +27,6 @@ async fn get_ok(c: &mut Raw, id: &str, body: &str) -> String {
     assert_eq!(r.typ(), "result", "{}", r.raw);
     assert!(r.child("query", PRIVATE).is_some(), "{}", r.raw);
     r.raw
-}
-
-/// The defined condition of an error answer, and its text.
-fn refused(x: &crate::raw::Xml) -> (String, String) {
-    assert_eq!(x.typ(), "error", "{}", x.raw);
-    let text = x
-        .child("error", NS_CLIENT)
-        .and_then(|e| e.find("text", NS_STANZA_ERRORS))
-        .map(|t| t.text.clone())
-        .unwrap_or_default();
-    (x.error_condition().unwrap_or("").to_string(), text)
 }
 
 /// Rows `user@localhost` has in `private_storage`.
@@ -114,7 +103,7 @@ async fn private_storage(b: Backend) {
         let r = bob
             .iq(&id, &query(typ, &id, Some("alice@localhost"), PREFS))
             .await;
-        assert_eq!(refused(&r).0, "forbidden", "{}", r.raw);
+        assert_eq!(r.refusal().0, "forbidden", "{}", r.raw);
     }
     // And bob sees none of alice's data in his own.
     let r = get_ok(&mut bob, "bg", "<exodus xmlns='exodus:prefs'/>").await;
@@ -131,14 +120,14 @@ async fn private_storage(b: Backend) {
     .enumerate()
     {
         let r = set(&mut a, &format!("n{i}"), child).await;
-        assert_eq!(refused(&r).0, "not-acceptable", "{child}: {}", r.raw);
+        assert_eq!(r.refusal().0, "not-acceptable", "{child}: {}", r.raw);
     }
 
     // The size limit (2000 bytes here), with a text saying so; nothing of
     // that set is stored.
     let big = format!("<big xmlns='urn:big'>{}</big>", "x".repeat(3000));
     let r = set(&mut a, "big", &format!("<small xmlns='urn:small'/>{big}")).await;
-    let (cond, text) = refused(&r);
+    let (cond, text) = r.refusal();
     assert_eq!(cond, "not-acceptable", "{}", r.raw);
     assert!(text.contains("2000"), "{}", r.raw);
     let r = get_ok(&mut a, "g3", "<small xmlns='urn:small'/>").await;
@@ -151,8 +140,14 @@ async fn private_storage(b: Backend) {
     let r = set(&mut a, "c2", PREFS).await;
     assert_eq!(r.typ(), "result", "{}", r.raw);
     let r = set(&mut a, "c3", "<d xmlns='urn:d'/>").await;
-    assert_eq!(refused(&r).0, "resource-constraint", "{}", r.raw);
+    assert_eq!(r.refusal().0, "resource-constraint", "{}", r.raw);
     assert_eq!(rows(&s, "alice").await, 3);
+    // Each limit is counted once.
+    let metrics = crate::http::get(s.http, "/metrics", None).await.body;
+    for limit in ["private_bytes", "private_items"] {
+        let line = format!("limit_hit_total{{limit=\"{limit}\"}} 1\n");
+        assert!(metrics.contains(&line), "{line}");
+    }
 
     // Removing the account removes its rows, and only its.
     let r = set(&mut bob, "bs", PREFS).await;
@@ -185,14 +180,14 @@ async fn private_storage_off(b: Backend) {
     s.register("alice@localhost", PW);
     let mut a = Raw::login(s.c2s, "alice", PW, "a").await;
     let r = set(&mut a, "s", PREFS).await;
-    assert_eq!(refused(&r).0, "service-unavailable", "{}", r.raw);
+    assert_eq!(r.refusal().0, "service-unavailable", "{}", r.raw);
     let r = a
         .iq(
             "g",
             &query("get", "g", None, "<exodus xmlns='exodus:prefs'/>"),
         )
         .await;
-    assert_eq!(refused(&r).0, "service-unavailable", "{}", r.raw);
+    assert_eq!(r.refusal().0, "service-unavailable", "{}", r.raw);
     assert_eq!(rows(&s, "alice").await, 0);
 }
 both_backends!(

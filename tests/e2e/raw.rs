@@ -419,6 +419,33 @@ impl Xml {
             .map(|c| c.name.as_str())
     }
 
+    /// A stanza error answer's defined condition and text (asserts it is
+    /// an error).
+    pub fn refusal(&self) -> (String, String) {
+        assert_eq!(self.typ(), "error", "{}", self.raw);
+        let text = self
+            .child("error", NS_CLIENT)
+            .and_then(|e| e.find("text", NS_STANZA_ERRORS))
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        (self.error_condition().unwrap_or("").to_string(), text)
+    }
+
+    /// The text of a stream error (`<stream:error><text/>`), or "".
+    pub fn stream_error_text(&self) -> String {
+        self.child("text", NS_STREAM_ERRORS)
+            .map(|t| t.text.clone())
+            .unwrap_or_default()
+    }
+
+    /// The stream error a closed connection's output ended with.
+    pub fn stream_error_in(out: &str) -> Xml {
+        Xml::all(out)
+            .into_iter()
+            .find(|x| x.stream_error_condition().is_some())
+            .unwrap_or_else(|| panic!("no stream error in {out:?}"))
+    }
+
     /// The defined condition of a stream error (`<stream:error>`).
     pub fn stream_error_condition(&self) -> Option<&str> {
         if !self.is("error", NS_STREAMS) {

@@ -5,7 +5,7 @@
 
 use crate::both_backends;
 use crate::harness::{Backend, Options, Server};
-use crate::raw::{Raw, NS_CLIENT, NS_STANZA_ERRORS};
+use crate::raw::Raw;
 
 const VCARD: &str = "vcard-temp";
 const PW: &str = "pw";
@@ -29,17 +29,6 @@ async fn get_ok(c: &mut Raw, id: &str, to: Option<&str>) -> String {
     assert_eq!(r.typ(), "result", "{}", r.raw);
     assert!(r.child("vCard", VCARD).is_some(), "{}", r.raw);
     r.raw
-}
-
-/// The defined condition of an error answer, and its text.
-fn refused(x: &crate::raw::Xml) -> (String, String) {
-    assert_eq!(x.typ(), "error", "{}", x.raw);
-    let text = x
-        .child("error", NS_CLIENT)
-        .and_then(|e| e.find("text", NS_STANZA_ERRORS))
-        .map(|t| t.text.clone())
-        .unwrap_or_default();
-    (x.error_condition().unwrap_or("").to_string(), text)
 }
 
 /// Rows `user@localhost` has in `vcards`.
@@ -84,7 +73,7 @@ async fn vcard(b: Backend) {
     assert!(r.contains(EMPTY), "{r}");
     // No such account; the server's own.
     let r = a.iq("g3", &get("g3", Some("nobody@localhost"))).await;
-    assert_eq!(refused(&r).0, "service-unavailable", "{}", r.raw);
+    assert_eq!(r.refusal().0, "service-unavailable", "{}", r.raw);
     let r = get_ok(&mut a, "g4", Some("localhost")).await;
     assert!(r.contains(EMPTY), "{r}");
 
@@ -92,7 +81,7 @@ async fn vcard(b: Backend) {
     let r = bob
         .iq("bs", &set("bs", Some("alice@localhost"), EMPTY))
         .await;
-    assert_eq!(refused(&r).0, "forbidden", "{}", r.raw);
+    assert_eq!(r.refusal().0, "forbidden", "{}", r.raw);
     let r = get_ok(&mut a, "g5", None).await;
     assert!(r.contains("<FN>Alice A.</FN>"), "{r}");
 
@@ -102,9 +91,14 @@ async fn vcard(b: Backend) {
         "x".repeat(3000)
     );
     let r = a.iq("big", &set("big", None, &big)).await;
-    let (cond, text) = refused(&r);
+    let (cond, text) = r.refusal();
     assert_eq!(cond, "not-acceptable", "{}", r.raw);
     assert!(text.contains("2000"), "{}", r.raw);
+    let metrics = crate::http::get(s.http, "/metrics", None).await.body;
+    assert!(
+        metrics.contains("limit_hit_total{limit=\"vcard_bytes\"} 1\n"),
+        "vcard_bytes counted once"
+    );
     let r = get_ok(&mut a, "g6", None).await;
     assert!(r.contains("<FN>Alice A.</FN>"), "{r}");
 
@@ -132,7 +126,7 @@ async fn vcard(b: Backend) {
     assert_eq!(rows(&s, "alice").await, 0);
     assert_eq!(rows(&s, "bob").await, 1);
     let r = bob.iq("bg3", &get("bg3", Some("alice@localhost"))).await;
-    assert_eq!(refused(&r).0, "service-unavailable", "{}", r.raw);
+    assert_eq!(r.refusal().0, "service-unavailable", "{}", r.raw);
 }
 both_backends!(vcard_round_trip_limits_and_removal, vcard);
 
@@ -144,9 +138,9 @@ async fn vcard_off(b: Backend) {
     s.register("alice@localhost", PW);
     let mut a = Raw::login(s.c2s, "alice", PW, "a").await;
     let r = a.iq("s", &set("s", None, EMPTY)).await;
-    assert_eq!(refused(&r).0, "service-unavailable", "{}", r.raw);
+    assert_eq!(r.refusal().0, "service-unavailable", "{}", r.raw);
     let r = a.iq("g", &get("g", None)).await;
-    assert_eq!(refused(&r).0, "service-unavailable", "{}", r.raw);
+    assert_eq!(r.refusal().0, "service-unavailable", "{}", r.raw);
     assert!(!a.disco_features().await.iter().any(|f| f == VCARD));
     assert_eq!(rows(&s, "alice").await, 0);
 }
