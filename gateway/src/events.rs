@@ -233,6 +233,19 @@ event!(
     "A module handled a request (e.g. roster get, presence broadcast, offline deliver). Write hooks (CSI, XEP-0198 counting), which run for every stanza written, report once per written batch: the count is exact, the time observed is the batch's mean per call."
 );
 
+event!(
+    MODULE_DATA,
+    "module_data",
+    Debug,
+    ["module", "operation"],
+    [
+        COUNT,
+        counter("rows", "Items written (stored) or returned (queried) by these operations."),
+        seconds("Time of the operation, storage included.")
+    ],
+    "A module stored or read its users' data: operation stored (MAM archived a message, PEP published an item, a vCard or private XML element was set, an account registered), queried (a MAM page, PEP items, a vCard or private XML get), removed (retracted, purged, unregistered). rows: the items written or returned."
+);
+
 /// A module's handler as one typed value: the `module_handler` labels,
 /// the OTLP span's attributes and the live-trace call name (`call`). Every
 /// hook registration names one of these (see [`handlers`]).
@@ -301,6 +314,25 @@ pub mod handlers {
     handler!(PRIVATE_SET, "private", "set");
     handler!(VCARD_GET, "vcard", "get");
     handler!(VCARD_SET, "vcard", "set");
+    handler!(VCARD_PRESENCE, "vcard", "presence");
+    handler!(MAM_GET, "mam", "get");
+    handler!(MAM_SET, "mam", "set");
+    handler!(MAM_STAMP, "mam", "stamp");
+    handler!(MAM_ARCHIVE, "mam", "archive");
+    handler!(MAM_SERVER, "mam", "server");
+    handler!(PEP_GET, "pep", "get");
+    handler!(PEP_SET, "pep", "set");
+    handler!(PEP_OWNER, "pep", "owner");
+    handler!(PEP_PRESENCE, "pep", "presence");
+    handler!(PEP_IQ_RESPONSE, "pep", "iq_response");
+    handler!(PEP_CAPS, "pep", "caps");
+    handler!(PEP_CLOSED, "pep", "closed");
+    handler!(REGISTER_FORM, "register", "form");
+    handler!(REGISTER_CREATE, "register", "create");
+    handler!(REGISTER_GET, "register", "get");
+    handler!(REGISTER_SET, "register", "set");
+    handler!(REGISTER_FEATURES, "register", "features");
+    handler!(REGISTER_CLOSED, "register", "closed");
 }
 
 // --- stream management (XEP-0198) -------------------------------------------------
@@ -384,7 +416,7 @@ event!(
     Warn,
     ["limit"],
     [COUNT],
-    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, private_bytes (a private XML element too large), private_items (too many private XML namespaces), vcard_bytes (a vCard too large), slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
+    "A protective limit was hit: stanza_too_large, slow_consumer, offline_full, auth_attempts (a login attempt throttled, or a stream closed after 5 failed ones), http_connections, blocklist_items, private_bytes (a private XML element too large), private_items (too many private XML namespaces), vcard_bytes (a vCard too large), mam_queue (an archived message dropped: the archive writer's queue stayed full for a second), mam_archive_full (an archive trimmed to max_messages_per_user), mam_page (a MAM query asked for more than max_page_size results), pep_item_bytes (a PEP item too large), pep_nodes (too many PEP nodes), registration_rate (an in-band registration refused: the address created an account less than modules.register.interval_per_address ago), slow_sender, negotiation_timeout, stanza_rate, shaper, too_many_from_address, too_many_connections, and the XML shape caps xml_depth, xml_attributes, xml_namespaces, xml_namespaces_per_stanza, xml_name_length, xml_attribute_length."
 );
 
 // --- probes ------------------------------------------------------------------------
@@ -451,6 +483,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &SESSION_REPLACED,
     &ROUTED,
     &HANDLER,
+    &MODULE_DATA,
     &SM_ENABLED,
     &SM_RESUMED,
     &SM_FAILED,

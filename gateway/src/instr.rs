@@ -35,6 +35,12 @@ pub mod bounded {
         "private_bytes",
         "private_items",
         "vcard_bytes",
+        "mam_queue",
+        "mam_archive_full",
+        "mam_page",
+        "pep_item_bytes",
+        "pep_nodes",
+        "registration_rate",
         "slow_sender",
         "negotiation_timeout",
         "stanza_rate",
@@ -389,6 +395,27 @@ impl Instr {
     ) {
         self.with_pair(&ev::HANDLER, module, operation, |h| {
             h.emit(&[("count", calls as f64), ("seconds", mean)], &Meta::NONE)
+        });
+    }
+
+    /// A module stored, read or removed its users' data (`module_data`):
+    /// `rows` items written or returned, in `took`.
+    pub fn module_data(
+        &self,
+        module: &'static str,
+        operation: &'static str,
+        rows: u64,
+        took: Duration,
+    ) {
+        self.with_pair(&ev::MODULE_DATA, module, operation, |h| {
+            h.emit(
+                &[
+                    ("count", 1.0),
+                    ("rows", rows as f64),
+                    ("seconds", took.as_secs_f64()),
+                ],
+                &Meta::NONE,
+            )
         });
     }
 

@@ -292,3 +292,53 @@ fn unknown_module_or_module_key_is_refused_at_start() {
         "the unknown key is named: {err}"
     );
 }
+
+/// The per-user quota of offline storage (XEP-0160 with XEP-0013's limit):
+/// beyond it a message bounces with `resource-constraint`, counted in
+/// `limit_hit`; what was kept arrives at the next login.
+async fn offline_quota(b: Backend) {
+    let s = Server::start(Options {
+        general_extra: "max_offline_messages = 2\n".into(),
+        ..Options::plaintext(b)
+    });
+    s.register("alice@localhost", PW);
+    s.register("bob@localhost", PW);
+    let mut bob = Raw::login(s.c2s, "bob", PW, "b").await;
+    for i in 1..=3 {
+        bob.send(&format!(
+            "<message to='alice@localhost' type='chat' id='o{i}'><body>b{i}</body></message>"
+        ))
+        .await;
+    }
+    let bounce = bob
+        .take("the bounce of the third", |x| {
+            x.is_message() && x.typ() == "error"
+        })
+        .await;
+    assert_eq!(bounce.id(), "o3", "{}", bounce.raw);
+    assert_eq!(bounce.refusal().0, "resource-constraint", "{}", bounce.raw);
+    assert_eq!(
+        bounce
+            .child("error", "jabber:client")
+            .and_then(|e| e.attr("type")),
+        Some("wait")
+    );
+    let metrics = crate::http::get(s.http, "/metrics", None).await.body;
+    assert!(metrics.contains("limit_hit_total{limit=\"offline_full\"} 1\n"));
+    let mut alice = Raw::login(s.c2s, "alice", PW, "a").await;
+    alice.send("<presence/>").await;
+    for body in ["b1", "b2"] {
+        alice
+            .take(body, |x| x.is_message() && x.body() == Some(body))
+            .await;
+    }
+    alice
+        .absent(Duration::from_millis(300), "a third offline message", |x| {
+            x.body() == Some("b3")
+        })
+        .await;
+}
+both_backends!(
+    offline_quota_bounces_with_resource_constraint,
+    offline_quota
+);

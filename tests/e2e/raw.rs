@@ -665,6 +665,12 @@ impl Raw {
 
     /// Removes and returns the first buffered element matching `pred`,
     /// leaving the others buffered in order.
+    /// The first element already received that matches `pred`, removed;
+    /// None without waiting.
+    pub fn take_buffered_now(&mut self, pred: impl Fn(&Xml) -> bool) -> Option<Xml> {
+        self.take_buffered(&pred)
+    }
+
     fn take_buffered(&mut self, pred: &dyn Fn(&Xml) -> bool) -> Option<Xml> {
         for r in element_ranges(&self.buf) {
             let x = Xml::parse(&self.buf[r.clone()]);

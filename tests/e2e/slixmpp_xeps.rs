@@ -1,5 +1,5 @@
 //! slixmpp scenarios for the XEP modules (stream management, carbons,
-//! blocking, private XML storage, vcard-temp): `tests/slixmpp/scenarios.py` as in
+//! blocking, private XML storage, vcard-temp, MAM, in-band registration): `tests/slixmpp/scenarios.py` as in
 //! `slixmpp.rs`, against a server with those modules configured, on both
 //! backends.
 
@@ -9,7 +9,8 @@ use crate::harness::{Backend, Options};
 /// Every module the scenarios use.
 const MODULES: &str = "[modules.stream_management]\n\
                        [modules.carbons]\n\
-                       [modules.blocking]\n";
+                       [modules.blocking]\n\
+                       [modules.register]\nenabled = true\n";
 
 /// Starts a server with [`MODULES`] and runs one scenario (see
 /// `slixmpp::run_with`).
@@ -37,6 +38,9 @@ scenario!(blocking, ["alice", "bob"]);
 scenario!(time_last, ["alice", "bob"]);
 scenario!(private, ["alice", "bob"]);
 scenario!(vcard, ["alice", "bob"]);
+scenario!(register, ["alice"]);
+scenario!(mam, ["alice", "bob"]);
+scenario!(pep, ["alice", "bob"]);
 
 both_backends!(
     slixmpp_sm_resume_after_abort_delivers_each_message_once,
@@ -47,3 +51,6 @@ both_backends!(slixmpp_blocking_block_refuse_unblock, blocking);
 both_backends!(slixmpp_entity_time_and_last_activity, time_last);
 both_backends!(slixmpp_private_storage_round_trip, private);
 both_backends!(slixmpp_vcard_temp_round_trip, vcard);
+both_backends!(slixmpp_register_change_password_and_cancel, register);
+both_backends!(slixmpp_mam_paged_in_order_with_stanza_ids, mam);
+both_backends!(slixmpp_pep_nick_avatar_and_bookmarks, pep);

@@ -145,3 +145,32 @@ async fn vcard_off(b: Backend) {
     assert_eq!(rows(&s, "alice").await, 0);
 }
 both_backends!(vcard_disabled_is_service_unavailable, vcard_off);
+
+/// XEP-0153: once alice stores a vCard with a photo, the presence she
+/// broadcasts carries its SHA-1 for her contacts.
+async fn vcard_presence_hash(b: Backend) {
+    let s = Server::start(Options::plaintext(b));
+    s.register("alice@localhost", PW);
+    s.register("bob@localhost", PW);
+    let mut a = Raw::login(s.c2s, "alice", PW, "a").await;
+    let mut bob = Raw::login(s.c2s, "bob", PW, "b").await;
+    a.send("<presence/>").await;
+    bob.send("<presence/>").await;
+    crate::raw::subscribe_both(&mut a, "alice@localhost", &mut bob, "bob@localhost").await;
+    let r = a.iq("s", &set("s", None, CARD)).await;
+    assert_eq!(r.typ(), "result", "{}", r.raw);
+    a.send("<presence><status>with a photo</status></presence>")
+        .await;
+    let p = bob
+        .take("alice's presence", |x| {
+            x.is_presence() && x.from() == "alice@localhost/a" && x.raw.contains("with a photo")
+        })
+        .await;
+    let photo = p
+        .child("x", "vcard-temp:x:update")
+        .and_then(|x| x.child("photo", "vcard-temp:x:update"))
+        .unwrap_or_else(|| panic!("no photo hash: {}", p.raw));
+    // SHA-1 of "hello", the photo's bytes.
+    assert_eq!(photo.text, "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
+}
+both_backends!(vcard_photo_hash_in_presence, vcard_presence_hash);

@@ -776,7 +776,219 @@ async def s_vcard():
     await bye(alice, bob)
 
 
+async def s_mam():
+    """XEP-0313 with slixmpp's plugin (and XEP-0059 paging): a conversation
+    archived on both sides, read back in order by a fresh session page by
+    page, each result carrying the stanza-id the recipient saw (XEP-0359);
+    a later page sees new messages; the query form; archiving turned off
+    by preference keeps nothing."""
+    plugins = ["xep_0313", "xep_0059", "xep_0359"]
+    a, b = user(0), user(1)
+    alice = await login_with(0, "a", plugins)
+    bob = await login_with(1, "b", plugins)
+    seen_ids = {}
+    for i in range(30):
+        sender, receiver, to = (alice, bob, b) if i % 2 == 0 else (bob, alice, a)
+        sender.send_message(mto=to, mbody=f"m{i}", mtype="chat")
+        m = await next_matching(receiver.messages, f"m{i}", lambda m: m["body"] == f"m{i}")
+        if receiver is alice:
+            sid = m["stanza_id"]
+            check(sid["by"] == a and sid["id"], f"stanza-id on alice's copy: {m}")
+            seen_ids[f"m{i}"] = sid["id"]
+    await bye(alice)
+
+    alice = await login_with(0, "again", plugins)
+    feats = (await alice["xep_0030"].get_info(jid=a, timeout=STEP))["disco_info"]["features"]
+    check("urn:xmpp:mam:2" in feats, f"urn:xmpp:mam:2 missing from {feats}")
+    form = await alice["xep_0313"].get_fields(timeout=STEP)
+    names = {f["var"] for f in form["fields"]}
+    check({"with", "start", "end"} <= names, f"query form: {names}")
+    got = []
+    async for m in alice["xep_0313"].iterate(rsm={"max": 7}):
+        res = m["mam_result"]
+        body = res["forwarded"]["stanza"]["body"]
+        got.append(body)
+        if body in seen_ids:
+            check(res["id"] == seen_ids[body], f"{body}: result id {res['id']} != stanza-id {seen_ids[body]}")
+        check(res["forwarded"]["delay"]["stamp"] is not None, f"no delay on {m}")
+    check(got == [f"m{i}" for i in range(30)], f"alice's archive in order: {got}")
+
+    # With a filter, newest first: the last page.
+    newest = [m async for m in alice["xep_0313"].iterate(
+        with_jid=slixmpp.JID(b), reverse=True, rsm={"max": 5}, total=5)]
+    bodies = [m["mam_result"]["forwarded"]["stanza"]["body"] for m in newest]
+    check(bodies == [f"m{i}" for i in range(29, 24, -1)], f"last page, newest first: {bodies}")
+    last = newest[0]["mam_result"]["id"]
+
+    bob.send_message(mto=a, mbody="late", mtype="chat")
+    await next_matching(alice.messages, "late", lambda m: m["body"] == "late")
+    res = await alice["xep_0313"].retrieve(rsm={"after": last}, timeout=STEP)
+    bodies = [r["mam_result"]["forwarded"]["stanza"]["body"] for r in res["mam"]["results"]]
+    check(bodies == ["late"], f"after the last page: {bodies}")
+    check(res["mam_fin"].xml.get("complete") == "true", f"complete: {res['mam_fin']}")
+
+    # Archiving off: nothing new is kept, and no stanza-id is stamped.
+    # (slixmpp's plugin has no preferences call: the IQ is built by hand.)
+    iq = alice.make_iq_set()
+    iq.append(ET.fromstring("<prefs xmlns='urn:xmpp:mam:2' default='never'/>"))
+    await iq.send(timeout=STEP)
+    iq = alice.make_iq_get()
+    iq.append(ET.fromstring("<prefs xmlns='urn:xmpp:mam:2'/>"))
+    prefs = (await iq.send(timeout=STEP)).xml.find("{urn:xmpp:mam:2}prefs")
+    check(prefs is not None and prefs.get("default") == "never", f"preferences: {prefs}")
+    bob.send_message(mto=a, mbody="unkept", mtype="chat")
+    m = await next_matching(alice.messages, "unkept", lambda m: m["body"] == "unkept")
+    check(not m["stanza_id"]["id"], f"a stanza-id though not archived: {m}")
+    last_id = res["mam_fin"]["rsm"]["last"]
+    res = await alice["xep_0313"].retrieve(rsm={"after": last_id}, timeout=STEP)
+    check(len(res["mam"]["results"]) == 0, f"kept though archiving is off: {res}")
+    await bye(alice, bob)
+
+
+async def login_fails(jid, password):
+    """A login as `jid` with `password` fails (SASL), and the client goes."""
+    c = Client(f"{jid}/x", password, "SCRAM-SHA-256")
+    all_failed = c.once("failed_all_auth")
+    started = c.once("session_start")
+    c.connect(address=("127.0.0.1", CONF.port))
+    done, _ = await asyncio.wait([all_failed, started], timeout=STEP, return_when=asyncio.FIRST_COMPLETED)
+    check(all_failed in done and started not in done, f"{jid}: a session with password {password!r}")
+    gone = c.once("disconnected")
+    c.disconnect()
+    await asyncio.wait_for(gone, STEP)
+
+
+async def s_register():
+    """XEP-0077 with slixmpp's plugin: a new account registered in-band
+    before authentication (stream feature, form, set), then logged in on the
+    same stream; the registration seen after login; the password changed
+    (the old one fails, the new one works); then the registration cancelled
+    (<remove/>): the server closes the stream and the account is gone."""
+    jid = f"newcomer@{domain()}"
+    c = Client(f"{jid}/r", "first-pw")
+    c.register_plugin("xep_0077")
+    # slixmpp 1.8 queues every stanza but bind until the session starts,
+    # the registration IQs included: let them out while registering.
+    c._always_send_everything = True
+    forms = []
+
+    async def on_register(form):
+        forms.append(form)
+        resp = c.Iq()
+        resp["type"] = "set"
+        resp["register"]["username"] = c.boundjid.user
+        resp["register"]["password"] = "first-pw"
+        await resp.send(timeout=STEP)
+        c._always_send_everything = False
+
+    c.add_event_handler("register", on_register)
+    started = c.once("session_start")
+    c.connect(address=("127.0.0.1", CONF.port))
+    try:
+        await asyncio.wait_for(started, STEP)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no session after registering in-band (forms seen: {len(forms)})") from None
+    check(len(forms) == 1, f"{len(forms)} registration forms, want 1")
+    fields = forms[0]["register"]["fields"]
+    check({"username", "password"} <= fields, f"form fields {fields}")
+    check(forms[0]["register"]["instructions"], f"no instructions in {forms[0]}")
+    check(isinstance(c.socket, (ssl.SSLObject, ssl.SSLSocket)), "registered without TLS")
+    check(c.boundjid.bare == jid, f"bound {c.boundjid.full}")
+
+    res = await c["xep_0077"].get_registration(timeout=STEP)
+    check(res["register"]["registered"] and res["register"]["username"] == "newcomer",
+          f"after login: {res}")
+    feats = (await c["xep_0030"].get_info(jid=domain(), timeout=STEP))["disco_info"]["features"]
+    check("jabber:iq:register" in feats, f"jabber:iq:register missing from {feats}")
+
+    await c["xep_0077"].change_password("second-pw", timeout=STEP)
+    await bye(c)
+    await login_fails(jid, "first-pw")
+
+    c = Client(f"{jid}/r2", "second-pw")
+    c.register_plugin("xep_0077")
+    started = c.once("session_start")
+    c.connect(address=("127.0.0.1", CONF.port))
+    await asyncio.wait_for(started, STEP)
+    gone = c.once("disconnected")
+    res = await c["xep_0077"].cancel_registration(timeout=STEP)
+    check(res["type"] == "result", f"cancel: {res}")
+    try:
+        await asyncio.wait_for(gone, STEP)
+    except asyncio.TimeoutError:
+        raise AssertionError("the stream stayed open after the account was removed") from None
+    await login_fails(jid, "second-pw")
+
+
 # How many accounts (JIDs on the command line) each scenario uses.
+async def pep_login(i, resource, plugins):
+    """login_with() whose first presence carries the caps of every PEP
+    interest the plugins registered (their +notify features)."""
+    c = await login_with(i, resource, plugins, presence=False)
+    await c["xep_0115"].update_caps(broadcast=False)
+    c.send_presence()
+    await c.barrier()
+    return c
+
+
+async def s_pep():
+    """XEP-0163 with slixmpp's plugins: the account is a PEP service; a nick
+    (XEP-0172) and an avatar (XEP-0084 data + metadata) published by alice
+    reach bob as events (his caps ask for them, XEP-0115), and he reads
+    the avatar data; XEP-0402 bookmarks (slixmpp has no plugin for them:
+    XEP-0060 publish with the XEP-0402 publish-options) read back by alice,
+    refused to bob."""
+    plugins = ["xep_0060", "xep_0115", "xep_0163", "xep_0084", "xep_0172"]
+    a = user(0)
+    alice = await pep_login(0, "a", plugins)
+    bob = await pep_login(1, "b", plugins)
+    await subscribe_both(alice, bob)
+    info = (await alice["xep_0030"].get_info(jid=a, local=False, timeout=STEP))["disco_info"]
+    check("http://jabber.org/protocol/pubsub#publish-options" in info["features"],
+          f"publish-options missing from {info['features']}")
+    check(any(i[0] == "pubsub" and i[1] == "pep" for i in info["identities"]),
+          f"no pubsub/pep identity in {info['identities']}")
+
+    nick = bob.once("user_nick_publish")
+    await alice["xep_0172"].publish_nick("Alice L.", timeout=STEP)
+    msg = await asyncio.wait_for(nick, STEP)
+    check(msg["from"] == a and "Alice L." in str(msg), f"nick event: {msg}")
+
+    data = b"\x89PNG not really an image"
+    avatar_id = alice["xep_0084"].generate_id(data)
+    await alice["xep_0084"].publish_avatar(data, timeout=STEP)
+    meta = bob.once("avatar_metadata_publish")
+    await alice["xep_0084"].publish_avatar_metadata(
+        [{"id": avatar_id, "type": "image/png", "bytes": len(data)}], timeout=STEP)
+    msg = await asyncio.wait_for(meta, STEP)
+    check(avatar_id in str(msg), f"metadata event: {msg}")
+    res = await bob["xep_0084"].retrieve_avatar(slixmpp.JID(a), avatar_id, timeout=STEP)
+    got = res["pubsub"]["items"]["substanzas"][0]["avatar_data"]["value"]
+    check(got == data, f"avatar data read by bob: {got!r}")
+
+    bookmarks = "urn:xmpp:bookmarks:1"
+    form = alice["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/pubsub#publish-options")
+    form.add_field(var="pubsub#persist_items", value="true")
+    form.add_field(var="pubsub#max_items", value="max")
+    form.add_field(var="pubsub#send_last_published_item", value="never")
+    form.add_field(var="pubsub#access_model", value="whitelist")
+    rooms = ["one@muc.localhost", "two@muc.localhost"]
+    for room in rooms:
+        conf = ET.Element(f"{{{bookmarks}}}conference", name=room, autojoin="true")
+        ET.SubElement(conf, f"{{{bookmarks}}}nick").text = "alice"
+        await alice["xep_0060"].publish(None, bookmarks, id=room, payload=conf,
+                                        options=form, timeout=STEP)
+    res = await alice["xep_0060"].get_items(slixmpp.JID(a), bookmarks, timeout=STEP)
+    ids = sorted(i["id"] for i in res["pubsub"]["items"]["substanzas"])
+    check(ids == rooms, f"alice's bookmarks: {ids}")
+    check("autojoin" in str(res), f"bookmark payloads: {res}")
+    await expect_error(lambda: bob["xep_0060"].get_items(slixmpp.JID(a), bookmarks, timeout=STEP),
+                       "bob reading alice's bookmarks", "not-allowed")
+    await bye(alice, bob)
+
+
 ROLES = {
     "login": 1,
     "wrong_password": 1,
@@ -793,6 +1005,9 @@ ROLES = {
     "time_last": 2,
     "private": 2,
     "vcard": 2,
+    "register": 1,
+    "mam": 2,
+    "pep": 2,
 }
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 assert set(SCENARIOS) == set(ROLES)

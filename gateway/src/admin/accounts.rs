@@ -93,7 +93,13 @@ pub async fn change_password(ctx: &Ctx, jid: &str, password: &str) -> AdminResul
     .await
 }
 
-async fn credentials(ctx: &Ctx, password: &str) -> AdminResult<crate::storage::AccountCredentials> {
+/// The SCRAM keys of a new password, as every account path stores them
+/// (also XEP-0077 in-band registration): refused when empty, longer than
+/// 1024 bytes or refused by SASLprep.
+pub(crate) async fn credentials(
+    ctx: &Ctx,
+    password: &str,
+) -> AdminResult<crate::storage::AccountCredentials> {
     if password.is_empty() {
         return Err(AdminError::bad("the password is empty"));
     }

@@ -94,6 +94,7 @@ async fn route(
         typ,
         xml: xml.into(),
         stanza: None,
+        notes: Default::default(),
     };
     let (outcome, sessions) = match crate::router::route(ctx, route).await {
         Ok(Routed::Delivered(n)) => ("delivered", n),

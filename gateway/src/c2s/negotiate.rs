@@ -199,10 +199,15 @@ impl<T: Transport> Connection<T> {
         m
     }
 
-    /// Before authentication only STARTTLS and SASL are allowed.
+    /// Before authentication only STARTTLS and SASL are allowed, and IQs
+    /// whose payload namespace a module answers before authentication
+    /// (the pre-auth IQ hook: XEP-0077 registration).
     async fn on_pre_auth(&mut self, el: Element) -> Result<(), SessionEnd> {
         match (el.ns(), el.name()) {
             (Some(NS_TLS), "starttls") => self.on_starttls().await,
+            (Some(NS_CLIENT), "iq") if self.pre_auth_iq_handled(&el) => {
+                self.on_pre_auth_iq(el).await
+            }
             (Some(NS_SASL), "auth") => {
                 if self.tls_required_first() {
                     let failure = El::new("failure")
@@ -220,6 +225,63 @@ impl<T: Transport> Connection<T> {
                 StreamError::with_text(StreamCondition::NotAuthorized, "authenticate first").into(),
             ),
         }
+    }
+
+    /// An IQ request a module answers before authentication: not on a
+    /// listener that requires STARTTLS first, until it is done.
+    fn pre_auth_iq_handled(&self, el: &Element) -> bool {
+        !self.tls_required_first()
+            && matches!(el.attr("type"), Some("get") | Some("set"))
+            && el
+                .first_child()
+                .and_then(|c| c.tag_name().namespace())
+                .is_some_and(|ns| self.ctx.hooks.has_pre_auth_iq(ns))
+    }
+
+    /// Runs the module's pre-authentication IQ handler and sends its
+    /// answer; the stream stays where it was.
+    async fn on_pre_auth_iq(&mut self, el: Element) -> Result<(), SessionEnd> {
+        let ctx = self.ctx.clone();
+        let host = self.host.clone().unwrap_or_default();
+        let reply = {
+            let answer = match el.first_child() {
+                Some(payload) if el.attr("id").is_some() => {
+                    let cx = crate::hooks::PreAuthIqCx {
+                        ctx: &ctx,
+                        el: &el,
+                        payload,
+                        set: el.attr("type") == Some("set"),
+                        host: &host,
+                        peer: self.peer,
+                        tls: self.t.is_tls(),
+                    };
+                    ctx.hooks.run_pre_auth_iq(&cx).await.unwrap_or_else(|| {
+                        Err(StanzaError::new(StanzaCondition::ServiceUnavailable))
+                    })
+                }
+                _ => Err(StanzaError::with_text(
+                    StanzaCondition::BadRequest,
+                    "an IQ needs an id",
+                )),
+            };
+            let reply = El::new("iq")
+                .attr_opt("id", el.attr("id"))
+                .attr("from", &host);
+            match answer {
+                Ok(child) => {
+                    let mut reply = reply.attr("type", "result");
+                    if let Some(c) = child {
+                        reply = reply.child(c);
+                    }
+                    reply
+                }
+                Err(err) => {
+                    ctx.instr.stanza_error(&err.condition);
+                    reply.attr("type", "error").child(err.error_element())
+                }
+            }
+        };
+        self.send(&reply.to_string()).await
     }
 
     async fn on_starttls(&mut self) -> Result<(), SessionEnd> {

@@ -11,14 +11,18 @@
 //! - stream features, pre- and post-authentication ([`FeaturesHook`]);
 //! - nonzas by namespace ([`NonzaHook`]);
 //! - a user sends a stanza, per kind ([`SendHook`]);
-//! - route, before and after, per kind ([`RouteHook`]);
+//! - route, before and after, per kind ([`RouteHook`]), and amend: change
+//!   what recipients get before it is routed ([`AmendHook`]);
+//! - a user's available presence before it is broadcast ([`PresenceHook`]);
 //! - deliver to a session: before it is queued ([`DeliverHook`]) and before
 //!   it is written ([`WriteHook`]);
 //! - session opened, bound, resumed, detached, closed ([`SessionHook`]) and
 //!   the hand-over of a session whose transport broke ([`DetachHook`]);
 //! - IQ get/set by namespace ([`IqHandler`]);
+//! - IQ get/set by namespace before authentication ([`PreAuthIqHook`]);
 //! - disco features and identities (data, not calls);
-//! - account removed ([`AccountHook`]).
+//! - account removed ([`AccountHook`]);
+//! - the server started and is stopping ([`ServerHook`]).
 
 mod points;
 mod registry;

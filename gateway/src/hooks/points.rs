@@ -67,6 +67,12 @@ pub struct SendCx<'a> {
 
 #[async_trait]
 pub trait SendHook: Send + Sync {
+    /// A cheap test, outside the instrumented call: `false` when the hook
+    /// has nothing to do with this stanza (e.g. no answer awaited).
+    fn active(&self, _stanza: &Stanza) -> bool {
+        true
+    }
+
     async fn send(&self, cx: &mut SendCx<'_>, stanza: &Stanza) -> Flow;
 }
 
@@ -83,6 +89,26 @@ pub struct Route<'a> {
     pub xml: std::borrow::Cow<'a, str>,
     /// The parsed stanza when it came from a local client.
     pub stanza: Option<&'a Stanza>,
+    /// What a hook leaves for the later hooks of this route.
+    pub notes: Notes,
+}
+
+/// Values a hook leaves for later hooks of the same route, one per type
+/// (e.g. an amend hook's decision, for its after-hook). Empty, it costs no
+/// allocation.
+#[derive(Default)]
+pub struct Notes(Vec<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Notes {
+    /// Replaces the note of this type.
+    pub fn put<T: std::any::Any + Send + Sync>(&mut self, value: T) {
+        self.0.retain(|n| !n.is::<T>());
+        self.0.push(Box::new(value));
+    }
+
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.iter().find_map(|n| n.downcast_ref())
+    }
 }
 
 #[async_trait]
@@ -100,6 +126,27 @@ pub trait RouteHook: Send + Sync {
         route: &Route<'_>,
         outcome: Option<&Result<Routed, StanzaError>>,
     ) -> Flow;
+}
+
+/// After the before-hooks let a stanza through, before it is routed: a
+/// module may change what recipients get (XEP-0359's stanza-id). Only
+/// `route.xml` is to be changed.
+#[async_trait]
+pub trait AmendHook: Send + Sync {
+    /// A cheap test, outside the instrumented call.
+    fn active(&self, _route: &Route<'_>) -> bool {
+        true
+    }
+
+    async fn amend(&self, ctx: &Ctx, route: &mut Route<'_>);
+}
+
+/// An available presence a user broadcasts (to contacts and own
+/// resources, and kept for probes), before it goes out: a module may add
+/// to it (XEP-0153's avatar hash). `xml` is the stanza, `from` stamped.
+#[async_trait]
+pub trait PresenceHook: Send + Sync {
+    async fn broadcast(&self, ctx: &Ctx, owner: &Jid, xml: &mut String);
 }
 
 // --- delivery to one session ----------------------------------------------
@@ -173,6 +220,16 @@ pub trait DetachHook: Send + Sync {
     fn detach(&self, ctx: &Arc<Ctx>, session: Box<Session>) -> Result<(), Box<Session>>;
 }
 
+/// The server's own life: `started` once the context exists (a module
+/// spawns its background tasks there, on `ctx.tasks` or its own), and
+/// `stopping` after every session task ended, before storage closes (a
+/// module writes out what it still holds).
+#[async_trait]
+pub trait ServerHook: Send + Sync {
+    fn started(&self, ctx: &Arc<Ctx>);
+    async fn stopping(&self, ctx: &Ctx);
+}
+
 // --- IQ -------------------------------------------------------------------
 
 /// Who an IQ request is for.
@@ -211,6 +268,33 @@ pub enum IqType {
     Get,
     Set,
     Both,
+}
+
+// --- IQ before authentication --------------------------------------------
+
+/// An IQ get/set on a stream that has not authenticated (XEP-0077 in-band
+/// registration): there is no session and no JID yet, only the stream.
+pub struct PreAuthIqCx<'a> {
+    pub ctx: &'a Ctx,
+    /// The `<iq/>` itself.
+    pub el: &'a Element,
+    /// Its one payload (the first child element).
+    pub payload: roxmltree::Node<'a, 'a>,
+    pub set: bool,
+    /// The domain the stream is for (its header's `to`).
+    pub host: &'a str,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// Whether the stream is TLS-protected (STARTTLS done, or direct TLS).
+    pub tls: bool,
+}
+
+/// Answers an IQ before authentication, by payload namespace. What it
+/// returns is sent as the result (`Ok`) or the error (`Err`); the stream
+/// stays unauthenticated either way.
+#[async_trait]
+pub trait PreAuthIqHook: Send + Sync {
+    async fn pre_auth_iq(&self, cx: &PreAuthIqCx<'_>) -> IqResult;
 }
 
 // --- disco and accounts ---------------------------------------------------

@@ -69,13 +69,18 @@ pub struct Hooks {
     send: [Vec<Reg<dyn SendHook>>; 3],
     route_before: [Vec<Reg<dyn RouteHook>>; 3],
     route_after: [Vec<Reg<dyn RouteHook>>; 3],
+    amend: [Vec<Reg<dyn AmendHook>>; 3],
+    presence_out: Vec<Reg<dyn PresenceHook>>,
     deliver: Vec<Reg<dyn DeliverHook>>,
     write: Vec<Reg<dyn WriteHook>>,
     session: Vec<Reg<dyn SessionHook>>,
     detach: Vec<Reg<dyn DetachHook>>,
     /// By payload namespace: the get handler, then the set handler.
     iq: HashMap<&'static str, [Option<Reg<dyn IqHandler>>; 2]>,
+    /// Before authentication, by payload namespace: get, then set.
+    pre_auth_iq: HashMap<&'static str, [Option<Reg<dyn PreAuthIqHook>>; 2]>,
     account_removed: Vec<Reg<dyn AccountHook>>,
+    server: Vec<Reg<dyn ServerHook>>,
     /// The store, and the take's name (same hook).
     offline: Option<(Reg<dyn OfflineHook>, Reg<()>)>,
     /// Module-wide state other modules may read, keyed by type.
@@ -83,6 +88,8 @@ pub struct Hooks {
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     identities: Vec<Identity>,
+    /// Identities every account advertises besides `account/registered`.
+    account_identities: Vec<Identity>,
 }
 
 /// Registration: what `Module::register` calls.
@@ -128,6 +135,22 @@ impl Hooks {
         add(&mut self.route_after[kind_index(kind)], name, order, hook);
     }
 
+    /// Changes a stanza's XML before it is routed (see [`AmendHook`]).
+    pub fn amend(
+        &mut self,
+        kind: Kind,
+        order: i32,
+        name: &'static Handler,
+        hook: Arc<dyn AmendHook>,
+    ) {
+        add(&mut self.amend[kind_index(kind)], name, order, hook);
+    }
+
+    /// Amends a user's available presence before it is broadcast.
+    pub fn presence_out(&mut self, name: &'static Handler, hook: Arc<dyn PresenceHook>) {
+        add(&mut self.presence_out, name, 0, hook);
+    }
+
     pub fn deliver(&mut self, order: i32, name: &'static Handler, hook: Arc<dyn DeliverHook>) {
         add(&mut self.deliver, name, order, hook);
     }
@@ -164,6 +187,30 @@ impl Hooks {
         }
     }
 
+    /// The handler of one IQ payload namespace on a stream that has not
+    /// authenticated yet (XEP-0077), for gets, sets or both.
+    pub fn pre_auth_iq(
+        &mut self,
+        ns: &'static str,
+        typ: IqType,
+        name: &'static Handler,
+        hook: Arc<dyn PreAuthIqHook>,
+    ) {
+        let sets: &[bool] = match typ {
+            IqType::Get => &[false],
+            IqType::Set => &[true],
+            IqType::Both => &[false, true],
+        };
+        for &set in sets {
+            let slot = &mut self.pre_auth_iq.entry(ns).or_default()[usize::from(set)];
+            assert!(
+                slot.is_none(),
+                "two pre-authentication IQ handlers for {ns}"
+            );
+            *slot = Some(Reg::new(name, 0, hook.clone()));
+        }
+    }
+
     /// The keeper of undeliverable messages (one at most), with the
     /// handler names of its store and take.
     pub fn offline(
@@ -174,6 +221,11 @@ impl Hooks {
     ) {
         assert!(self.offline.is_none(), "two offline stores");
         self.offline = Some((Reg::new(store, 0, hook), Reg::new(take, 0, Arc::new(()))));
+    }
+
+    /// Told when the server has started and when it is stopping.
+    pub fn server(&mut self, name: &'static Handler, hook: Arc<dyn ServerHook>) {
+        add(&mut self.server, name, 0, hook);
     }
 
     pub fn account_removed(&mut self, name: &'static Handler, hook: Arc<dyn AccountHook>) {
@@ -200,6 +252,11 @@ impl Hooks {
         self.identities.push(identity);
     }
 
+    /// An identity every account advertises in disco#info (e.g. pubsub/pep).
+    pub fn account_identity(&mut self, identity: Identity) {
+        self.account_identities.push(identity);
+    }
+
     /// Makes a module's shared state findable by type ([`Hooks::state`]).
     pub fn provide<T: std::any::Any + Send + Sync>(&mut self, value: Arc<T>) {
         self.state.push((std::any::TypeId::of::<T>(), value));
@@ -224,14 +281,22 @@ impl Hooks {
         {
             all(l, instr);
         }
+        for l in self.amend.iter_mut() {
+            all(l, instr);
+        }
         all(&mut self.deliver, instr);
+        all(&mut self.presence_out, instr);
         all(&mut self.write, instr);
         all(&mut self.session, instr);
         all(&mut self.detach, instr);
         for pair in self.iq.values_mut() {
             pair.iter_mut().flatten().for_each(|r| r.resolve(instr));
         }
+        for pair in self.pre_auth_iq.values_mut() {
+            pair.iter_mut().flatten().for_each(|r| r.resolve(instr));
+        }
         all(&mut self.account_removed, instr);
+        all(&mut self.server, instr);
         if let Some((store, take)) = &mut self.offline {
             store.resolve(instr);
             take.resolve(instr);
@@ -260,6 +325,10 @@ impl Hooks {
         &self.identities
     }
 
+    pub fn account_identities(&self) -> &[Identity] {
+        &self.account_identities
+    }
+
     /// The features of a stream, in hook order.
     pub fn run_features(&self, cx: &FeaturesCx<'_>) -> Vec<El> {
         let mut out = Vec::new();
@@ -286,6 +355,9 @@ impl Hooks {
     /// The user-send hooks of the stanza's kind, until one decides.
     pub async fn run_send(&self, cx: &mut SendCx<'_>, stanza: &Stanza) -> Flow {
         for r in &self.send[kind_index(stanza.kind)] {
+            if !r.hook.active(stanza) {
+                continue;
+            }
             match call(cx.ctx, r.site(), r.hook.send(cx, stanza)).await {
                 Flow::Continue => {}
                 other => return other,
@@ -309,6 +381,22 @@ impl Hooks {
             }
         }
         Flow::Continue
+    }
+
+    /// The amend hooks of the route's kind, in order.
+    pub async fn run_amend(&self, ctx: &Ctx, route: &mut Route<'_>) {
+        for r in &self.amend[kind_index(route.kind)] {
+            if r.hook.active(route) {
+                call(ctx, r.site(), r.hook.amend(ctx, route)).await;
+            }
+        }
+    }
+
+    /// The presence hooks, on an available presence about to be broadcast.
+    pub async fn run_presence_out(&self, ctx: &Ctx, owner: &crate::jid::Jid, xml: &mut String) {
+        for r in &self.presence_out {
+            call(ctx, r.site(), r.hook.broadcast(ctx, owner, xml)).await;
+        }
     }
 
     pub async fn run_route_after(
@@ -341,6 +429,7 @@ impl Hooks {
     pub fn has_route_hooks(&self, kind: Kind) -> bool {
         !self.route_before[kind_index(kind)].is_empty()
             || !self.route_after[kind_index(kind)].is_empty()
+            || !self.amend[kind_index(kind)].is_empty()
     }
 
     pub fn run_deliver(
@@ -442,6 +531,20 @@ impl Hooks {
         Some((r.name, &r.hook))
     }
 
+    /// Whether a module answers IQs of this payload namespace before
+    /// authentication.
+    pub fn has_pre_auth_iq(&self, ns: &str) -> bool {
+        self.pre_auth_iq.contains_key(ns)
+    }
+
+    /// Runs the pre-authentication handler of the payload's namespace and
+    /// IQ type; `None`: no module answers it.
+    pub async fn run_pre_auth_iq(&self, cx: &PreAuthIqCx<'_>) -> Option<IqResult> {
+        let ns = cx.payload.tag_name().namespace()?;
+        let r = self.pre_auth_iq.get(ns)?[usize::from(cx.set)].as_ref()?;
+        Some(call(cx.ctx, r.site(), r.hook.pre_auth_iq(cx)).await)
+    }
+
     /// Keeps an undeliverable message, or says why it cannot be kept.
     /// Takes the next stored messages of an account (none without a store).
     pub async fn offline_take(&self, ctx: &Ctx, owner: &crate::jid::Jid) -> Vec<String> {
@@ -464,6 +567,20 @@ impl Hooks {
             None => Err(StanzaError::new(
                 crate::errors::StanzaCondition::ServiceUnavailable,
             )),
+        }
+    }
+
+    /// The server is up: modules start their background work.
+    pub fn run_started(&self, ctx: &Arc<Ctx>) {
+        for r in &self.server {
+            call_sync(ctx, r.site(), || r.hook.started(ctx));
+        }
+    }
+
+    /// Every session has ended: modules write out what they hold.
+    pub async fn run_stopping(&self, ctx: &Ctx) {
+        for r in &self.server {
+            call(ctx, r.site(), r.hook.stopping(ctx)).await;
         }
     }
 

@@ -277,7 +277,7 @@ fn recipients(ctx: &Ctx, to: &Jid, sessions: &[SessionRef]) -> HashSet<u64> {
 
 /// The original as a child of `<forwarded/>` (XEP-0297): in the
 /// `jabber:client` namespace, which it otherwise inherited from the stream.
-fn forwardable(xml: &str) -> String {
+pub(crate) fn forwardable(xml: &str) -> String {
     let Some(rest) = xml.strip_prefix('<') else {
         return xml.to_string();
     };

@@ -90,6 +90,14 @@ impl IqHandler for Disco {
                         .attr("category", "account")
                         .attr("type", "registered"),
                 );
+                for i in hooks.account_identities() {
+                    query = query.child(
+                        El::new("identity")
+                            .attr("category", i.category)
+                            .attr("type", i.typ)
+                            .attr_opt("name", i.name),
+                    );
+                }
                 hooks.account_features()
             }
         };

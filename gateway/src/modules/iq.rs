@@ -51,6 +51,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, st: &Stanza) {
             typ,
             xml: xml.into(),
             stanza: Some(st),
+            notes: Default::default(),
         };
         let routed = router::route(ctx, route).await;
         let outcome = if routed.is_ok() {
@@ -97,6 +98,7 @@ pub async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, st: &Stanza) {
             typ,
             xml: st.raw().into(),
             stanza: Some(st),
+            notes: Default::default(),
         };
         match ctx.hooks.run_route_before(ctx, &route).await {
             crate::hooks::Flow::Continue => {}

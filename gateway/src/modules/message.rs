@@ -30,6 +30,7 @@ pub async fn handle(ctx: &Ctx, me: &SessionHandle, st: &Stanza) {
         typ: st.typ(),
         xml: xml.into(),
         stanza: Some(st),
+        notes: Default::default(),
     };
     let routed = if span.is_none() && !crate::live::active() {
         // Untraced: the route future is awaited in place, not moved into

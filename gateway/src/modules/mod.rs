@@ -2,8 +2,9 @@
 //! registers its hooks, features and IQ handlers; the data path never
 //! names a module. Adding one touches its file and [`MODULES`], nothing else.
 //!
-//! Configured as `[modules.NAME]` tables (`enabled = false` turns one off);
-//! an unknown module or key stops the server at start with the key named.
+//! Configured as `[modules.NAME]` tables (`enabled = false` turns one off;
+//! the modules in [`OFF_BY_DEFAULT`] need `enabled = true`); an unknown
+//! module or key stops the server at start with the key named.
 //!
 //! - [`roster`]: roster get/set/remove, pushes, versioning (RFC 6121 §2, XEP-0237).
 //! - [`presence`]: initial/broadcast/directed/unavailable presence, probes.
@@ -20,6 +21,9 @@
 //! - [`blocking`]: the blocking command (XEP-0191).
 //! - [`private`]: private XML storage (XEP-0049).
 //! - [`vcard`]: vcard-temp (XEP-0054).
+//! - [`pep`]: personal eventing (XEP-0163) with entity capabilities (XEP-0115).
+//! - [`mam`]: message archive management (XEP-0313, XEP-0359 stanza ids).
+//! - [`register`]: in-band registration (XEP-0077); off by default.
 //!
 //! Not modules: [`iq`] (IQ dispatch to the handlers modules registered)
 //! and [`message`] (a client's message into the router).
@@ -30,11 +34,14 @@ pub mod csi;
 pub mod disco;
 pub mod iq;
 pub mod last;
+pub mod mam;
 pub mod message;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod register;
 pub mod roster;
 pub mod stream_management;
 pub mod subscription;
@@ -90,7 +97,14 @@ pub static MODULES: &[ModuleDef] = &[
     blocking::DEF,
     private::DEF,
     vcard::DEF,
+    pep::DEF,
+    mam::DEF,
+    register::DEF,
 ];
+
+/// Modules that are off unless their table says `enabled = true`: they
+/// change who may do what on the server (anyone may create an account).
+pub const OFF_BY_DEFAULT: &[&str] = &["register"];
 
 /// Parses a module's settings: `T` denies unknown keys; `enabled` is
 /// everyone's and is taken out first.
@@ -103,9 +117,9 @@ pub fn settings<T: DeserializeOwned>(table: &toml::Table) -> Result<T, (String, 
     })
 }
 
-fn enabled(table: &toml::Table) -> Result<bool, (String, String)> {
+fn enabled(name: &str, table: &toml::Table) -> Result<bool, (String, String)> {
     match table.get("enabled") {
-        None => Ok(true),
+        None => Ok(!OFF_BY_DEFAULT.contains(&name)),
         Some(toml::Value::Boolean(b)) => Ok(*b),
         Some(_) => Err(("enabled".into(), "expected true or false".into())),
     }
@@ -138,10 +152,13 @@ fn build_all(config: &Config) -> Result<Vec<Arc<dyn Module>>, (String, String)> 
             };
             (key, m)
         };
-        if !enabled(table).map_err(at)? {
-            continue;
+        let on = enabled(def.name, table).map_err(at)?;
+        // Settings are checked on or off: a typo in a module left off
+        // (as `register` is by default) still stops the start.
+        let module = (def.build)(table).map_err(at)?;
+        if on {
+            built.push(module);
         }
-        built.push((def.build)(table).map_err(at)?);
     }
     Ok(built)
 }

@@ -113,8 +113,9 @@ impl OfflineHook for Offline {
             }
             OfflineStored::Full => Err({
                 ctx.instr.limit("offline_full");
+                // XEP-0160 with XEP-0013's quota, as ejabberd answers it.
                 StanzaError::with_text(
-                    StanzaCondition::ServiceUnavailable,
+                    StanzaCondition::ResourceConstraint,
                     "offline storage for this user is full",
                 )
             }),
@@ -203,7 +204,7 @@ mod tests {
         let out = t.take_all(&bob);
         assert!(
             out.iter()
-                .any(|x| x.contains("id='2'") && x.contains("service-unavailable")),
+                .any(|x| x.contains("id='2'") && x.contains("resource-constraint")),
             "{out:?}"
         );
         t.send(

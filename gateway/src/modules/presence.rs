@@ -118,6 +118,7 @@ async fn handle(ctx: &Ctx, me: &Arc<SessionHandle>, ext: &mut Extensions, st: &S
                     typ,
                     xml: xml.into(),
                     stanza: Some(st),
+                    notes: Default::default(),
                 },
             )
             .await;
@@ -180,7 +181,12 @@ async fn broadcast_inner(
         .and_then(|p| p.text())
         .and_then(|t| t.trim().parse::<i8>().ok())
         .unwrap_or(0);
-    let xml = rewrite_from_to(el, Some(me.full()), None);
+    let mut xml = rewrite_from_to(el, Some(me.full()), None);
+    if available {
+        ctx.hooks
+            .run_presence_out(ctx, &me.jid().to_bare(), &mut xml)
+            .await;
+    }
     let was_available = {
         let Ok(mut p) = me.presence.lock() else {
             return;

@@ -107,14 +107,21 @@ impl IqHandler for Private {
         let (host, user) = (me.domain(), me.local().unwrap_or_default());
         let ctx = req.ctx;
         let store = &ctx.stores.private;
+        let started = std::time::Instant::now();
         if !req.set {
             let mut q = El::new("query").xmlns(NS_PRIVATE);
+            let mut found = 0;
             for (c, ns) in children.iter().zip(namespaces) {
                 q = match store.private_get(host, user, ns).await.map_err(internal)? {
-                    Some(xml) => q.raw_child(&xml),
+                    Some(xml) => {
+                        found += 1;
+                        q.raw_child(&xml)
+                    }
                     None => q.child(El::new(c.tag_name().name()).xmlns(ns)),
                 };
             }
+            ctx.instr
+                .module_data("private", "queried", found, started.elapsed());
             return Ok(Some(q));
         }
         let mut items: Vec<(String, String)> = Vec::with_capacity(children.len());
@@ -154,6 +161,8 @@ impl IqHandler for Private {
             .private_set(host, user, &items)
             .await
             .map_err(internal)?;
+        ctx.instr
+            .module_data("private", "stored", items.len() as u64, started.elapsed());
         Ok(None)
     }
 }

@@ -44,10 +44,9 @@ impl TestServer {
         let mut ctx = Ctx::new(config, storage, hooks, instr, live, admission);
         let store = Arc::new(MemoryStore::new());
         ctx.stores = Stores::backed_by(store.clone());
-        TestServer {
-            ctx: Arc::new(ctx),
-            store,
-        }
+        let ctx = Arc::new(ctx);
+        ctx.hooks.run_started(&ctx);
+        TestServer { ctx, store }
     }
 
     pub fn add_account(&self, user: &str) {

@@ -11,6 +11,13 @@
 //! - the SHA-1 hex of the decoded PHOTO/BINVAL ("" without a photo) is
 //!   stored with it (XEP-0153's hash).
 //!
+//! - XEP-0153: an available presence the user broadcasts carries
+//!   `<x xmlns='vcard-temp:x:update'><photo>hash</photo></x>` with the
+//!   stored hash (an empty `<photo/>` for a vCard without one; nothing
+//!   added before a vCard is stored), replacing any the client put there
+//!   (`presence_hash = false` turns this off). Hashes are cached per
+//!   account (bounded) and updated on set.
+//!
 //! The server advertises `vcard-temp` in disco#info.
 
 use std::sync::Arc;
@@ -25,9 +32,16 @@ use super::{IqRequest, IqResult, Module, ModuleDef, Target};
 use crate::config::Config;
 use crate::errors::{StanzaCondition, StanzaError};
 use crate::events::handlers as h;
-use crate::hooks::{Hooks, IqHandler, IqType};
+use crate::hooks::{Hooks, IqHandler, IqType, PresenceHook};
+use crate::jid::Jid;
+use crate::server::Ctx;
 use crate::storage::StoredVcard;
-use crate::xml::El;
+use crate::xml::{El, Element};
+
+/// XEP-0153.
+pub const NS_VCARD_UPDATE: &str = "vcard-temp:x:update";
+/// Accounts whose photo hash is cached.
+const HASH_CACHE: usize = 100_000;
 
 pub const NS_VCARD: &str = "vcard-temp";
 
@@ -42,12 +56,19 @@ pub const DEF: ModuleDef = ModuleDef {
 pub struct Vcard {
     /// The largest vCard stored, in bytes (as serialised).
     pub max_bytes: usize,
+    /// XEP-0153: the photo hash in the user's broadcast presence.
+    pub presence_hash: bool,
+    /// bare JID → the stored hash ("" without a photo), `None` without a vCard.
+    #[serde(skip)]
+    hashes: dashmap::DashMap<String, Option<String>>,
 }
 
 impl Default for Vcard {
     fn default() -> Self {
         Vcard {
             max_bytes: 64 * 1024,
+            presence_hash: true,
+            hashes: dashmap::DashMap::new(),
         }
     }
 }
@@ -68,6 +89,9 @@ impl Module for Vcard {
         }
         hooks.server_feature(NS_VCARD);
         hooks.iq(NS_VCARD, IqType::Get, &h::VCARD_GET, self.clone());
+        if self.presence_hash {
+            hooks.presence_out(&h::VCARD_PRESENCE, self.clone());
+        }
         hooks.iq(NS_VCARD, IqType::Set, &h::VCARD_SET, self);
     }
 }
@@ -99,6 +123,7 @@ pub fn photo_hash(vcard: roxmltree::Node<'_, '_>) -> String {
 }
 
 async fn stored(req: &IqRequest<'_>, host: &str, user: &str) -> IqResult {
+    let started = std::time::Instant::now();
     let v = req
         .ctx
         .stores
@@ -106,6 +131,12 @@ async fn stored(req: &IqRequest<'_>, host: &str, user: &str) -> IqResult {
         .vcard_get(host, user)
         .await
         .map_err(internal)?;
+    req.ctx.instr.module_data(
+        "vcard",
+        "queried",
+        u64::from(v.is_some()),
+        started.elapsed(),
+    );
     Ok(Some(match v {
         Some(v) => answer(&v.xml)?,
         None => empty(),
@@ -180,13 +211,96 @@ impl IqHandler for Vcard {
             xml,
         };
         let me = req.me.jid().to_bare();
+        let started = std::time::Instant::now();
         ctx.stores
             .vcard
             .vcard_set(me.domain(), me.local().unwrap_or_default(), &vcard)
             .await
             .map_err(internal)?;
+        ctx.instr
+            .module_data("vcard", "stored", 1, started.elapsed());
+        self.remember(me.bare(), vcard.photo_hash);
         Ok(None)
     }
+}
+
+impl Vcard {
+    fn remember(&self, bare: String, hash: Option<String>) {
+        if self.hashes.len() >= HASH_CACHE {
+            self.hashes.clear();
+        }
+        self.hashes.insert(bare, hash);
+    }
+}
+
+#[async_trait]
+impl PresenceHook for Vcard {
+    async fn broadcast(&self, ctx: &Ctx, owner: &Jid, xml: &mut String) {
+        let bare = owner.bare();
+        let cached = self.hashes.get(&bare).map(|h| h.clone());
+        let hash = match cached {
+            Some(h) => h,
+            None => {
+                let (host, user) = (owner.domain(), owner.local().unwrap_or_default());
+                match ctx.stores.vcard.vcard_get(host, user).await {
+                    Ok(v) => {
+                        let h = v.map(|v| v.photo_hash.unwrap_or_default());
+                        self.remember(bare, h.clone());
+                        h
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "vCard unreadable: presence sent without its photo hash");
+                        return;
+                    }
+                }
+            }
+        };
+        if let Some(hash) = hash {
+            if let Some(out) = with_photo(xml, &hash) {
+                *xml = out;
+            }
+        }
+    }
+}
+
+/// The presence with `<x xmlns='vcard-temp:x:update'><photo>hash</photo></x>`
+/// in place of any such `<x/>` it had.
+fn with_photo(xml: &str, hash: &str) -> Option<String> {
+    let el = Element::parse(xml).ok()?;
+    let off = el.offset();
+    let mut cut: Vec<std::ops::Range<usize>> = el
+        .node()
+        .children()
+        .filter(|c| c.has_tag_name((NS_VCARD_UPDATE, "x")))
+        .map(|c| c.range().start - off..c.range().end - off)
+        .collect();
+    cut.sort_by_key(|r| r.start);
+    let mut kept = String::with_capacity(xml.len() + 80);
+    let mut at = 0;
+    for r in cut {
+        kept.push_str(&xml[at..r.start]);
+        at = r.end;
+    }
+    kept.push_str(&xml[at..]);
+    let photo = El::new("x")
+        .xmlns(NS_VCARD_UPDATE)
+        .child(if hash.is_empty() {
+            El::new("photo")
+        } else {
+            El::new("photo").text(hash)
+        })
+        .to_string();
+    if let Some(close) = kept.rfind("</presence>") {
+        kept.insert_str(close, &photo);
+    } else {
+        // `<presence .../>`: opened up.
+        let end = kept.trim_end().strip_suffix("/>")?.len();
+        kept.truncate(end);
+        kept.push('>');
+        kept.push_str(&photo);
+        kept.push_str("</presence>");
+    }
+    Some(kept)
 }
 
 #[cfg(test)]
@@ -374,5 +488,54 @@ mod tests {
             .await
             .expect("get")
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn presence_carries_the_photo_hash() {
+        let t = TestServer::new(&[]).await;
+        let a = t.session("alice", "a").await;
+        // No vCard yet: presence unchanged.
+        t.send(&a, "<presence/>").await;
+        let out = t.take_all(&a).join("");
+        assert!(!out.contains("vcard-temp:x:update"), "{out}");
+        let r = set(&t, &a, "s", None, PHOTO).await;
+        assert!(r.contains("type='result'"), "{r}");
+        // A client's own (stale) hash is replaced by the stored one.
+        t.send(
+            &a,
+            "<presence><show>away</show><x xmlns='vcard-temp:x:update'><photo>stale</photo></x></presence>",
+        )
+        .await;
+        let out = t.take_all(&a).join("");
+        assert!(
+            out.contains(&format!(
+                "<x xmlns='vcard-temp:x:update'><photo>{HELLO_SHA1}</photo></x>"
+            )),
+            "{out}"
+        );
+        assert!(
+            !out.contains("stale") && out.contains("<show>away</show>"),
+            "{out}"
+        );
+        // A vCard without a photo: an empty <photo/>.
+        let r = set(&t, &a, "s2", None, CARD).await;
+        assert!(r.contains("type='result'"), "{r}");
+        t.send(&a, "<presence/>").await;
+        let out = t.take_all(&a).join("");
+        assert!(
+            out.contains("<x xmlns='vcard-temp:x:update'><photo/></x>"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn presence_hash_can_be_turned_off() {
+        let t = TestServer::new(&[("vcard", "presence_hash = false")]).await;
+        let a = t.session("alice", "a").await;
+        let r = set(&t, &a, "s", None, PHOTO).await;
+        assert!(r.contains("type='result'"), "{r}");
+        t.send(&a, "<presence/>").await;
+        let out = t.take_all(&a).join("");
+        assert!(!out.contains("vcard-temp:x:update"), "{out}");
     }
 }

@@ -89,6 +89,7 @@ pub async fn route(ctx: &Ctx, mut route: Route<'_>) -> Result<Routed, StanzaErro
             Flow::Drop => return Ok(Routed::Dropped),
             Flow::Bounce(e) => return Err(e),
         }
+        ctx.hooks.run_amend(ctx, &mut route).await;
     }
     // The XML moves on without a copy unless an after-hook still needs it.
     let after = hooked && ctx.hooks.wants_route_after(&route);
@@ -140,6 +141,7 @@ pub async fn route_xml(
             typ: None,
             xml: xml.into(),
             stanza: None,
+            notes: Default::default(),
         },
     )
     .await

@@ -84,6 +84,8 @@ impl Running {
                 "sessions still open after the shutdown timeout"
             );
         }
+        // Sessions are gone: what modules still hold (MAM's queue) is written.
+        ctx.hooks.run_stopping(&ctx).await;
         self.probes.abort();
         for p in &self.pushers {
             p.abort();
@@ -194,6 +196,7 @@ pub async fn start(
     ctx.instr.preset_storage(ctx.storage.backend());
 
     tokio::spawn(trim::run(ctx.clone()));
+    ctx.hooks.run_started(&ctx);
     let mut bound = ListenerFile::default();
     for (key, name, lc, tls, listener) in c2s {
         let local = listener.local_addr()?;

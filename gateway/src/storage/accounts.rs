@@ -128,6 +128,10 @@ impl Storage {
                     "private_storage",
                     "last_activity",
                     "vcards",
+                    "pep_items",
+                    "pep_nodes",
+                    "mam_messages",
+                    "mam_prefs",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE host = $1 AND username = $2"))
                         .bind(host).bind(user)

@@ -13,7 +13,9 @@ use super::{
     now_ms, AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage,
     OfflineStore, OfflineStored, PrivateStore, RosterItem, RosterStore, StorageError,
 };
+use super::{ArchivePrefs, ArchiveQuery, ArchivedMessage, MamStore};
 use super::{LastActivity, LastActivityStore, StoredVcard, VcardStore};
+use super::{PepItem, PepNode, PepStore};
 
 /// `(host, username)`.
 type Account = (String, String);
@@ -40,6 +42,11 @@ struct State {
     last_activity: HashMap<Account, LastActivity>,
     /// XEP-0054.
     vcards: HashMap<Account, StoredVcard>,
+    /// XEP-0313: id → message, per account.
+    archives: HashMap<Account, BTreeMap<i64, ArchivedMessage>>,
+    mam_prefs: HashMap<Account, ArchivePrefs>,
+    /// XEP-0163: node → (configuration, items oldest first).
+    pep: HashMap<Account, BTreeMap<String, (PepNode, Vec<PepItem>)>>,
 }
 
 pub struct MemoryStore {
@@ -110,7 +117,40 @@ impl AccountStore for MemoryStore {
         state.private.remove(&key);
         state.last_activity.remove(&key);
         state.vcards.remove(&key);
+        state.archives.remove(&key);
+        state.mam_prefs.remove(&key);
+        state.pep.remove(&key);
         Ok(state.accounts.remove(&key).is_some())
+    }
+
+    async fn create_account(
+        &self,
+        host: &str,
+        user: &str,
+        creds: &AccountCredentials,
+    ) -> Result<(), StorageError> {
+        match self.state().accounts.entry(account(host, user)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StorageError::Conflict),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(creds.clone());
+                Ok(())
+            }
+        }
+    }
+
+    async fn set_credentials(
+        &self,
+        host: &str,
+        user: &str,
+        creds: &AccountCredentials,
+    ) -> Result<bool, StorageError> {
+        match self.state().accounts.get_mut(&account(host, user)) {
+            Some(c) => {
+                *c = creds.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 
@@ -409,6 +449,232 @@ impl VcardStore for MemoryStore {
         self.state()
             .vcards
             .insert(account(host, user), vcard.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PepStore for MemoryStore {
+    async fn pep_nodes(&self, host: &str, user: &str) -> Result<Vec<PepNode>, StorageError> {
+        let state = self.state();
+        let nodes = state.pep.get(&account(host, user));
+        Ok(nodes
+            .map(|m| m.values().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn pep_node_put(
+        &self,
+        host: &str,
+        user: &str,
+        node: &PepNode,
+    ) -> Result<(), StorageError> {
+        let mut state = self.state();
+        let nodes = state.pep.entry(account(host, user)).or_default();
+        match nodes.get_mut(&node.node) {
+            Some((config, _)) => *config = node.clone(),
+            None => {
+                nodes.insert(node.node.clone(), (node.clone(), Vec::new()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn pep_node_delete(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+    ) -> Result<bool, StorageError> {
+        let mut state = self.state();
+        let nodes = state.pep.get_mut(&account(host, user));
+        Ok(nodes.is_some_and(|m| m.remove(node).is_some()))
+    }
+
+    async fn pep_publish(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        item: &PepItem,
+        keep: u32,
+    ) -> Result<(), StorageError> {
+        let mut state = self.state();
+        let nodes = state.pep.entry(account(host, user)).or_default();
+        // Like the SQL: items of a node with no configuration row are kept.
+        let (_, items) = nodes.entry(node.to_string()).or_insert_with(|| {
+            let config = PepNode {
+                node: node.to_string(),
+                access_model: "presence".into(),
+                persist_items: true,
+                max_items: Some(1),
+                send_last: "on_sub_and_presence".into(),
+            };
+            (config, Vec::new())
+        });
+        items.retain(|i| i.id != item.id);
+        items.push(item.clone());
+        let over = items.len().saturating_sub(keep.max(1) as usize);
+        items.drain(..over);
+        Ok(())
+    }
+
+    async fn pep_items(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        max: Option<u32>,
+    ) -> Result<Vec<PepItem>, StorageError> {
+        let state = self.state();
+        let items = state
+            .pep
+            .get(&account(host, user))
+            .and_then(|m| m.get(node));
+        let limit = max.map_or(usize::MAX, |m| m as usize);
+        Ok(items
+            .map(|(_, items)| items.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn pep_item(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        id: &str,
+    ) -> Result<Option<PepItem>, StorageError> {
+        let state = self.state();
+        let items = state
+            .pep
+            .get(&account(host, user))
+            .and_then(|m| m.get(node));
+        Ok(items.and_then(|(_, items)| items.iter().find(|i| i.id == id).cloned()))
+    }
+
+    async fn pep_retract(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        id: &str,
+    ) -> Result<bool, StorageError> {
+        let mut state = self.state();
+        let Some((_, items)) = state
+            .pep
+            .get_mut(&account(host, user))
+            .and_then(|m| m.get_mut(node))
+        else {
+            return Ok(false);
+        };
+        let before = items.len();
+        items.retain(|i| i.id != id);
+        Ok(items.len() < before)
+    }
+}
+
+#[async_trait]
+impl MamStore for MemoryStore {
+    async fn mam_insert(&self, rows: &[ArchivedMessage]) -> Result<(), StorageError> {
+        let mut state = self.state();
+        for r in rows {
+            state
+                .archives
+                .entry(account(&r.host, &r.user))
+                .or_default()
+                .insert(r.id, r.clone());
+        }
+        Ok(())
+    }
+
+    async fn mam_page(&self, q: &ArchiveQuery) -> Result<Vec<(i64, String)>, StorageError> {
+        let state = self.state();
+        let Some(archive) = state.archives.get(&account(&q.host, &q.user)) else {
+            return Ok(Vec::new());
+        };
+        let lo = q
+            .after
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let hi = q
+            .before
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        if matches!((q.after, q.before), (Some(a), Some(b)) if a >= b) {
+            return Ok(Vec::new());
+        }
+        let matches = |m: &&ArchivedMessage| {
+            q.with_bare.as_ref().is_none_or(|w| *w == m.peer_bare)
+                && q.with_resource
+                    .as_ref()
+                    .is_none_or(|r| *r == m.peer_resource)
+        };
+        let range = archive.range((lo, hi)).map(|(_, m)| m);
+        let limit = q.limit as usize;
+        let rows: Vec<_> = if q.reverse {
+            range
+                .rev()
+                .filter(matches)
+                .take(limit)
+                .map(|m| (m.id, m.xml.clone()))
+                .collect()
+        } else {
+            range
+                .filter(matches)
+                .take(limit)
+                .map(|m| (m.id, m.xml.clone()))
+                .collect()
+        };
+        Ok(rows)
+    }
+
+    async fn mam_exists(&self, host: &str, user: &str, id: i64) -> Result<bool, StorageError> {
+        Ok(self
+            .state()
+            .archives
+            .get(&account(host, user))
+            .is_some_and(|a| a.contains_key(&id)))
+    }
+
+    async fn mam_purge_before(&self, id: i64) -> Result<u64, StorageError> {
+        let mut n = 0;
+        for a in self.state().archives.values_mut() {
+            let before = a.len();
+            a.retain(|k, _| *k >= id);
+            n += (before - a.len()) as u64;
+        }
+        Ok(n)
+    }
+
+    async fn mam_trim(&self, keep: u64) -> Result<(u64, u64), StorageError> {
+        let (mut accounts, mut removed) = (0, 0);
+        for a in self.state().archives.values_mut() {
+            let over = a.len().saturating_sub(keep as usize);
+            if over > 0 {
+                accounts += 1;
+                removed += over as u64;
+                let cut = *a.keys().nth(over).unwrap_or(&i64::MAX);
+                a.retain(|k, _| *k >= cut);
+            }
+        }
+        Ok((accounts, removed))
+    }
+
+    async fn mam_prefs_get(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<ArchivePrefs>, StorageError> {
+        Ok(self.state().mam_prefs.get(&account(host, user)).cloned())
+    }
+
+    async fn mam_prefs_set(
+        &self,
+        host: &str,
+        user: &str,
+        prefs: &ArchivePrefs,
+    ) -> Result<(), StorageError> {
+        self.state()
+            .mam_prefs
+            .insert(account(host, user), prefs.clone());
         Ok(())
     }
 }

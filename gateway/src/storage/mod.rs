@@ -14,8 +14,10 @@ mod blocking;
 mod error;
 mod last;
 mod locks;
+mod mam;
 mod memory;
 mod offline;
+mod pep;
 mod pool;
 mod private;
 mod roster;
@@ -26,9 +28,13 @@ mod vcard;
 
 pub use error::StorageError;
 pub use locks::AccountGuard;
+pub use mam::{page_sql, PageBind};
 pub use memory::MemoryStore;
+pub use pep::{PepItem, PepNode};
 pub use pool::{PoolStats, StorageOptions};
 pub use stores::LastActivityStore;
+pub use stores::MamStore;
+pub use stores::PepStore;
 pub use stores::VcardStore;
 pub use stores::{AccountStore, BlockingStore, OfflineStore, PrivateStore, RosterStore, Stores};
 pub use types::*;
@@ -58,10 +64,24 @@ pub const OPERATIONS: &[&str] = &[
     "blocklist_remove",
     "last_activity_get",
     "last_activity_set",
+    "mam_exists",
+    "mam_insert",
+    "mam_page",
+    "mam_prefs_get",
+    "mam_prefs_set",
+    "mam_purge",
+    "mam_trim",
     "offline_count",
     "offline_list",
     "offline_store",
     "offline_take",
+    "pep_item",
+    "pep_items",
+    "pep_node_delete",
+    "pep_node_put",
+    "pep_nodes",
+    "pep_publish",
+    "pep_retract",
     "ping",
     "private_get",
     "private_namespaces",

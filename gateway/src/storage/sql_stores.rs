@@ -8,6 +8,7 @@ use super::{
     AccountCredentials, AccountGuard, AccountStore, BlockingStore, OfflineMessage, OfflineStore,
     OfflineStored, PrivateStore, RosterItem, RosterStore, Storage, StorageError,
 };
+use super::{ArchivePrefs, ArchiveQuery, ArchivedMessage, MamStore};
 use super::{LastActivity, LastActivityStore, StoredVcard, VcardStore};
 
 // `Storage::name(self, ..)` picks the inherent method: inherent methods come
@@ -29,6 +30,24 @@ impl AccountStore for Storage {
 
     async fn remove_account(&self, host: &str, user: &str) -> Result<bool, StorageError> {
         Storage::remove_account(self, host, user).await
+    }
+
+    async fn create_account(
+        &self,
+        host: &str,
+        user: &str,
+        creds: &AccountCredentials,
+    ) -> Result<(), StorageError> {
+        Storage::create_account(self, host, user, creds).await
+    }
+
+    async fn set_credentials(
+        &self,
+        host: &str,
+        user: &str,
+        creds: &AccountCredentials,
+    ) -> Result<bool, StorageError> {
+        Storage::set_credentials(self, host, user, creds).await
     }
 }
 
@@ -218,5 +237,45 @@ impl VcardStore for Storage {
         vcard: &StoredVcard,
     ) -> Result<(), StorageError> {
         Storage::vcard_set(self, host, user, vcard).await
+    }
+}
+
+#[async_trait]
+impl MamStore for Storage {
+    async fn mam_insert(&self, rows: &[ArchivedMessage]) -> Result<(), StorageError> {
+        Storage::mam_insert(self, rows).await
+    }
+
+    async fn mam_page(&self, q: &ArchiveQuery) -> Result<Vec<(i64, String)>, StorageError> {
+        Storage::mam_page(self, q).await
+    }
+
+    async fn mam_exists(&self, host: &str, user: &str, id: i64) -> Result<bool, StorageError> {
+        Storage::mam_exists(self, host, user, id).await
+    }
+
+    async fn mam_purge_before(&self, id: i64) -> Result<u64, StorageError> {
+        Storage::mam_purge_before(self, id).await
+    }
+
+    async fn mam_trim(&self, keep: u64) -> Result<(u64, u64), StorageError> {
+        Storage::mam_trim(self, keep).await
+    }
+
+    async fn mam_prefs_get(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<ArchivePrefs>, StorageError> {
+        Storage::mam_prefs_get(self, host, user).await
+    }
+
+    async fn mam_prefs_set(
+        &self,
+        host: &str,
+        user: &str,
+        prefs: &ArchivePrefs,
+    ) -> Result<(), StorageError> {
+        Storage::mam_prefs_set(self, host, user, prefs).await
     }
 }

@@ -10,6 +10,8 @@ use super::{
     AccountCredentials, AccountGuard, LastActivity, MemoryStore, OfflineMessage, OfflineStored,
     RosterItem, Storage, StorageError, StoredVcard,
 };
+use super::{ArchivePrefs, ArchiveQuery, ArchivedMessage};
+use super::{PepItem, PepNode};
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
@@ -21,6 +23,20 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<Option<AccountCredentials>, StorageError>;
     /// Removes the account and every row it owns in every table.
     async fn remove_account(&self, host: &str, user: &str) -> Result<bool, StorageError>;
+    /// Creates the account; `Err(Conflict)` when it exists.
+    async fn create_account(
+        &self,
+        host: &str,
+        user: &str,
+        creds: &AccountCredentials,
+    ) -> Result<(), StorageError>;
+    /// Replaces its SCRAM keys; `false` when there is no such account.
+    async fn set_credentials(
+        &self,
+        host: &str,
+        user: &str,
+        creds: &AccountCredentials,
+    ) -> Result<bool, StorageError>;
 }
 
 #[async_trait]
@@ -161,6 +177,85 @@ pub trait VcardStore: Send + Sync {
     ) -> Result<(), StorageError>;
 }
 
+/// XEP-0313 message archives and their preferences.
+#[async_trait]
+pub trait MamStore: Send + Sync {
+    /// Archives a batch, all or none.
+    async fn mam_insert(&self, rows: &[ArchivedMessage]) -> Result<(), StorageError>;
+    /// One page: `(id, xml)`, newest first when `q.reverse`.
+    async fn mam_page(&self, q: &ArchiveQuery) -> Result<Vec<(i64, String)>, StorageError>;
+    async fn mam_exists(&self, host: &str, user: &str, id: i64) -> Result<bool, StorageError>;
+    /// Removes every message archived before `id`; how many.
+    async fn mam_purge_before(&self, id: i64) -> Result<u64, StorageError>;
+    /// Keeps the newest `keep` of each archive: (archives trimmed, removed).
+    async fn mam_trim(&self, keep: u64) -> Result<(u64, u64), StorageError>;
+    async fn mam_prefs_get(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> Result<Option<ArchivePrefs>, StorageError>;
+    async fn mam_prefs_set(
+        &self,
+        host: &str,
+        user: &str,
+        prefs: &ArchivePrefs,
+    ) -> Result<(), StorageError>;
+}
+
+/// XEP-0163 PEP: each account's nodes (configuration) and items.
+#[async_trait]
+pub trait PepStore: Send + Sync {
+    /// The account's nodes, sorted by name.
+    async fn pep_nodes(&self, host: &str, user: &str) -> Result<Vec<PepNode>, StorageError>;
+    /// Creates the node or replaces its configuration (items are kept).
+    async fn pep_node_put(
+        &self,
+        host: &str,
+        user: &str,
+        node: &PepNode,
+    ) -> Result<(), StorageError>;
+    /// Removes the node and its items; whether it existed.
+    async fn pep_node_delete(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+    ) -> Result<bool, StorageError>;
+    /// Stores `item` as the node's newest (replacing one with its id), then
+    /// keeps the `keep` newest.
+    async fn pep_publish(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        item: &PepItem,
+        keep: u32,
+    ) -> Result<(), StorageError>;
+    /// Newest first: the `max` newest, or all.
+    async fn pep_items(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        max: Option<u32>,
+    ) -> Result<Vec<PepItem>, StorageError>;
+    async fn pep_item(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        id: &str,
+    ) -> Result<Option<PepItem>, StorageError>;
+    /// Whether it was there.
+    async fn pep_retract(
+        &self,
+        host: &str,
+        user: &str,
+        node: &str,
+        id: &str,
+    ) -> Result<bool, StorageError>;
+}
+
 /// Every store the modules use, as trait objects.
 #[derive(Clone)]
 pub struct Stores {
@@ -171,6 +266,8 @@ pub struct Stores {
     pub private: Arc<dyn PrivateStore>,
     pub last: Arc<dyn LastActivityStore>,
     pub vcard: Arc<dyn VcardStore>,
+    pub mam: Arc<dyn MamStore>,
+    pub pep: Arc<dyn PepStore>,
 }
 
 impl Stores {
@@ -196,6 +293,8 @@ impl Stores {
             + PrivateStore
             + LastActivityStore
             + VcardStore
+            + MamStore
+            + PepStore
             + 'static,
     {
         Stores {
@@ -205,7 +304,9 @@ impl Stores {
             blocking: store.clone(),
             private: store.clone(),
             last: store.clone(),
-            vcard: store,
+            vcard: store.clone(),
+            mam: store.clone(),
+            pep: store,
         }
     }
 }

@@ -81,3 +81,45 @@ pub struct StoredVcard {
     /// XEP-0153: the SHA-1 hex of the decoded photo, "" without one.
     pub photo_hash: Option<String>,
 }
+
+/// XEP-0313: one message in an account's archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedMessage {
+    pub host: String,
+    pub user: String,
+    /// Orders the archive; also the XEP-0359 stanza-id.
+    pub id: i64,
+    /// The other party (for `with` filters).
+    pub peer_bare: String,
+    pub peer_resource: String,
+    /// Sent by the owner (else received).
+    pub outgoing: bool,
+    /// The message as routed.
+    pub xml: String,
+}
+
+/// XEP-0313: one page query of an archive. Bounds are exclusive ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    pub host: String,
+    pub user: String,
+    /// Only this bare JID, and when `with_resource` is set only that full JID.
+    pub with_bare: Option<String>,
+    pub with_resource: Option<String>,
+    /// Ids strictly above `after` and strictly below `before`.
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    /// Newest first (a page before a point, or the last page).
+    pub reverse: bool,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// XEP-0313 §6: an account's archiving preferences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivePrefs {
+    /// always | roster | never.
+    pub default_mode: String,
+    pub always: Vec<String>,
+    pub never: Vec<String>,
+}
