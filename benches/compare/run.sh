@@ -13,7 +13,10 @@
 # default TARGETS): osprey-base (the binary OSPREY_BASE_BIN, e.g. a build
 # of an older commit, configured as osprey, with its own data directory)
 # and osprey-sm (osprey, with the generator enabling stream management on
-# every session: --stream-management --sm-ack-every SM_ACK_EVERY). Each
+# every session: --stream-management --sm-ack-every SM_ACK_EVERY) and
+# osprey-mam (osprey with message archiving on, its shipped default: every
+# chat message written to both users' archives). The other Osprey targets
+# run without archiving, as Prosody and ejabberd do here. Each
 # server is pinned to SERVER_CPU, the generator to LOAD_CPU.
 # Results: RESULTS/<target>.<scenario>.<repeat>.json (+ .txt summaries),
 # RESULTS/env.txt, RESULTS/table.md.
@@ -143,6 +146,11 @@ shaper = "none"
 max_stanza_rate = 0
 
 EOF
+		# Archiving (on by default) is off like Prosody's and ejabberd's,
+		# except in osprey-mam; osprey-base may predate the module.
+		if [ "$variant" != osprey-mam ] && [ "$variant" != osprey-base ]; then
+			printf '# BENCH: no archiving, as the other servers here.\n[modules.mam]\nenabled = false\n\n'
+		fi
 		if [ "$variant" != osprey-bare ]; then
 			cat <<EOF
 # The built-in defaults' instrumentation: metrics/admin listener,
@@ -225,7 +233,7 @@ osprey_stop() {
 ###########################################################################
 
 # The server (and its accounts) a target runs on.
-server_of() { case $1 in osprey | osprey-bare | osprey-sm) echo osprey ;; *) echo "$1" ;; esac; }
+server_of() { case $1 in osprey | osprey-bare | osprey-sm | osprey-mam) echo osprey ;; *) echo "$1" ;; esac; }
 
 # Extra generator options of a target.
 target_load_args() {
@@ -236,7 +244,7 @@ target_load_args() {
 
 target_start() {
 	case $1 in
-	osprey | osprey-bare | osprey-base | osprey-sm) osprey_start "$1" ;;
+	osprey | osprey-bare | osprey-base | osprey-sm | osprey-mam) osprey_start "$1" ;;
 	prosody) prosody_start "$PDIR" "$SERVER_CPU" "$NACCOUNTS" ;;
 	ejabberd) ejabberd_start "$EJ_DIR" "$SERVER_CPU" "$NACCOUNTS" ;;
 	*) die "unknown target $1" ;;

@@ -174,6 +174,23 @@ async fn every_panel_query_runs_on_real_prometheus() {
             .await;
         bob.expect(&format!("id='d{i}'")).await;
     }
+    // Stored data (the Modules row): a vCard, a PEP item, a MAM page.
+    alice
+        .send("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>")
+        .await;
+    alice.expect("id='v1'").await;
+    alice
+        .send(
+            "<iq type='set' id='n1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+             <publish node='http://jabber.org/protocol/nick'><item>\
+             <nick xmlns='http://jabber.org/protocol/nick'>al</nick></item></publish></pubsub></iq>",
+        )
+        .await;
+    alice.expect("id='n1'").await;
+    alice
+        .send("<iq type='set' id='m1'><query xmlns='urn:xmpp:mam:2'/></iq>")
+        .await;
+    alice.expect("id='m1'").await;
     alice
         .send("<message to='carol@localhost' type='chat' id='o1'><body>later</body></message>")
         .await;

@@ -254,6 +254,63 @@ probe_interval = 1
         row.expect("count").expect("n")
     }
 
+    /// Every table of the server's database with `host` and `username`
+    /// columns, and how many rows of `user@localhost` each holds.
+    pub async fn rows_everywhere(&self, user: &str) -> Vec<(String, i64)> {
+        use sqlx::Row;
+        let tables: Vec<String> = match self.pg_database() {
+            Some(db) => {
+                let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+                let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+                let rows = sqlx::query(
+                    "SELECT table_name::text AS t FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND column_name = 'username' \
+                     AND table_name IN (SELECT table_name FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND column_name = 'host')",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("tables");
+                pool.close().await;
+                rows.iter().map(|r| r.get::<String, _>("t")).collect()
+            }
+            None => {
+                let url = format!("sqlite://{}/osprey.db", self.data_dir().display());
+                let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+                let names = sqlx::query(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("tables");
+                let mut out = Vec::new();
+                for n in names {
+                    let name: String = n.get("name");
+                    let cols = sqlx::query(&format!("PRAGMA table_info({name})"))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("columns");
+                    let has = |c: &str| cols.iter().any(|r| r.get::<String, _>("name") == c);
+                    if has("username") && has("host") {
+                        out.push(name);
+                    }
+                }
+                pool.close().await;
+                out
+            }
+        };
+        assert!(
+            tables.iter().any(|t| t == "accounts") && tables.len() > 5,
+            "tables found: {tables:?}"
+        );
+        let mut out = Vec::new();
+        for t in tables {
+            let n = self.user_rows(&t, user).await;
+            out.push((t, n));
+        }
+        out
+    }
+
     pub fn pg_database(&self) -> Option<&str> {
         self.pg_db.as_deref()
     }

@@ -12,6 +12,7 @@
 mod harness;
 mod raw;
 
+mod account_removal;
 mod admin_cli;
 mod admin_rest;
 mod alerts;

@@ -329,6 +329,13 @@ async fn pep(b: Backend) {
         metrics.contains("limit_hit_total{limit=\"pep_item_bytes\"} 1\n"),
         "pep_item_bytes counted once"
     );
+    // Publishes, reads and retractions, with their items.
+    for op in ["stored", "queried", "removed"] {
+        for metric in ["module_data_total", "module_data_rows_total"] {
+            let series = format!("{metric}{{module=\"pep\",operation=\"{op}\"}} ");
+            assert!(metrics.contains(&series), "{series} missing");
+        }
+    }
 
     // Bob's new resource, same caps: no query (cached), the last items at once.
     let mut b2 = Raw::login(s.c2s, "bob", PW, "b2").await;

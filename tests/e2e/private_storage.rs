@@ -148,6 +148,13 @@ async fn private_storage(b: Backend) {
         let line = format!("limit_hit_total{{limit=\"{limit}\"}} 1\n");
         assert!(metrics.contains(&line), "{line}");
     }
+    // Sets and gets are counted with the items they wrote and returned.
+    for op in ["stored", "queried"] {
+        for metric in ["module_data_total", "module_data_rows_total"] {
+            let series = format!("{metric}{{module=\"private\",operation=\"{op}\"}} ");
+            assert!(metrics.contains(&series), "{series} missing");
+        }
+    }
 
     // Removing the account removes its rows, and only its.
     let r = set(&mut bob, "bs", PREFS).await;

@@ -58,63 +58,6 @@ async fn login_ok(s: &Server, user: &str, pw: &str) -> bool {
     x.is("success", "urn:ietf:params:xml:ns:xmpp-sasl")
 }
 
-/// Every table of the server's database with a `username` column, and
-/// how many rows of `user@localhost` each holds.
-async fn rows_everywhere(s: &Server, user: &str) -> Vec<(String, i64)> {
-    use sqlx::Row;
-    let tables: Vec<String> = match s.pg_database() {
-        Some(db) => {
-            let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-            let rows = sqlx::query(
-                "SELECT table_name::text AS t FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND column_name = 'username' \
-                 AND table_name IN (SELECT table_name FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND column_name = 'host')",
-            )
-            .fetch_all(&pool)
-            .await
-            .expect("tables");
-            pool.close().await;
-            rows.iter().map(|r| r.get::<String, _>("t")).collect()
-        }
-        None => {
-            let url = format!("sqlite://{}/osprey.db", s.data_dir().display());
-            let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
-            let names = sqlx::query(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            )
-            .fetch_all(&pool)
-            .await
-            .expect("tables");
-            let mut out = Vec::new();
-            for n in names {
-                let name: String = n.get("name");
-                let cols = sqlx::query(&format!("PRAGMA table_info({name})"))
-                    .fetch_all(&pool)
-                    .await
-                    .expect("columns");
-                let has = |c: &str| cols.iter().any(|r| r.get::<String, _>("name") == c);
-                if has("username") && has("host") {
-                    out.push(name);
-                }
-            }
-            pool.close().await;
-            out
-        }
-    };
-    assert!(
-        tables.iter().any(|t| t == "accounts") && tables.len() > 5,
-        "tables found: {tables:?}"
-    );
-    let mut out = Vec::new();
-    for t in tables {
-        let n = s.user_rows(&t, user).await;
-        out.push((t, n));
-    }
-    out
-}
-
 async fn metrics(s: &Server) -> String {
     crate::http::get(s.http, "/metrics", None).await.body
 }
@@ -209,7 +152,7 @@ async fn flow(b: Backend) {
         )
         .await;
     assert_eq!(r.typ(), "result", "{}", r.raw);
-    let before: i64 = rows_everywhere(&s, "alice").await.iter().map(|r| r.1).sum();
+    let before: i64 = s.rows_everywhere("alice").await.iter().map(|r| r.1).sum();
     assert!(before >= 4, "rows before the removal: {before}");
 
     // Remove: the answer, then both streams are closed.
@@ -237,7 +180,7 @@ async fn flow(b: Backend) {
     // the last one has left).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let rows = rows_everywhere(&s, "alice").await;
+        let rows = s.rows_everywhere("alice").await;
         if rows.iter().all(|r| r.1 == 0) {
             break;
         }

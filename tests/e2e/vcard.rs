@@ -99,6 +99,10 @@ async fn vcard(b: Backend) {
         metrics.contains("limit_hit_total{limit=\"vcard_bytes\"} 1\n"),
         "vcard_bytes counted once"
     );
+    for op in ["stored", "queried"] {
+        let series = format!("module_data_total{{module=\"vcard\",operation=\"{op}\"}} ");
+        assert!(metrics.contains(&series), "{series} missing");
+    }
     let r = get_ok(&mut a, "g6", None).await;
     assert!(r.contains("<FN>Alice A.</FN>"), "{r}");
 
