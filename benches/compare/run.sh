@@ -253,7 +253,7 @@ target_start() {
 
 target_stop() {
 	case $1 in
-	osprey | osprey-bare | osprey-base | osprey-sm) osprey_stop ;;
+	osprey | osprey-bare | osprey-base | osprey-sm | osprey-mam) osprey_stop ;;
 	prosody) prosody_stop "$PDIR" ;;
 	ejabberd) ejabberd_stop "$EJ_DIR" ;;
 	esac
@@ -261,7 +261,7 @@ target_stop() {
 
 target_pid() {
 	case $1 in
-	osprey | osprey-bare | osprey-base | osprey-sm) _srv_pid_of "$ODIR/run.pid" osprey ;;
+	osprey | osprey-bare | osprey-base | osprey-sm | osprey-mam) _srv_pid_of "$ODIR/run.pid" osprey ;;
 	prosody) prosody_pid "$PDIR" ;;
 	ejabberd) ejabberd_pid "$EJ_DIR" ;;
 	esac

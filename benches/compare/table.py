@@ -23,13 +23,14 @@ import re
 import statistics
 import sys
 
-TARGETS = ["osprey", "osprey-bare", "osprey-base", "osprey-sm", "prosody", "ejabberd"]
+TARGETS = ["osprey", "osprey-bare", "osprey-base", "osprey-sm", "osprey-mam", "prosody", "ejabberd"]
 RATIOS = [
     ("osprey", "ejabberd"),
     ("osprey", "prosody"),
     ("osprey", "osprey-bare"),
     ("osprey", "osprey-base"),
     ("osprey-sm", "osprey"),
+    ("osprey-mam", "osprey"),
 ]
 
 

@@ -71,8 +71,11 @@ pub struct Settings {
     /// Archived rows waiting for the writer; a full queue holds the sender
     /// back for up to a second, then the row is dropped (`limit_hit`).
     pub queue: usize,
-    /// Rows per write transaction, at most.
+    /// Rows per write, at most.
     pub batch: usize,
+    /// How long the writer gathers rows after the first before writing
+    /// them, in milliseconds (0: write what is queued at once).
+    pub flush_interval: u64,
     /// Accounts whose preferences are kept in memory.
     pub prefs_cache: usize,
 }
@@ -88,6 +91,7 @@ impl Default for Settings {
             purge_interval: 3600,
             queue: 100_000,
             batch: 500,
+            flush_interval: 100,
             prefs_cache: 100_000,
         }
     }
@@ -129,7 +133,11 @@ pub struct Mam {
 impl Mam {
     fn new(settings: Settings) -> Mam {
         Mam {
-            writer: writer::Writer::new(settings.queue, settings.batch),
+            writer: writer::Writer::new(
+                settings.queue,
+                settings.batch,
+                Duration::from_millis(settings.flush_interval),
+            ),
             prefs: prefs::Cache::new(settings.prefs_cache),
             last_id: AtomicI64::new(0),
             settings,

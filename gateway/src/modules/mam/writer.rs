@@ -1,8 +1,11 @@
 //! The archive writer: one task takes rows from a bounded queue and
-//! writes what has gathered in one transaction (up to `batch` rows), so
-//! the write cost per message falls as the load rises and a lone message
-//! is written at once. A flush request travels the same queue, so it is
-//! answered once every row queued before it is written.
+//! writes them in batches: after the first row it gathers for up to
+//! `flush_interval` ms (or until `batch` rows), then writes them all at
+//! once, so a steady rate costs one write per interval, not one per
+//! message (MongooseIM's asynchronous writer, with a far shorter wait). A
+//! flush request travels the same queue and ends the gathering at once:
+//! it is answered when every row queued before it is written, so a query
+//! never waits for the interval and never misses a row.
 //!
 //! A failed write is retried (with a pause) until it succeeds or the
 //! server stops: rows are not dropped while the database is away; the
@@ -28,6 +31,7 @@ pub struct Writer {
     /// Taken by the task when the server starts.
     rx: Mutex<Option<mpsc::Receiver<Job>>>,
     batch: usize,
+    gather: Duration,
 }
 
 /// How long a full queue may hold a sender back.
@@ -36,12 +40,13 @@ const QUEUE_WAIT: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(500);
 
 impl Writer {
-    pub fn new(queue: usize, batch: usize) -> Writer {
+    pub fn new(queue: usize, batch: usize, gather: Duration) -> Writer {
         let (tx, rx) = mpsc::channel(queue);
         Writer {
             tx,
             rx: Mutex::new(Some(rx)),
             batch,
+            gather,
         }
     }
 
@@ -50,7 +55,7 @@ impl Writer {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rx) = rx {
             let store = ctx.stores.mam.clone();
-            tokio::spawn(run(ctx.clone(), store, rx, self.batch));
+            tokio::spawn(run(ctx.clone(), store, rx, self.batch, self.gather));
         }
     }
 
@@ -83,13 +88,20 @@ impl Writer {
     }
 }
 
-async fn run(ctx: Arc<Ctx>, store: Arc<dyn MamStore>, mut rx: mpsc::Receiver<Job>, batch: usize) {
+async fn run(
+    ctx: Arc<Ctx>,
+    store: Arc<dyn MamStore>,
+    mut rx: mpsc::Receiver<Job>,
+    batch: usize,
+    gather: Duration,
+) {
     let mut rows = Vec::with_capacity(batch);
     let mut waiting = Vec::new();
     while let Some(job) = rx.recv().await {
+        let until = tokio::time::Instant::now() + gather;
         let mut next = Some(job);
-        // Gather what is queued now, up to a batch; a flush ends the batch
-        // (rows after it are not its concern).
+        // Gather up to a batch until the deadline; a flush ends it (rows
+        // after the flush are not its concern).
         while let Some(job) = next.take() {
             match job {
                 Job::Row(r) => rows.push(r),
@@ -101,7 +113,13 @@ async fn run(ctx: Arc<Ctx>, store: Arc<dyn MamStore>, mut rx: mpsc::Receiver<Job
             if rows.len() >= batch {
                 break;
             }
-            next = rx.try_recv().ok();
+            next = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) => tokio::time::timeout_at(until, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
         }
         if !rows.is_empty() {
             write(&ctx, &*store, &rows).await;
