@@ -394,6 +394,17 @@ event!(
     "The client acknowledged stanzas (<a/>)."
 );
 
+// --- cluster -------------------------------------------------------------------
+
+event!(
+    CLUSTER_NODE_DOWN,
+    "cluster_node_down",
+    Warn,
+    [],
+    [COUNT],
+    "Another node of the cluster stopped sending heartbeats for cluster.node_timeout: its sessions were dropped from this node's registry and their contacts here got unavailable presence."
+);
+
 // --- storage -------------------------------------------------------------------
 
 event!(
@@ -484,6 +495,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &ROUTED,
     &HANDLER,
     &MODULE_DATA,
+    &CLUSTER_NODE_DOWN,
     &SM_ENABLED,
     &SM_RESUMED,
     &SM_FAILED,

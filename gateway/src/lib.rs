@@ -37,6 +37,9 @@
 //! - [`instr`]: the registry built from the configuration, pre-resolved handles.
 //! - [`logging`]: the process log (text or JSON), its level from the
 //!   configuration, changed at run time.
+//! - [`cluster`]: `[cluster]` nodes: the replicated session registry (a
+//!   `SessionRegistry` backend), NATS links between nodes, discovery and
+//!   node loss through the shared database.
 //! - [`admin`]: every administration operation (accounts, sessions,
 //!   stanzas, rosters, offline messages, statistics, the server) as one
 //!   typed function, instrumented and audited; REST, GraphQL and the CLI
@@ -50,6 +53,7 @@
 pub mod admin;
 pub mod c2s;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod errors;
 pub mod events;

@@ -32,6 +32,9 @@ pub struct Options {
     pub log: String,
     /// Environment of the server process.
     pub env: Vec<(String, String)>,
+    /// With `Backend::Postgres`: this existing database (shared by a
+    /// cluster's nodes; made and dropped by [`SharedDb`]), not a new one.
+    pub shared_pg: Option<String>,
 }
 
 impl Options {
@@ -46,6 +49,7 @@ impl Options {
             extra: String::new(),
             log: "level = \"info\"".into(),
             env: Vec::new(),
+            shared_pg: None,
         }
     }
 
@@ -86,6 +90,10 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let (url, pg_db) = match opts.backend {
             Backend::Sqlite => (format!("sqlite://{}/osprey.db", dir.path().display()), None),
+            Backend::Postgres if opts.shared_pg.is_some() => {
+                let name = opts.shared_pg.clone().unwrap_or_default();
+                (format!("postgres://postgres@127.0.0.1:5432/{name}"), None)
+            }
             Backend::Postgres => {
                 let name = format!(
                     "osprey_e2e_{}_{}",
@@ -360,6 +368,14 @@ probe_interval = 1
     }
 
     /// SIGTERM, then the exit status (graceful shutdown).
+    /// SIGKILL: the process dies at once, nothing is cleaned up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
@@ -400,6 +416,84 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
+    }
+}
+
+/// A PostgreSQL database several servers share (a cluster's), dropped
+/// with this value.
+pub struct SharedDb(pub String);
+
+impl SharedDb {
+    pub fn new() -> SharedDb {
+        let name = format!(
+            "osprey_e2e_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(&format!("CREATE DATABASE {name}"));
+        SharedDb(name)
+    }
+}
+
+impl Drop for SharedDb {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+    }
+}
+
+/// A `nats-server` of the test's own, on a free port (killed with this
+/// value); fails loudly when the binary is missing.
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let mut n = Nats {
+            child: None,
+            port: free_port(),
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server) must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

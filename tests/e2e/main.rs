@@ -22,6 +22,8 @@ mod blocking;
 mod carbons;
 mod cert_reload;
 mod cli;
+mod cluster;
+mod cluster_deploy;
 mod csi;
 mod dashboards;
 mod db_outage;

@@ -9,6 +9,7 @@
 //! the target: the audit trail).
 
 pub mod accounts;
+pub mod cluster;
 pub mod offline;
 pub mod roster;
 pub mod server;
@@ -50,6 +51,7 @@ pub const OPERATIONS: &[&str] = &[
     "server_reload_certificates",
     "server_log_level",
     "server_set_log_level",
+    "cluster_status",
 ];
 
 /// Outcomes besides `ok`: the error wire names.

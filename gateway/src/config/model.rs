@@ -20,8 +20,49 @@ pub struct Config {
     pub host_config: Vec<HostConfig>,
     /// `[modules.NAME]` tables, checked by [`crate::modules::check`].
     pub modules: BTreeMap<String, toml::Table>,
+    /// `[cluster]`: present, this node joins a cluster.
+    pub cluster: Option<Cluster>,
     /// The file it came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
+}
+
+/// `[cluster]`: nodes find each other in the shared database
+/// (`cluster_nodes`) and talk over NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This node's name, unique in the cluster ("": the machine's hostname).
+    pub node: String,
+    /// NATS server URLs (`nats://` or `tls://`).
+    pub nats: Vec<String>,
+    /// A NATS `.creds` file (JWT and NKey seed).
+    pub nats_credentials: Option<PathBuf>,
+    /// A CA certificate (PEM) for `tls://` NATS servers.
+    pub nats_ca: Option<PathBuf>,
+    /// Seconds between two heartbeats of this node in `cluster_nodes`.
+    pub heartbeat: u64,
+    /// Seconds without a heartbeat before a node is considered gone.
+    pub node_timeout: u64,
+    /// The cluster's name: the prefix of its NATS subjects.
+    pub name: String,
+    /// Stanzas waiting to be sent to other nodes; beyond it a stanza is
+    /// treated as undeliverable (a message is stored offline).
+    pub queue: usize,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            node: String::new(),
+            nats: vec!["nats://127.0.0.1:4222".into()],
+            nats_credentials: None,
+            nats_ca: None,
+            heartbeat: 2,
+            node_timeout: 10,
+            name: "osprey".into(),
+            queue: 65536,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -502,6 +543,7 @@ pub(super) struct RawConfig {
     host_config: Vec<HostConfig>,
     #[serde(default)]
     modules: BTreeMap<String, toml::Table>,
+    cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -564,6 +606,12 @@ impl RawConfig {
             },
             host_config: self.host_config,
             modules: self.modules,
+            cluster: self.cluster.map(|mut c| {
+                if c.node.is_empty() {
+                    c.node = crate::cluster::hostname();
+                }
+                c
+            }),
             source: None,
         }
     }

@@ -83,6 +83,57 @@ pub(super) fn check(c: &Config) -> Result<(), (String, String)> {
             format!("{url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"),
         );
     }
+    if let Some(cl) = &c.cluster {
+        // A subject token: no dots, wildcards or spaces.
+        let token = |v: &str| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        };
+        if !token(&cl.node) {
+            return err(
+                "cluster.node",
+                format!("{:?}: letters, digits, '-' and '_' only", cl.node),
+            );
+        }
+        if !token(&cl.name) {
+            return err(
+                "cluster.name",
+                format!("{:?}: letters, digits, '-' and '_' only", cl.name),
+            );
+        }
+        if cl.nats.is_empty() {
+            return err("cluster.nats", "at least one NATS server URL".into());
+        }
+        if let Some(bad) = cl
+            .nats
+            .iter()
+            .find(|u| !(u.starts_with("nats://") || u.starts_with("tls://")))
+        {
+            return err(
+                "cluster.nats",
+                format!("{bad:?}: expected nats://HOST:PORT or tls://HOST:PORT"),
+            );
+        }
+        if cl.heartbeat == 0 {
+            return err("cluster.heartbeat", "must be at least 1 second".into());
+        }
+        if cl.node_timeout <= cl.heartbeat {
+            return err(
+                "cluster.node_timeout",
+                "must be longer than cluster.heartbeat".into(),
+            );
+        }
+        if cl.queue == 0 {
+            return err("cluster.queue", "must be at least 1".into());
+        }
+        if url.starts_with("sqlite:") {
+            return err(
+                "storage.url",
+                "a cluster shares its database: use postgres://, not SQLite".into(),
+            );
+        }
+    }
     if let Some(o) = &c.instrumentation.otlp {
         if !(0.0..=1.0).contains(&o.sample_ratio) {
             return err(

@@ -78,6 +78,7 @@ async fn rest(
     let out = match (method, seg) {
         // server
         (&Method::GET, ["status"]) => to_json(admin::server::status(ctx).await),
+        (&Method::GET, ["cluster"]) => to_json(admin::cluster::status(ctx).await),
         (&Method::GET, ["log"]) => to_json(admin::server::log_level(ctx).await),
         (&Method::PUT, ["log"]) => match body(req).await {
             Ok(b) => match b.get("level").and_then(Value::as_str) {
@@ -185,7 +186,7 @@ async fn rest(
 /// path that does not exist.
 fn allowed(seg: &[&str]) -> Option<&'static str> {
     Some(match seg {
-        ["status" | "stats" | "events" | "snapshot"]
+        ["status" | "stats" | "events" | "snapshot" | "cluster"]
         | ["snapshot", "stream"]
         | ["accounts" | "sessions", "count"]
         | ["offline", _, "count"] => "GET",

@@ -197,6 +197,7 @@ async fn broadcast_inner(
         p.last = available.then(|| xml.clone());
         was
     };
+    ctx.sessions.presence_changed(me);
     let owner = me.jid().to_bare();
     let (host, user) = (owner.domain(), owner.local().unwrap_or_default());
     let roster = match ctx.stores.roster.roster_get(host, user).await {

@@ -157,8 +157,7 @@ pub fn resources(ctx: &Ctx, bare: &str) -> Vec<SessionRef> {
 pub fn deliver(ctx: &Ctx, to: &SessionRef, xml: String) -> Result<(), Undelivered> {
     match to {
         SessionRef::Local(h) => deliver_local(ctx, h, xml),
-        // No cluster backend yet.
-        SessionRef::Remote(_) => Err(Undelivered(xml)),
+        SessionRef::Remote(r) => ctx.sessions.deliver_remote(r, xml),
     }
 }
 

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use super::session::{PresenceState, SessionHandle};
+use super::session::{PresenceState, SessionHandle, Undelivered};
+use crate::errors::StreamError;
 
 /// A session somewhere in the deployment.
 #[derive(Clone)]
 pub enum SessionRef {
     Local(Arc<SessionHandle>),
-    /// On another node (no cluster backend yet: never produced).
+    /// On another node (the cluster backend).
     Remote(Arc<RemoteSession>),
 }
 
@@ -21,6 +22,10 @@ pub struct RemoteSession {
     pub node: String,
     pub id: u64,
     pub full: String,
+    /// When it bound, ms since the epoch.
+    pub started: i64,
+    /// Asked for the roster (gets roster pushes).
+    pub roster: bool,
     pub presence: PresenceState,
 }
 
@@ -59,15 +64,15 @@ impl SessionRef {
             SessionRef::Local(h) => h
                 .roster_interested
                 .load(std::sync::atomic::Ordering::Relaxed),
-            SessionRef::Remote(_) => false,
+            SessionRef::Remote(r) => r.roster,
         }
     }
 
-    /// Asks the session to close with a stream error (kick, conflict).
+    /// Asks a local session to close with a stream error (kick, conflict);
+    /// a remote one through [`SessionRegistry::close_remote`].
     pub fn close(&self, error: crate::errors::StreamError) {
         match self {
             SessionRef::Local(h) => h.close(error),
-            // No cluster backend yet.
             SessionRef::Remote(_) => {}
         }
     }
@@ -102,4 +107,32 @@ pub trait SessionRegistry: Send + Sync {
     fn unique_users(&self) -> usize;
     /// Every session of this node (admin API, shutdown).
     fn all(&self) -> Vec<SessionRef>;
+
+    /// A local session's presence changed (a cluster backend tells the
+    /// other nodes).
+    fn presence_changed(&self, _handle: &SessionHandle) {}
+
+    /// Hands XML to a session on another node; it comes back when it
+    /// cannot be sent (the caller stores or bounces it).
+    fn deliver_remote(&self, _to: &RemoteSession, xml: String) -> Result<(), Undelivered> {
+        Err(Undelivered(xml))
+    }
+
+    /// Asks another node to close one of its sessions.
+    fn close_remote(&self, _to: &RemoteSession, _error: StreamError) {}
+
+    /// This node's session with that full JID.
+    fn local_full(&self, bare: &str, resource: &str) -> Option<Arc<SessionHandle>> {
+        match self.full(bare, resource)? {
+            SessionRef::Local(h) => Some(h),
+            SessionRef::Remote(_) => None,
+        }
+    }
+
+    /// This node's session with that id.
+    fn local_by_id(&self, id: u64) -> Option<Arc<SessionHandle>> {
+        self.all()
+            .into_iter()
+            .find_map(|s| s.local().filter(|h| h.id() == id).cloned())
+    }
 }

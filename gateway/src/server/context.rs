@@ -43,6 +43,9 @@ pub struct Ctx {
     /// shared with the listener: reloading one here changes what its new
     /// handshakes serve.
     pub certificates: Vec<(String, Arc<crate::tls::ReloadableIdentity>)>,
+    /// This node's part in a cluster (`[cluster]`); its registry is then
+    /// `sessions`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Ctx {
@@ -72,6 +75,7 @@ impl Ctx {
             snapshots: crate::snapshots::channel(),
             admission,
             certificates: Vec::new(),
+            cluster: None,
         }
     }
 

@@ -86,6 +86,9 @@ impl Running {
         }
         // Sessions are gone: what modules still hold (MAM's queue) is written.
         ctx.hooks.run_stopping(&ctx).await;
+        if let Some(cluster) = &ctx.cluster {
+            cluster.leave(&ctx).await;
+        }
         self.probes.abort();
         for p in &self.pushers {
             p.abort();
@@ -185,6 +188,11 @@ pub async fn start(
         .map_err(|(key, message)| ServeError::Config(config.error_at(&key, message)))?;
     let mut ctx = Ctx::new(config.clone(), storage, hooks, instr, live, admission);
     ctx.certificates = certs.clone();
+    if let Some(cc) = &config.cluster {
+        let cluster = Arc::new(crate::cluster::Cluster::new(cc.clone()));
+        ctx.sessions = cluster.registry.clone();
+        ctx.cluster = Some(cluster);
+    }
     ctx.secret = crate::http::token::fake_credentials_key(&data_dir).map_err(|source| {
         ServeError::DataDir {
             path: data_dir.join("fake_credentials.key"),
@@ -247,6 +255,18 @@ pub async fn start(
     );
     let mut pushers = ctx.instr.spawn_graphite();
     pushers.extend(crate::snapshots::spawn(ctx.clone()));
+    if let Some(cluster) = &ctx.cluster {
+        // What operators see as this node's address: its HTTP listener
+        // (else its first c2s one).
+        let address = bound
+            .http
+            .first()
+            .or(bound.c2s.first())
+            .cloned()
+            .unwrap_or_default();
+        tracing::info!(node = %cluster.config.node, nats = ?cluster.config.nats, "joining the cluster");
+        cluster.start(&ctx, address).await;
+    }
     bound.write(&data_dir)?;
     Ok(Running {
         ctx,

@@ -11,6 +11,7 @@
 
 mod accounts;
 mod blocking;
+mod cluster;
 mod error;
 mod last;
 mod locks;
@@ -26,6 +27,7 @@ mod stores;
 mod types;
 mod vcard;
 
+pub use cluster::ClusterNode;
 pub use error::StorageError;
 pub use locks::AccountGuard;
 pub use mam::{page_sql, PageBind};
@@ -62,6 +64,9 @@ pub const OPERATIONS: &[&str] = &[
     "blocklist_get",
     "blocklist_owners",
     "blocklist_remove",
+    "cluster_forget",
+    "cluster_heartbeat",
+    "cluster_nodes",
     "last_activity_get",
     "last_activity_set",
     "mam_exists",

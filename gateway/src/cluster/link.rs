@@ -1,0 +1,188 @@
+//! The NATS side: one connection per node; a publisher task that sends
+//! this node's registry changes and directed stanzas in the order they were
+//! queued (so per-sender order holds across nodes), and two subscribers:
+//! the registry subject (others' changes) and this node's own subject
+//! (stanzas for its sessions).
+//!
+//! NATS down: the client reconnects by itself (forever); meanwhile the
+//! bounded queue fills and stanzas that cannot be queued come back to the
+//! router as undeliverable (a message is stored offline). On reconnect the
+//! node says hello again, and every node answers with a snapshot.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::registry::Outgoing;
+use super::wire::{self, Directed, RegistryMsg};
+use super::Cluster;
+use crate::config::Cluster as ClusterConfig;
+use crate::errors::{StreamCondition, StreamError};
+use crate::jid::Jid;
+use crate::router;
+use crate::server::Ctx;
+
+/// Options from the config; connects in the background (the node starts
+/// without NATS and joins when it comes).
+pub async fn connect(
+    config: &ClusterConfig,
+    cluster: Arc<Cluster>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(format!("osprey {}", config.node))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let cluster = cluster.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("cluster: NATS connected");
+                        // Possibly after a partition: everyone resyncs.
+                        let r = &cluster.registry;
+                        r.try_queue(Outgoing::Registry(r.hello()));
+                        r.try_queue(Outgoing::Registry(r.snapshot()));
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("cluster: NATS disconnected; routing to other nodes waits")
+                    }
+                    other => tracing::debug!(event = %other, "cluster: NATS event"),
+                }
+            }
+        });
+    if let Some(creds) = &config.nats_credentials {
+        opts = opts.credentials_file(creds).await.map_err(|e| {
+            tracing::error!(error = %e, path = %creds.display(), "cluster: NATS credentials unreadable");
+            async_nats::ConnectError::from(async_nats::ConnectErrorKind::Io)
+        })?;
+    }
+    if let Some(ca) = &config.nats_ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let addrs: Vec<async_nats::ServerAddr> =
+        config.nats.iter().filter_map(|u| u.parse().ok()).collect();
+    opts.connect(addrs).await
+}
+
+/// Starts the publisher and the two subscribers.
+pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Client) {
+    let name = cluster.config.name.clone();
+    let node = cluster.config.node.clone();
+    let Some(mut out) = cluster.registry.take_outgoing() else {
+        return;
+    };
+    // Subscriptions first: the hello's answers must find them.
+    let registry_sub = client.subscribe(wire::registry_subject(&name)).await;
+    let node_sub = client.subscribe(wire::node_subject(&name, &node)).await;
+    let (Ok(mut registry_sub), Ok(mut node_sub)) = (registry_sub, node_sub) else {
+        tracing::error!("cluster: NATS subscriptions failed; this node routes locally only");
+        return;
+    };
+    let pub_client = client.clone();
+    let pub_name = name.clone();
+    tokio::spawn(async move {
+        let registry_subject = wire::registry_subject(&pub_name);
+        while let Some(item) = out.recv().await {
+            let sent = match item {
+                Outgoing::Registry(msg) => match serde_json::to_vec(&msg) {
+                    Ok(json) => pub_client
+                        .publish(registry_subject.clone(), json.into())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Outgoing::Directed { node, payload } => pub_client
+                    .publish(wire::node_subject(&pub_name, &node), payload.into())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Outgoing::Flush(done) => {
+                    let r = pub_client.flush().await.map_err(|e| e.to_string());
+                    let _ = done.send(());
+                    r
+                }
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "cluster: NATS publish failed");
+            }
+        }
+    });
+
+    let reg_ctx = ctx.clone();
+    let reg_cluster = cluster.clone();
+    tokio::spawn(async move {
+        while let Some(m) = registry_sub.next().await {
+            let Ok(msg) = serde_json::from_slice::<RegistryMsg>(&m.payload) else {
+                tracing::warn!("cluster: an unreadable registry message");
+                continue;
+            };
+            let (reply, gone) = reg_cluster.registry.apply(msg);
+            if let Some(reply) = reply {
+                reg_cluster.registry.try_queue(Outgoing::Registry(reply));
+            }
+            if !gone.is_empty() {
+                super::sessions_gone(&reg_ctx, &reg_cluster, gone).await;
+            }
+        }
+    });
+
+    tokio::spawn(async move {
+        while let Some(m) = node_sub.next().await {
+            let Some((header, xml)) = wire::decode_directed(&m.payload) else {
+                tracing::warn!("cluster: an unreadable stanza from another node");
+                continue;
+            };
+            match header {
+                Directed::Deliver { full, tp, .. } => {
+                    let span = match tp.as_deref() {
+                        Some(tp) => super::trace::receive_span(tp, &full),
+                        None => tracing::Span::none(),
+                    };
+                    let _entered = span.enter();
+                    deliver_here(&ctx, &full, xml.to_string()).await;
+                }
+                Directed::Close { id, condition } => {
+                    if let Some(h) = ctx.sessions.local_by_id(id) {
+                        h.close(StreamError::new(StreamCondition::from_wire(&condition)));
+                    }
+                }
+            }
+        }
+    });
+    // Announce: who is there answers with a snapshot.
+    let r = &cluster.registry;
+    r.try_queue(Outgoing::Registry(r.hello()));
+    r.try_queue(Outgoing::Registry(r.snapshot()));
+}
+
+/// A stanza from another node for `full`: to that session here, or (gone
+/// meanwhile) kept offline when it is a message that may be.
+async fn deliver_here(ctx: &Ctx, full: &str, xml: String) {
+    let Ok(jid) = Jid::parse(full) else {
+        return;
+    };
+    let bare = jid.bare();
+    let handle = jid
+        .resource()
+        .and_then(|r| ctx.sessions.local_full(&bare, r));
+    let xml = match handle {
+        Some(h) => match router::deliver_local(ctx, &h, xml) {
+            Ok(()) => return,
+            Err(router::Undelivered(back)) => back,
+        },
+        None => xml,
+    };
+    router::keep_undelivered(ctx, &jid.to_bare(), &xml).await;
+}
+
+/// Publishes `Down`, then waits until NATS has everything queued.
+pub async fn leave(cluster: &Cluster) {
+    let r = &cluster.registry;
+    r.try_queue(Outgoing::Registry(RegistryMsg::Down {
+        node: cluster.config.node.clone(),
+    }));
+    let (tx, rx) = oneshot::channel();
+    if r.try_queue(Outgoing::Flush(tx)) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
+    }
+}

@@ -1,0 +1,392 @@
+//! The cluster's session registry: this node's sessions (the same
+//! [`SessionTable`] a single node uses) and a replica of every other
+//! node's, kept current from their registry messages. A route lookup never
+//! leaves the node (CETS's model); a change to a local session is published
+//! as it happens.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+
+use super::wire::{Directed, Entry, RegistryMsg};
+use crate::errors::{StreamCondition, StreamError};
+use crate::router::{
+    PresenceState, RemoteSession, SessionHandle, SessionRef, SessionRegistry, SessionTable,
+    Undelivered,
+};
+
+/// What the publisher task sends.
+pub enum Outgoing {
+    Registry(RegistryMsg),
+    /// To one node's subject: an encoded [`Directed`] and its XML.
+    Directed {
+        node: String,
+        payload: Vec<u8>,
+    },
+    /// Answered once everything before it reached NATS.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+type Remote = DashMap<String, Vec<Arc<RemoteSession>>, foldhash::fast::RandomState>;
+
+pub struct ClusterRegistry {
+    pub node: String,
+    /// When this node started, ms since the epoch.
+    pub started: i64,
+    local: SessionTable,
+    /// bare JID → other nodes' sessions.
+    remote: Remote,
+    remote_count: AtomicUsize,
+    /// Node → its start time, for every node heard from.
+    pub(super) nodes: DashMap<String, i64>,
+    out: mpsc::Sender<Outgoing>,
+    out_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// A registry change could not be queued: a snapshot is owed.
+    pub(super) resync: AtomicBool,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn entry_of(h: &SessionHandle) -> Entry {
+    let p = h.presence();
+    Entry {
+        id: h.id(),
+        full: h.full().to_string(),
+        started: h
+            .info()
+            .connected_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        available: p.available,
+        priority: p.priority,
+        last: p.last,
+        roster: h.roster_interested.load(Ordering::Relaxed),
+    }
+}
+
+fn remote_of(node: &str, e: Entry) -> RemoteSession {
+    RemoteSession {
+        node: node.to_string(),
+        id: e.id,
+        full: e.full,
+        started: e.started,
+        roster: e.roster,
+        presence: PresenceState {
+            available: e.available,
+            priority: e.priority,
+            last: e.last,
+        },
+    }
+}
+
+fn bare_of(full: &str) -> &str {
+    full.split_once('/').map_or(full, |(b, _)| b)
+}
+
+impl ClusterRegistry {
+    pub fn new(node: String, queue: usize) -> ClusterRegistry {
+        let (out, rx) = mpsc::channel(queue);
+        ClusterRegistry {
+            node,
+            started: now_ms(),
+            local: SessionTable::new(),
+            remote: Remote::default(),
+            remote_count: AtomicUsize::new(0),
+            nodes: DashMap::new(),
+            out,
+            out_rx: Mutex::new(Some(rx)),
+            resync: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn take_outgoing(&self) -> Option<mpsc::Receiver<Outgoing>> {
+        self.out_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Queues for the publisher; false when the queue is full or closed.
+    pub fn try_queue(&self, item: Outgoing) -> bool {
+        self.out.try_send(item).is_ok()
+    }
+
+    fn publish(&self, msg: RegistryMsg) {
+        if self.out.try_send(Outgoing::Registry(msg)).is_err() {
+            self.resync.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Every local session, as a snapshot message.
+    pub fn snapshot(&self) -> RegistryMsg {
+        let sessions = self
+            .local
+            .all()
+            .iter()
+            .filter_map(|s| s.local().map(|h| entry_of(h)))
+            .collect();
+        RegistryMsg::Snapshot {
+            node: self.node.clone(),
+            started: self.started,
+            sessions,
+        }
+    }
+
+    pub fn hello(&self) -> RegistryMsg {
+        RegistryMsg::Hello {
+            node: self.node.clone(),
+            started: self.started,
+        }
+    }
+
+    /// This node's sessions of a bare JID.
+    pub fn local_resources(&self, bare: &str) -> Vec<SessionRef> {
+        self.local.resources(bare)
+    }
+
+    /// Sessions on other nodes.
+    pub fn remote_len(&self) -> usize {
+        self.remote_count.load(Ordering::Relaxed)
+    }
+
+    /// Other nodes' sessions, by node.
+    pub fn remote_by_node(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for list in self.remote.iter() {
+            for s in list.value() {
+                *out.entry(s.node.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    fn add_remote(&self, node: &str, e: Entry) {
+        let r = Arc::new(remote_of(node, e));
+        let mut list = self.remote.entry(bare_of(&r.full).to_string()).or_default();
+        // One entry per full JID: a newer session elsewhere replaces it.
+        if let Some(i) = list.iter().position(|s| s.full == r.full) {
+            list[i] = r;
+        } else {
+            list.push(r);
+            self.remote_count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn remove_remote(&self, node: &str, id: u64) {
+        let mut gone = 0;
+        self.remote.retain(|_, list| {
+            let before = list.len();
+            list.retain(|s| !(s.node == node && s.id == id));
+            gone += before - list.len();
+            !list.is_empty()
+        });
+        self.remote_count.fetch_sub(gone, Ordering::Relaxed);
+    }
+
+    /// Drops every session of `node`; returns them.
+    pub fn drop_node(&self, node: &str) -> Vec<Arc<RemoteSession>> {
+        let mut gone = Vec::new();
+        self.remote.retain(|_, list| {
+            list.retain(|s| {
+                let keep = s.node != node;
+                if !keep {
+                    gone.push(s.clone());
+                }
+                keep
+            });
+            !list.is_empty()
+        });
+        self.remote_count.fetch_sub(gone.len(), Ordering::Relaxed);
+        gone
+    }
+
+    /// A newer session with the same full JID bound on another node: ours
+    /// closes with `<conflict/>` (RFC 6120 §7.7.2.2).
+    fn resolve_conflict(&self, node: &str, e: &Entry) {
+        let bare = bare_of(&e.full);
+        let resource = e.full.split_once('/').map_or("", |(_, r)| r);
+        if let Some(SessionRef::Local(h)) = self.local.full(bare, resource) {
+            let ours = entry_of(&h).started;
+            if (ours, self.node.as_str()) < (e.started, node) {
+                h.close(StreamError::with_text(
+                    StreamCondition::Conflict,
+                    "replaced by a new connection on another node",
+                ));
+            }
+        }
+    }
+
+    /// Applies another node's registry message; `Some(reply)` to publish.
+    /// Returns the sessions dropped when the message says a node is gone or
+    /// restarted (their contacts get unavailable presence).
+    pub fn apply(&self, msg: RegistryMsg) -> (Option<RegistryMsg>, Vec<Arc<RemoteSession>>) {
+        if msg.node() == self.node {
+            return (None, Vec::new());
+        }
+        match msg {
+            RegistryMsg::Hello { node, started } => {
+                let dropped = self.note_start(&node, started);
+                (Some(self.snapshot()), dropped)
+            }
+            RegistryMsg::Snapshot {
+                node,
+                started,
+                sessions,
+            } => {
+                let mut dropped = self.note_start(&node, started);
+                // The snapshot replaces what was known: only what it lacks
+                // is gone.
+                let mut stale = self.drop_node(&node);
+                stale.retain(|s| !sessions.iter().any(|e| e.id == s.id));
+                dropped.extend(stale);
+                for e in sessions {
+                    self.resolve_conflict(&node, &e);
+                    self.add_remote(&node, e);
+                }
+                (None, dropped)
+            }
+            RegistryMsg::Join { node, entry } => {
+                self.resolve_conflict(&node, &entry);
+                self.add_remote(&node, entry);
+                (None, Vec::new())
+            }
+            RegistryMsg::Update { node, entry } => {
+                self.add_remote(&node, entry);
+                (None, Vec::new())
+            }
+            RegistryMsg::Leave { node, id } => {
+                self.remove_remote(&node, id);
+                (None, Vec::new())
+            }
+            RegistryMsg::Down { node } => {
+                self.nodes.remove(&node);
+                (None, self.drop_node(&node))
+            }
+        }
+    }
+
+    /// Records a node's start time; a restart drops what it had before.
+    fn note_start(&self, node: &str, started: i64) -> Vec<Arc<RemoteSession>> {
+        let prev = self.nodes.insert(node.to_string(), started);
+        match prev {
+            Some(p) if p != started => self.drop_node(node),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Queues a stanza for a session on another node.
+    fn send_directed(&self, node: &str, header: &Directed, xml: &str) -> bool {
+        let payload = super::wire::encode_directed(header, xml);
+        self.out
+            .try_send(Outgoing::Directed {
+                node: node.to_string(),
+                payload,
+            })
+            .is_ok()
+    }
+}
+
+impl SessionRegistry for ClusterRegistry {
+    fn next_id(&self) -> u64 {
+        self.local.next_id()
+    }
+
+    fn insert(&self, handle: Arc<SessionHandle>) -> Option<Arc<SessionHandle>> {
+        let entry = entry_of(&handle);
+        let old = self.local.insert(handle);
+        self.publish(RegistryMsg::Join {
+            node: self.node.clone(),
+            entry,
+        });
+        old
+    }
+
+    fn remove(&self, handle: &SessionHandle) -> bool {
+        let removed = self.local.remove(handle);
+        if removed {
+            self.publish(RegistryMsg::Leave {
+                node: self.node.clone(),
+                id: handle.id(),
+            });
+        }
+        removed
+    }
+
+    fn resources(&self, bare: &str) -> Vec<SessionRef> {
+        let mut all = self.local.resources(bare);
+        if let Some(list) = self.remote.get(bare) {
+            all.extend(list.iter().map(|r| SessionRef::Remote(r.clone())));
+        }
+        all
+    }
+
+    fn full(&self, bare: &str, resource: &str) -> Option<SessionRef> {
+        if let Some(s) = self.local.full(bare, resource) {
+            return Some(s);
+        }
+        let list = self.remote.get(bare)?;
+        let full = format!("{bare}/{resource}");
+        list.iter()
+            .find(|r| r.full == full)
+            .map(|r| SessionRef::Remote(r.clone()))
+    }
+
+    fn len(&self) -> usize {
+        self.local.len()
+    }
+
+    fn unique_users(&self) -> usize {
+        self.local.unique_users()
+    }
+
+    fn all(&self) -> Vec<SessionRef> {
+        self.local.all()
+    }
+
+    fn presence_changed(&self, handle: &SessionHandle) {
+        self.publish(RegistryMsg::Update {
+            node: self.node.clone(),
+            entry: entry_of(handle),
+        });
+    }
+
+    fn deliver_remote(&self, to: &RemoteSession, xml: String) -> Result<(), Undelivered> {
+        let header = Directed::Deliver {
+            id: to.id,
+            full: to.full.clone(),
+            tp: super::trace::current_traceparent(),
+        };
+        if self.send_directed(&to.node, &header, &xml) {
+            Ok(())
+        } else {
+            Err(Undelivered(xml))
+        }
+    }
+
+    fn close_remote(&self, to: &RemoteSession, error: StreamError) {
+        let header = Directed::Close {
+            id: to.id,
+            condition: error.condition.wire_name().to_string(),
+        };
+        let _ = self.send_directed(&to.node, &header, "");
+    }
+
+    fn local_full(&self, bare: &str, resource: &str) -> Option<Arc<SessionHandle>> {
+        match self.local.full(bare, resource)? {
+            SessionRef::Local(h) => Some(h),
+            SessionRef::Remote(_) => None,
+        }
+    }
+
+    fn local_by_id(&self, id: u64) -> Option<Arc<SessionHandle>> {
+        self.local
+            .all()
+            .into_iter()
+            .find_map(|s| s.local().filter(|h| h.id() == id).cloned())
+    }
+}
