@@ -405,6 +405,44 @@ event!(
     "Another node of the cluster stopped sending heartbeats for cluster.node_timeout: its sessions were dropped from this node's registry and their contacts here got unavailable presence."
 );
 
+event!(
+    CLUSTER_STANZA_OUT,
+    "cluster_stanza_out",
+    Debug,
+    [],
+    [
+        COUNT,
+        counter("bytes", "Bytes published (header and stanza).")
+    ],
+    "A stanza was published to another node's session over NATS."
+);
+event!(
+    CLUSTER_STANZA_IN,
+    "cluster_stanza_in",
+    Debug,
+    ["outcome"],
+    [
+        COUNT,
+        fast_seconds("From the routing on the sending node to the receipt here (the nodes' clocks must agree).")
+    ],
+    "A stanza from another node arrived for a session here; outcome: delivered, offline (the session was gone: a message kept for later) or dropped."
+);
+event!(
+    CLUSTER_SYNC,
+    "cluster_sync",
+    Info,
+    [],
+    [COUNT, counter("sessions", "Sessions in the snapshots applied.")],
+    "A snapshot of another node's sessions was applied (it started, reconnected to NATS, or answered this node's hello)."
+);
+event!(probe CLUSTER, "cluster", [],
+    [gauge("sessions_local", "Sessions on this node."),
+     gauge("sessions_remote", "Sessions on other nodes, as this node's registry knows them."),
+     gauge("nodes_alive", "Nodes with a recent heartbeat, this one included."),
+     gauge("nats_connected", "1 while connected to NATS."),
+     gauge("queue", "Registry changes and stanzas waiting for NATS.")],
+    "This node's view of the cluster (probe; only with [cluster]).");
+
 // --- storage -------------------------------------------------------------------
 
 event!(
@@ -496,6 +534,10 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &HANDLER,
     &MODULE_DATA,
     &CLUSTER_NODE_DOWN,
+    &CLUSTER_STANZA_OUT,
+    &CLUSTER_STANZA_IN,
+    &CLUSTER_SYNC,
+    &CLUSTER,
     &SM_ENABLED,
     &SM_RESUMED,
     &SM_FAILED,

@@ -15,6 +15,8 @@ use crate::raw::Raw;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const DASHBOARDS: [&str; 2] = ["osprey-overview.json", "osprey-internals.json"];
+/// Proven on a cluster (tests/e2e/cluster.rs), structure checked here.
+pub(crate) const CLUSTER_DASHBOARD: &str = "osprey-cluster.json";
 
 fn load(name: &str) -> Value {
     let text =
@@ -45,7 +47,7 @@ fn expressions(d: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn dashboards_have_the_expected_structure() {
-    for name in DASHBOARDS {
+    for name in DASHBOARDS.into_iter().chain([CLUSTER_DASHBOARD]) {
         let d = load(name);
         assert!(d["uid"].is_string() && d["title"].is_string(), "{name}");
         assert!(
@@ -208,52 +210,112 @@ async fn every_panel_query_runs_on_real_prometheus() {
     bad.read_to_close().await;
 
     // A real Prometheus scraping every second.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: ['{}']\n", s.http),
-    )
-    .unwrap();
-    let port = crate::harness::free_port();
-    let mut prom = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}/prometheus.yml",
-            dir.path().display()
-        ))
-        .arg(format!("--storage.tsdb.path={}/data", dir.path().display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus is required: apt-get install prometheus");
-    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(api).await.is_err() {
-        assert!(Instant::now() < up, "Prometheus did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let query = |q: String| async move {
-        let r = get(api, &format!("/api/v1/query?query={}", encode(&q)), None).await;
-        serde_json::from_str::<Value>(&r.body).unwrap_or_default()
-    };
-    // Enough scrapes for rate() over a minute to have two samples.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = query("count_over_time(sm_sessions[1m])".into()).await;
-        let n = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|x| x.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if n >= 4.0 {
-            break;
+    let prom = Prometheus::start(&[s.http]).await;
+    let (checked, failures) = check_panels(&prom, &DASHBOARDS, &[s.http]).await;
+    assert!(checked > 30, "only {checked} expressions");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} expressions failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    drop((alice, bob));
+}
+
+/// A real Prometheus scraping `targets` (job `osprey`) every second;
+/// killed with this value.
+pub(crate) struct Prometheus {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    api: std::net::SocketAddr,
+}
+
+impl Prometheus {
+    /// Started, and waited for until it has scraped every target four
+    /// times (enough for rate() over a minute).
+    pub(crate) async fn start(targets: &[std::net::SocketAddr]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: osprey\n    static_configs:\n      - targets: [{}]\n", list.join(", ")),
+        )
+        .unwrap();
+        let port = crate::harness::free_port();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}/prometheus.yml",
+                dir.path().display()
+            ))
+            .arg(format!("--storage.tsdb.path={}/data", dir.path().display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is required: apt-get install prometheus");
+        let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let prom = Prometheus {
+            child,
+            _dir: dir,
+            api,
+        };
+        let up = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(api).await.is_err() {
+            assert!(Instant::now() < up, "Prometheus did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(Instant::now() < deadline, "Prometheus did not scrape: {v}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = prom.query("min(count_over_time(up[1m]))").await;
+            let series = prom.query("count(up)").await;
+            let n = |v: &Value| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            if n(&v) >= 4.0 && n(&series) >= targets.len() as f64 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Prometheus did not scrape: {v}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        prom
     }
-    let metrics = get(s.http, "/metrics", None).await.body;
+
+    pub(crate) async fn query(&self, q: &str) -> Value {
+        let r = get(
+            self.api,
+            &format!("/api/v1/query?query={}", encode(q)),
+            None,
+        )
+        .await;
+        serde_json::from_str::<Value>(&r.body).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs every panel expression of `dashboards` on `prom`: each metric must
+/// be in some target's /metrics and each query must return data. Returns
+/// how many were checked and what failed.
+pub(crate) async fn check_panels(
+    prom: &Prometheus,
+    dashboards: &[&str],
+    targets: &[std::net::SocketAddr],
+) -> (usize, Vec<String>) {
+    let mut metrics = String::new();
+    for t in targets {
+        metrics.push_str(&get(*t, "/metrics", None).await.body);
+    }
     let mut failures = Vec::new();
     let mut checked = 0;
-    for name in DASHBOARDS {
+    for name in dashboards {
         for (title, expr) in expressions(&load(name)) {
             checked += 1;
             for m in metric_names(&expr) {
@@ -264,7 +326,7 @@ async fn every_panel_query_runs_on_real_prometheus() {
                     failures.push(format!("{name} / {title}: metric {m} is not in /metrics"));
                 }
             }
-            let v = query(substitute(&expr)).await;
+            let v = prom.query(&substitute(&expr)).await;
             if v["status"] != "success" {
                 failures.push(format!("{name} / {title}: Prometheus refused {expr}: {v}"));
                 continue;
@@ -276,16 +338,7 @@ async fn every_panel_query_runs_on_real_prometheus() {
             }
         }
     }
-    let _ = prom.kill();
-    let _ = prom.wait();
-    assert!(checked > 30, "only {checked} expressions");
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} expressions failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    drop((alice, bob));
+    (checked, failures)
 }
 
 #[test]

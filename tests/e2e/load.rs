@@ -15,7 +15,7 @@ fn config(s: &Server, scenario: Scenario) -> ScenarioConfig {
     c.label = "e2e".into();
     c.host = s.c2s.ip().to_string();
     c.port = s.c2s.port();
-    c.server_pid = Some(s.pid());
+    c.server_pids = vec![s.pid()];
     c.concurrency = 4;
     c.grace = Duration::from_secs(10);
     c

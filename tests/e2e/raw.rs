@@ -663,14 +663,34 @@ impl Raw {
         }
     }
 
-    /// Removes and returns the first buffered element matching `pred`,
-    /// leaving the others buffered in order.
     /// The first element already received that matches `pred`, removed;
     /// None without waiting.
     pub fn take_buffered_now(&mut self, pred: impl Fn(&Xml) -> bool) -> Option<Xml> {
         self.take_buffered(&pred)
     }
 
+    /// Like [`Raw::take_within`], but a closed connection is `Err` (with
+    /// what it had buffered matching nothing), not a panic.
+    pub async fn take_or_closed(
+        &mut self,
+        d: Duration,
+        pred: impl Fn(&Xml) -> bool,
+    ) -> Result<Option<Xml>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if let Some(x) = self.take_buffered(&pred) {
+                return Ok(Some(x));
+            }
+            match self.fill_until(deadline).await {
+                Err(()) => return Ok(None),
+                Ok(true) => {}
+                Ok(false) => return self.take_buffered(&pred).map(Some).ok_or(()),
+            }
+        }
+    }
+
+    /// Removes and returns the first buffered element matching `pred`,
+    /// leaving the others buffered in order.
     fn take_buffered(&mut self, pred: &dyn Fn(&Xml) -> bool) -> Option<Xml> {
         for r in element_ranges(&self.buf) {
             let x = Xml::parse(&self.buf[r.clone()]);

@@ -42,6 +42,11 @@ pub struct ScenarioConfig {
     pub label: String,
     pub host: String,
     pub port: u16,
+    /// chat: where the second user of each pair (user 2k) logs in, when
+    /// not on `host`/`port`: e.g. another node of a cluster, so that every
+    /// message crosses from one node to the other. `None` = `host`/`port`.
+    pub peer_host: Option<String>,
+    pub peer_port: Option<u16>,
     pub domain: String,
     /// Accounts `{prefix}{first}` … `{prefix}{first + users - 1}`.
     pub users: usize,
@@ -81,8 +86,9 @@ pub struct ScenarioConfig {
     pub grace: Duration,
     /// Per login (connect to bound).
     pub timeout: Duration,
-    /// The server process, for RSS and CPU from /proc.
-    pub server_pid: Option<u32>,
+    /// The server processes, for RSS and CPU from /proc (summed; each
+    /// one's too when there are several, e.g. a cluster's nodes).
+    pub server_pids: Vec<u32>,
     /// Loopback source addresses to spread connections over (127.0.0.1,
     /// .2, …); 0 = one per 20,000 connections.
     pub source_ips: usize,
@@ -101,6 +107,8 @@ impl ScenarioConfig {
             label: String::new(),
             host: "127.0.0.1".into(),
             port: 5222,
+            peer_host: None,
+            peer_port: None,
             domain: "localhost".into(),
             users: 100,
             first: 1,
@@ -122,7 +130,7 @@ impl ScenarioConfig {
             body_size: 32,
             grace: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
-            server_pid: None,
+            server_pids: Vec::new(),
             source_ips: 0,
             stream_management: false,
             sm_ack_every: crate::sm::DEFAULT_ACK_EVERY,
@@ -162,13 +170,30 @@ impl ScenarioConfig {
         Ok(())
     }
 
+    /// Whether the second user of each pair logs in elsewhere (chat).
+    pub fn has_peer(&self) -> bool {
+        self.scenario == Scenario::Chat && (self.peer_host.is_some() || self.peer_port.is_some())
+    }
+
     /// Resolves the address and fixes the login options.
     pub async fn connect_options(&self) -> Result<ConnectOptions, Error> {
-        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+        self.options_for(&self.host, self.port).await
+    }
+
+    /// The login options of the second user of each pair (chat): those of
+    /// `peer_host`/`peer_port`, each defaulting to `host`/`port`.
+    pub async fn peer_connect_options(&self) -> Result<ConnectOptions, Error> {
+        let host = self.peer_host.as_deref().unwrap_or(&self.host);
+        self.options_for(host, self.peer_port.unwrap_or(self.port))
             .await
-            .map_err(|e| Error::Config(format!("{}:{}: {e}", self.host, self.port)))?
+    }
+
+    async fn options_for(&self, host: &str, port: u16) -> Result<ConnectOptions, Error> {
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| Error::Config(format!("{host}:{port}: {e}")))?
             .next()
-            .ok_or_else(|| Error::Config(format!("{}: no address", self.host)))?;
+            .ok_or_else(|| Error::Config(format!("{host}: no address")))?;
         Ok(ConnectOptions {
             addr,
             domain: self.domain.clone(),

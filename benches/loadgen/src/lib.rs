@@ -50,7 +50,7 @@ pub use sasl::Mech;
 /// Runs one scenario against the server `cfg` names and reports on it.
 /// Failed logins and dropped sessions are counted in the report; only a
 /// bad configuration, an unresolvable host or an unreadable
-/// `server_pid` make it an error.
+/// `server_pids` entry make it an error.
 pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
     match cfg.scenario {
         Scenario::Login => scenario::login::run(cfg).await,

@@ -23,6 +23,15 @@ struct Cli {
     host: String,
     #[arg(long, default_value_t = 5222)]
     port: u16,
+    /// chat: the host the second user of each pair (user 2k) logs in on
+    /// (default: --host), e.g. another node of a cluster.
+    #[arg(long, visible_alias = "receiver-host")]
+    peer_host: Option<String>,
+    /// chat: the port the second user of each pair (user 2k) logs in on
+    /// (default: --port): with another node's port, every message of the
+    /// pair (both directions) crosses from one node to the other.
+    #[arg(long, visible_alias = "receiver-port")]
+    peer_port: Option<u16>,
     #[arg(long, default_value = "localhost")]
     domain: String,
     /// Accounts {prefix}1..{prefix}N (login, idle, mixed).
@@ -79,9 +88,11 @@ struct Cli {
     /// Seconds allowed per login.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// The server's PID: RSS and CPU time from /proc.
+    /// The server's PID: RSS and CPU time from /proc. May be given more
+    /// than once (a cluster's nodes): CPU and RSS are summed, and each
+    /// process's is reported too.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Loopback source addresses to use (0 = one per 20,000 connections).
     #[arg(long, default_value_t = 0)]
     source_ips: usize,
@@ -107,6 +118,8 @@ fn config(cli: &Cli) -> Result<ScenarioConfig, String> {
     c.label = cli.label.clone();
     c.host = cli.host.clone();
     c.port = cli.port;
+    c.peer_host = cli.peer_host.clone();
+    c.peer_port = cli.peer_port;
     c.domain = cli.domain.clone();
     c.users = cli.users;
     c.first = cli.first;
@@ -127,7 +140,7 @@ fn config(cli: &Cli) -> Result<ScenarioConfig, String> {
     c.body_size = cli.body_size;
     c.grace = secs(cli.grace, "grace")?;
     c.timeout = secs(cli.timeout, "timeout")?;
-    c.server_pid = cli.server_pid;
+    c.server_pids = cli.server_pid.clone();
     c.source_ips = cli.source_ips;
     c.stream_management = cli.stream_management;
     c.sm_ack_every = cli.sm_ack_every;

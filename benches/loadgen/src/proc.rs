@@ -53,43 +53,65 @@ fn clock_ticks() -> f64 {
     }
 }
 
-/// CPU and RSS at the start of a measured part, to diff at its end.
+/// CPU and RSS of the server processes at the start of a measured part,
+/// to diff at its end. Several processes (a cluster's nodes on one
+/// machine) are summed.
 pub struct Sampler {
-    pid: u32,
-    cpu0: f64,
-    rss0: u64,
+    /// (pid, CPU seconds, RSS bytes) at the start.
+    procs: Vec<(u32, f64, u64)>,
 }
 
 impl Sampler {
-    /// `None` without a PID; an error when the PID cannot be read (a
-    /// wrong `--server-pid` should stop the run, not yield empty numbers).
-    pub fn start(pid: Option<u32>) -> Result<Option<Sampler>, Error> {
-        let Some(pid) = pid else {
+    /// `None` without a PID; an error when a PID cannot be read (a wrong
+    /// `--server-pid` should stop the run, not yield empty numbers).
+    pub fn start(pids: &[u32]) -> Result<Option<Sampler>, Error> {
+        if pids.is_empty() {
             return Ok(None);
-        };
-        Ok(Some(Sampler {
-            pid,
-            cpu0: cpu_seconds(pid)?,
-            rss0: rss_bytes(pid)?,
-        }))
+        }
+        let procs = pids
+            .iter()
+            .map(|&pid| Ok((pid, cpu_seconds(pid)?, rss_bytes(pid)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Some(Sampler { procs }))
     }
 
+    /// The summed RSS of the processes at the start.
     pub fn rss_before(&self) -> u64 {
-        self.rss0
+        self.procs.iter().map(|p| p.2).sum()
     }
 
+    /// The summed CPU seconds since the start.
     pub fn cpu_so_far(&self) -> f64 {
-        cpu_seconds(self.pid).map(|c| c - self.cpu0).unwrap_or(0.0)
+        self.procs
+            .iter()
+            .map(|&(pid, cpu0, _)| cpu_seconds(pid).map(|c| c - cpu0).unwrap_or(0.0))
+            .sum()
     }
 
     /// The usage since `start`; the server having exited shows as zeros
-    /// after its last known values, not as a failed run.
+    /// after its last known values, not as a failed run. With several
+    /// processes: their sum (pid 0), each one's in `each`.
     pub fn finish(&self) -> ServerUsage {
+        let each: Vec<ServerUsage> = self
+            .procs
+            .iter()
+            .map(|&(pid, cpu0, rss0)| ServerUsage {
+                pid,
+                cpu_seconds: cpu_seconds(pid).map(|c| c - cpu0).unwrap_or(0.0),
+                rss_before_bytes: rss0,
+                rss_after_bytes: rss_bytes(pid).unwrap_or(0),
+                each: Vec::new(),
+            })
+            .collect();
+        if each.len() == 1 {
+            return each.into_iter().next().unwrap_or_default();
+        }
         ServerUsage {
-            pid: self.pid,
-            cpu_seconds: self.cpu_so_far(),
-            rss_before_bytes: self.rss0,
-            rss_after_bytes: rss_bytes(self.pid).unwrap_or(0),
+            pid: 0,
+            cpu_seconds: each.iter().map(|u| u.cpu_seconds).sum(),
+            rss_before_bytes: each.iter().map(|u| u.rss_before_bytes).sum(),
+            rss_after_bytes: each.iter().map(|u| u.rss_after_bytes).sum(),
+            each,
         }
     }
 }
@@ -137,6 +159,15 @@ mod tests {
         assert!(rss_bytes(me).expect("rss") > 0);
         assert!(cpu_seconds(me).expect("cpu") >= 0.0);
         assert!(rss_bytes(u32::MAX).is_err());
+        let one = Sampler::start(&[me]).expect("start").expect("sampler");
+        let u = one.finish();
+        assert_eq!((u.pid, u.each.len()), (me, 0));
+        let two = Sampler::start(&[me, me]).expect("start").expect("sampler");
+        let u = two.finish();
+        assert_eq!((u.pid, u.each.len()), (0, 2));
+        assert_eq!(u.rss_before_bytes, two.rss_before());
+        assert!(Sampler::start(&[]).expect("start").is_none());
+        assert!(Sampler::start(&[me, u32::MAX]).is_err());
         let (soft, hard) = raise_nofile_limit().expect("rlimit");
         assert_eq!(soft, hard);
     }

@@ -29,6 +29,12 @@ pub struct Latency {
 pub struct Params {
     pub host: String,
     pub port: u16,
+    /// chat: where the second user of each pair logged in, when not on
+    /// `host`/`port` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_port: Option<u16>,
     pub domain: String,
     pub users: usize,
     pub prefix: String,
@@ -54,6 +60,10 @@ impl Params {
         Params {
             host: c.host.clone(),
             port: c.port,
+            peer_host: c
+                .has_peer()
+                .then(|| c.peer_host.clone().unwrap_or_else(|| c.host.clone())),
+            peer_port: c.has_peer().then(|| c.peer_port.unwrap_or(c.port)),
             domain: c.domain.clone(),
             users: c.accounts(),
             prefix: c.prefix.clone(),
@@ -73,7 +83,9 @@ impl Params {
     }
 }
 
-/// The server process as /proc saw it during the measured part of the run.
+/// The server process as /proc saw it during the measured part of the run;
+/// with several `--server-pid`s (a cluster's nodes), their sum (pid 0),
+/// each one's usage in `each`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerUsage {
     pub pid: u32,
@@ -81,6 +93,10 @@ pub struct ServerUsage {
     pub cpu_seconds: f64,
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
+    /// With several processes: each one, in `--server-pid` order (absent
+    /// with one, so single-server reports read as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub each: Vec<ServerUsage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,8 +141,21 @@ pub struct ChatResult {
     pub delivered_per_s: f64,
     /// Send to receipt, per delivered message.
     pub latency: Latency,
-    /// Server CPU seconds per 1,000 delivered messages.
+    /// Server CPU seconds per 1,000 delivered messages (summed over the
+    /// `--server-pid`s).
     pub cpu_s_per_1k: Option<f64>,
+    /// With several `--server-pid`s: each one's CPU seconds per 1,000
+    /// delivered messages, in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_s_per_1k_each: Vec<f64>,
+    /// Seconds from all logged in until a probe message had crossed each
+    /// pair both ways (before the measured part; not counted in it).
+    #[serde(default)]
+    pub settle_s: f64,
+    /// Pairs whose probe never arrived within the settle limit (they
+    /// still send; 0 expected).
+    #[serde(default)]
+    pub unsettled: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -224,9 +253,13 @@ fn opt(v: Option<f64>, unit: &str) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.params;
+        let peer = match (&p.peer_host, p.peer_port) {
+            (Some(h), Some(port)) => format!(" (second of each pair on {h}:{port})"),
+            _ => String::new(),
+        };
         writeln!(
             f,
-            "{} {} → {}:{} ({}, {}, tls {:?}{}) in {:.1} s",
+            "{} {} → {}:{}{peer} ({}, {}, tls {:?}{}) in {:.1} s",
             self.scenario.name(),
             self.label,
             p.host,
@@ -284,10 +317,25 @@ impl fmt::Display for Report {
                     r.pairs, r.sent, r.delivered, r.lost, r.errors, r.delivered_per_s
                 )?;
                 lat(f, "end-to-end latency", &r.latency)?;
+                let each = if r.cpu_s_per_1k_each.is_empty() {
+                    String::new()
+                } else {
+                    let parts: Vec<String> = r
+                        .cpu_s_per_1k_each
+                        .iter()
+                        .map(|c| format!("{c:.4}"))
+                        .collect();
+                    format!(" (sum of {})", parts.join(" + "))
+                };
                 writeln!(
                     f,
-                    "  server CPU: {}",
+                    "  server CPU: {}{each}",
                     opt(r.cpu_s_per_1k, "s per 1k messages")
+                )?;
+                writeln!(
+                    f,
+                    "  settle: {:.3} s until a probe crossed every pair both ways ({} pairs unsettled)",
+                    r.settle_s, r.unsettled
                 )?;
             }
             Outcome::Mixed(r) => {
@@ -312,14 +360,30 @@ impl fmt::Display for Report {
             }
         }
         if let Some(s) = &self.server {
-            writeln!(
-                f,
-                "  server pid {}: {:.2} CPU s, RSS {:.1} → {:.1} MiB",
-                s.pid,
-                s.cpu_seconds,
-                s.rss_before_bytes as f64 / 1048576.0,
-                s.rss_after_bytes as f64 / 1048576.0
-            )?;
+            let procs = if s.each.is_empty() {
+                std::slice::from_ref(s)
+            } else {
+                &s.each[..]
+            };
+            for s in procs {
+                writeln!(
+                    f,
+                    "  server pid {}: {:.2} CPU s, RSS {:.1} → {:.1} MiB",
+                    s.pid,
+                    s.cpu_seconds,
+                    s.rss_before_bytes as f64 / 1048576.0,
+                    s.rss_after_bytes as f64 / 1048576.0
+                )?;
+            }
+            if !s.each.is_empty() {
+                writeln!(
+                    f,
+                    "  servers together: {:.2} CPU s, RSS {:.1} → {:.1} MiB",
+                    s.cpu_seconds,
+                    s.rss_before_bytes as f64 / 1048576.0,
+                    s.rss_after_bytes as f64 / 1048576.0
+                )?;
+            }
         }
         writeln!(
             f,
@@ -367,12 +431,16 @@ mod tests {
                     max_ms: 3.0,
                 },
                 cpu_s_per_1k: Some(0.05),
+                cpu_s_per_1k_each: Vec::new(),
+                settle_s: 0.01,
+                unsettled: 0,
             }),
             server: Some(ServerUsage {
                 pid: 42,
                 cpu_seconds: 0.05,
                 rss_before_bytes: 1 << 20,
                 rss_after_bytes: 2 << 20,
+                each: Vec::new(),
             }),
             generator_cpu_s: 1.25,
             errors,
@@ -399,6 +467,47 @@ mod tests {
         assert_eq!(v["result"]["chat"]["lost"], 0);
         assert_eq!(v["server"]["cpu_seconds"], 0.05);
         assert_eq!(v["errors"]["auth: not-authorized"], 2);
+    }
+
+    #[test]
+    fn several_servers_and_a_peer() {
+        let mut cfg = ScenarioConfig::new(Scenario::Chat);
+        cfg.peer_port = Some(6222);
+        let mut r = sample();
+        r.params = Params::of(&cfg);
+        let one = |pid, cpu| ServerUsage {
+            pid,
+            cpu_seconds: cpu,
+            rss_before_bytes: 1 << 20,
+            rss_after_bytes: 1 << 20,
+            each: Vec::new(),
+        };
+        r.server = Some(ServerUsage {
+            pid: 0,
+            cpu_seconds: 0.3,
+            rss_before_bytes: 2 << 20,
+            rss_after_bytes: 2 << 20,
+            each: vec![one(7, 0.1), one(8, 0.2)],
+        });
+        if let Outcome::Chat(c) = &mut r.result {
+            c.cpu_s_per_1k_each = vec![0.1, 0.2];
+        }
+        assert_eq!(Report::from_json(&r.to_json()).expect("parse"), r);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
+        assert_eq!(v["params"]["peer_port"], 6222);
+        assert_eq!(v["server"]["each"][1]["pid"], 8);
+        assert_eq!(v["result"]["chat"]["cpu_s_per_1k_each"][0], 0.1);
+        let text = r.to_string();
+        assert!(
+            text.contains("second of each pair on 127.0.0.1:6222"),
+            "{text}"
+        );
+        assert!(text.contains("(sum of 0.1000 + 0.2000)"), "{text}");
+        assert!(text.contains("server pid 8: 0.20 CPU s"), "{text}");
+        // One server: no peer, no per-process list in the JSON.
+        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        assert!(v["params"].get("peer_port").is_none());
+        assert!(v["server"].get("each").is_none());
     }
 
     #[test]

@@ -74,6 +74,23 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ServerCommand,
     },
+    /// The cluster as the running node sees it (through its admin API).
+    Cluster {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes, their heartbeats and sessions, NATS state.
+    Status,
+    /// Leave the cluster and stop: no new connections, sessions closed
+    /// with `system-shutdown` (clients reconnect to another node), queued
+    /// stanzas delivered or stored, then the node exits (as SIGTERM).
+    Leave,
 }
 
 #[derive(Subcommand)]
@@ -222,6 +239,29 @@ pub async fn run(cmd: AdminCommand, config: &Config) -> Result<(), Failure> {
                         }
                     );
                 }
+            }
+            Ok(())
+        }
+        AdminCommand::Cluster {
+            remote,
+            command: ClusterCommand::Status,
+        } => {
+            let v = call(&remote, config, "GET", "/api/cluster", None).await?;
+            if !remote.json {
+                print_cluster(&v);
+            }
+            Ok(())
+        }
+        AdminCommand::Cluster {
+            remote,
+            command: ClusterCommand::Leave,
+        } => {
+            let v = call(&remote, config, "POST", "/api/cluster/leave", None).await?;
+            if !remote.json {
+                println!(
+                    "{} is leaving: sessions closing, then it exits",
+                    v["node"].as_str().unwrap_or("?")
+                );
             }
             Ok(())
         }
@@ -518,6 +558,31 @@ fn num(v: &Value) -> String {
     match v {
         Value::Number(n) => n.to_string(),
         _ => "-".to_string(),
+    }
+}
+
+fn print_cluster(v: &Value) {
+    println!(
+        "node {}  cluster {}  nats {}  sessions here {}, elsewhere {}",
+        v["node"].as_str().unwrap_or("?"),
+        v["cluster"].as_str().unwrap_or("?"),
+        v["nats"].as_str().unwrap_or("?"),
+        v["local_sessions"],
+        v["remote_sessions"]
+    );
+    println!(
+        "{:<20} {:<22} {:>6} {:>10} {:>9}",
+        "NODE", "ADDRESS", "ALIVE", "HEARTBEAT", "SESSIONS"
+    );
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<22} {:>6} {:>8}ms {:>9}",
+            n["node"].as_str().unwrap_or("?"),
+            n["address"].as_str().unwrap_or("?"),
+            if n["alive"] == true { "yes" } else { "no" },
+            n["heartbeat_age_ms"],
+            n["sessions"]
+        );
     }
 }
 

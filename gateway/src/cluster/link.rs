@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::registry::Outgoing;
 use super::wire::{self, Directed, RegistryMsg};
 use super::Cluster;
 use crate::config::Cluster as ClusterConfig;
 use crate::errors::{StreamCondition, StreamError};
+use crate::events as ev;
 use crate::jid::Jid;
 use crate::router;
 use crate::server::Ctx;
@@ -81,6 +83,7 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
     };
     let pub_client = client.clone();
     let pub_name = name.clone();
+    let out_ev = ctx.instr.registry.resolve(&ev::CLUSTER_STANZA_OUT, &[]);
     tokio::spawn(async move {
         let registry_subject = wire::registry_subject(&pub_name);
         while let Some(item) = out.recv().await {
@@ -92,10 +95,16 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 },
-                Outgoing::Directed { node, payload } => pub_client
-                    .publish(wire::node_subject(&pub_name, &node), payload.into())
-                    .await
-                    .map_err(|e| e.to_string()),
+                Outgoing::Directed { node, payload } => {
+                    out_ev.emit(
+                        &[("count", 1.0), ("bytes", payload.len() as f64)],
+                        &osprey_instrument::Meta::NONE,
+                    );
+                    pub_client
+                        .publish(wire::node_subject(&pub_name, &node), payload.into())
+                        .await
+                        .map_err(|e| e.to_string())
+                }
                 Outgoing::Flush(done) => {
                     let r = pub_client.flush().await.map_err(|e| e.to_string());
                     let _ = done.send(());
@@ -116,6 +125,15 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                 tracing::warn!("cluster: an unreadable registry message");
                 continue;
             };
+            if let RegistryMsg::Snapshot { node, sessions, .. } = &msg {
+                if *node != reg_cluster.config.node {
+                    reg_ctx.instr.emit(
+                        &ev::CLUSTER_SYNC,
+                        &[],
+                        &[("count", 1.0), ("sessions", sessions.len() as f64)],
+                    );
+                }
+            }
             let (reply, gone) = reg_cluster.registry.apply(msg);
             if let Some(reply) = reply {
                 reg_cluster.registry.try_queue(Outgoing::Registry(reply));
@@ -126,6 +144,8 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
         }
     });
 
+    let in_ev = ["delivered", "offline", "dropped"]
+        .map(|o| ctx.instr.registry.resolve(&ev::CLUSTER_STANZA_IN, &[o]));
     tokio::spawn(async move {
         while let Some(m) = node_sub.next().await {
             let Some((header, xml)) = wire::decode_directed(&m.payload) else {
@@ -133,13 +153,19 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                 continue;
             };
             match header {
-                Directed::Deliver { full, tp, .. } => {
+                Directed::Deliver { full, tp, ts, .. } => {
                     let span = match tp.as_deref() {
                         Some(tp) => super::trace::receive_span(tp, &full),
                         None => tracing::Span::none(),
                     };
-                    let _entered = span.enter();
-                    deliver_here(&ctx, &full, xml.to_string()).await;
+                    let transit = (super::registry::now_us() - ts).max(0) as f64 / 1e6;
+                    let outcome = deliver_here(&ctx, &full, xml.to_string())
+                        .instrument(span)
+                        .await;
+                    in_ev[outcome as usize].emit(
+                        &[("count", 1.0), ("seconds", transit)],
+                        &osprey_instrument::Meta::NONE,
+                    );
                 }
                 Directed::Close { id, condition } => {
                     if let Some(h) = ctx.sessions.local_by_id(id) {
@@ -155,11 +181,19 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
     r.try_queue(Outgoing::Registry(r.snapshot()));
 }
 
+/// What became of a stanza from another node (the `outcome` label).
+#[derive(Clone, Copy)]
+enum Outcome {
+    Delivered = 0,
+    Offline = 1,
+    Dropped = 2,
+}
+
 /// A stanza from another node for `full`: to that session here, or (gone
 /// meanwhile) kept offline when it is a message that may be.
-async fn deliver_here(ctx: &Ctx, full: &str, xml: String) {
+async fn deliver_here(ctx: &Ctx, full: &str, xml: String) -> Outcome {
     let Ok(jid) = Jid::parse(full) else {
-        return;
+        return Outcome::Dropped;
     };
     let bare = jid.bare();
     let handle = jid
@@ -167,12 +201,16 @@ async fn deliver_here(ctx: &Ctx, full: &str, xml: String) {
         .and_then(|r| ctx.sessions.local_full(&bare, r));
     let xml = match handle {
         Some(h) => match router::deliver_local(ctx, &h, xml) {
-            Ok(()) => return,
+            Ok(()) => return Outcome::Delivered,
             Err(router::Undelivered(back)) => back,
         },
         None => xml,
     };
-    router::keep_undelivered(ctx, &jid.to_bare(), &xml).await;
+    if router::redeliver_or_keep(ctx, &jid.to_bare(), &xml).await {
+        Outcome::Offline
+    } else {
+        Outcome::Dropped
+    }
 }
 
 /// Publishes `Down`, then waits until NATS has everything queued.

@@ -47,6 +47,13 @@ pub struct ClusterRegistry {
     pub(super) resync: AtomicBool,
 }
 
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -147,6 +154,11 @@ impl ClusterRegistry {
     /// This node's sessions of a bare JID.
     pub fn local_resources(&self, bare: &str) -> Vec<SessionRef> {
         self.local.resources(bare)
+    }
+
+    /// Items waiting for the publisher.
+    pub fn queued(&self) -> usize {
+        self.out.max_capacity() - self.out.capacity()
     }
 
     /// Sessions on other nodes.
@@ -359,6 +371,7 @@ impl SessionRegistry for ClusterRegistry {
         let header = Directed::Deliver {
             id: to.id,
             full: to.full.clone(),
+            ts: now_us(),
             tp: super::trace::current_traceparent(),
         };
         if self.send_directed(&to.node, &header, &xml) {

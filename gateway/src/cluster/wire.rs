@@ -88,6 +88,9 @@ pub enum Directed {
     Deliver {
         id: u64,
         full: String,
+        /// When the sending node queued it, µs since the epoch (transit time).
+        #[serde(default)]
+        ts: i64,
         /// W3C `traceparent` of the routing span, when traced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tp: Option<String>,
@@ -120,6 +123,7 @@ mod tests {
         let h = Directed::Deliver {
             id: 7,
             full: "a@x/r".into(),
+            ts: 1,
             tp: None,
         };
         let xml = "<message to='a@x/r'><body>line\none \"q\"</body></message>";

@@ -79,6 +79,7 @@ async fn rest(
         // server
         (&Method::GET, ["status"]) => to_json(admin::server::status(ctx).await),
         (&Method::GET, ["cluster"]) => to_json(admin::cluster::status(ctx).await),
+        (&Method::POST, ["cluster", "leave"]) => to_json(admin::cluster::leave(ctx).await),
         (&Method::GET, ["log"]) => to_json(admin::server::log_level(ctx).await),
         (&Method::PUT, ["log"]) => match body(req).await {
             Ok(b) => match b.get("level").and_then(Value::as_str) {
@@ -191,7 +192,10 @@ fn allowed(seg: &[&str]) -> Option<&'static str> {
         | ["accounts" | "sessions", "count"]
         | ["offline", _, "count"] => "GET",
         ["log"] => "GET, PUT",
-        ["certificates", "reload"] | ["stanzas"] | ["stanzas", "message"] => "POST",
+        ["certificates", "reload"]
+        | ["stanzas"]
+        | ["stanzas", "message"]
+        | ["cluster", "leave"] => "POST",
         ["accounts"] => "GET, POST",
         ["accounts", _] | ["roster", _, _] => "DELETE",
         ["accounts", _, "password"] => "PUT",

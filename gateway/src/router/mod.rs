@@ -307,23 +307,47 @@ fn route_iq_to_full(ctx: &Ctx, to: &Jid, xml: String) -> Result<(), StanzaError>
 /// XEP-0334 message processing hints.
 pub const NS_HINTS: &str = "urn:xmpp:hints";
 
-/// A stanza queued to a session that never reached its client: a chat or
-/// normal message is kept for the owner (offline storage), unless it says
-/// `<no-store/>` (XEP-0334); anything else is dropped. Whether it was kept.
-pub async fn keep_undelivered(ctx: &Ctx, owner: &Jid, xml: &str) -> bool {
-    let Ok(el) = crate::xml::Element::parse(xml) else {
-        return false;
-    };
+/// The type of a chat or normal message for an account that may be kept
+/// (no XEP-0334 `<no-store/>`); `None` for anything else.
+fn storable(owner: &Jid, xml: &str) -> Option<MessageType> {
+    let el = crate::xml::Element::parse(xml).ok()?;
     if el.name() != "message"
+        || owner.local().is_none()
         || el
             .node()
             .children()
             .any(|c| c.has_tag_name((NS_HINTS, "no-store")))
     {
-        return false;
+        return None;
     }
     let kind = MessageType::parse(el.attr("type")).unwrap_or(MessageType::Normal);
-    if !kind.is_storable() || owner.local().is_none() {
+    kind.is_storable().then_some(kind)
+}
+
+/// A message queued to a session that is gone (closed, or gone on another
+/// node): placed again by RFC 6121 §8.5 for the owner's bare JID, so an
+/// available resource (here or on another node) gets it, else offline
+/// storage keeps it (ejabberd's resend on timeout). Only for a session no
+/// longer in the registry. Whether it was delivered or kept.
+pub async fn redeliver_or_keep(ctx: &Ctx, owner: &Jid, xml: &str) -> bool {
+    let Some(kind) = storable(owner, xml) else {
+        return false;
+    };
+    match route_message(ctx, &owner.to_bare(), kind, xml.to_string()).await {
+        Ok(Routed::Delivered(_) | Routed::StoredOffline) => true,
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(jid = %owner, condition = e.condition.wire_name(), "undelivered message could not be kept");
+            false
+        }
+    }
+}
+
+/// A stanza queued to a session that never reached its client: a chat or
+/// normal message is kept for the owner (offline storage), unless it says
+/// `<no-store/>` (XEP-0334); anything else is dropped. Whether it was kept.
+pub async fn keep_undelivered(ctx: &Ctx, owner: &Jid, xml: &str) -> bool {
+    if storable(owner, xml).is_none() {
         return false;
     }
     match ctx.hooks.run_offline(ctx, &owner.to_bare(), xml).await {

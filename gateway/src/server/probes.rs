@@ -12,6 +12,39 @@ use crate::tls::ReloadableIdentity;
 /// Probes hold the context weakly: they never keep a stopped server alive.
 pub struct Sessions(pub Weak<Ctx>);
 pub struct Runtime;
+/// This node's view of the cluster (nothing without `[cluster]`).
+pub struct Cluster(pub Weak<Ctx>);
+
+impl Probe for Cluster {
+    fn spec(&self) -> &'static EventSpec {
+        &ev::CLUSTER
+    }
+    fn sample(&self, out: &mut Vec<Sample>) {
+        let Some(ctx) = self.0.upgrade() else {
+            return;
+        };
+        let Some(c) = &ctx.cluster else {
+            return;
+        };
+        let st = c.status();
+        out.push(Sample {
+            labels: vec![],
+            measurements: vec![
+                ("sessions_local", st.local_sessions as f64),
+                ("sessions_remote", st.remote_sessions as f64),
+                (
+                    "nodes_alive",
+                    st.nodes.iter().filter(|n| n.alive).count() as f64,
+                ),
+                (
+                    "nats_connected",
+                    f64::from(u8::from(st.nats == "connected")),
+                ),
+                ("queue", c.registry.queued() as f64),
+            ],
+        });
+    }
+}
 pub struct StoragePool(pub Weak<Ctx>);
 /// Each listener's current certificate (a reload shows at the next round).
 pub struct Certificates(pub Vec<(String, Arc<ReloadableIdentity>)>);
@@ -125,6 +158,7 @@ pub fn all(ctx: &Arc<Ctx>, certs: Vec<(String, Arc<ReloadableIdentity>)>) -> Vec
         Box::new(Runtime),
         Box::new(StoragePool(Arc::downgrade(ctx))),
         Box::new(Certificates(certs)),
+        Box::new(Cluster(Arc::downgrade(ctx))),
         Box::new(osprey_instrument::probe::process::ProcessProbe::new()),
     ]
 }

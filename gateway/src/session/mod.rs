@@ -195,7 +195,8 @@ pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
     });
     let all: Vec<String> = replay.into_iter().chain(queued).collect();
     for xml in &all {
-        if crate::router::keep_undelivered(ctx, handle.jid(), xml).await {
+        // Out of the registry already: another resource may take it.
+        if crate::router::redeliver_or_keep(ctx, handle.jid(), xml).await {
             kept += 1;
         }
     }

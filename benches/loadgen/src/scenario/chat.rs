@@ -8,6 +8,17 @@
 //!
 //! Messages go to the receiver's full JID (what the server bound), so
 //! delivery never depends on presence having been processed first.
+//!
+//! With `peer_host`/`peer_port` the second user of each pair logs in
+//! there (another node of a cluster): both directions of every pair then
+//! cross from one node to the other.
+//!
+//! Before the measured part, each pair settles: a probe message (id
+//! `P…`, not counted) goes each way and must arrive, sent again every
+//! [`PROBE_RETRY`] until it does (at most [`SETTLE_LIMIT`]). On a cluster
+//! this is the proof that the sender's node knows where the receiver's
+//! session is (the registry replicates over NATS); on one server it costs
+//! a round trip.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -15,13 +26,20 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::{body, close_all, login_many, push_message, receive, Ctx, Totals};
-use crate::client::Writer;
+use super::{body, close_all, iq_reply, login_many, push_message, receive, Ctx, Totals};
+use crate::client::{Client, Writer};
 use crate::config::ScenarioConfig;
 use crate::error::Error;
 use crate::proc::Sampler;
 use crate::report::{ChatResult, Outcome, Report};
+use crate::scan;
 use crate::stats::{now_ns, Histogram};
+
+/// The settle phase's limit: pairs not through by then start anyway
+/// (counted as `unsettled`).
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// A probe not seen within this is sent again.
+const PROBE_RETRY: Duration = Duration::from_millis(200);
 
 /// Per direction, in target-rate mode: beyond this the server is not
 /// keeping up, and sending more would only grow its queues.
@@ -66,12 +84,15 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
             }
         }
     }
+    let settle_t = std::time::Instant::now();
+    let (pairs, unsettled) = settle(pairs).await;
+    let settle_s = settle_t.elapsed().as_secs_f64();
     let live_pairs = pairs.len();
     let flows: usize = live_pairs * 2;
     // Per direction: the target rate's share, as a gap between messages.
     let gap =
         (cfg.rate > 0.0 && flows > 0).then(|| Duration::from_secs_f64(flows as f64 / cfg.rate));
-    let sampler = Sampler::start(cfg.server_pid)?;
+    let sampler = Sampler::start(&cfg.server_pids)?;
     let start = tokio::time::Instant::now();
     let start_ns = now_ns();
     let deadline = start + cfg.duration;
@@ -163,8 +184,84 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
             .as_ref()
             .filter(|_| delivered > 0)
             .map(|s| s.cpu_seconds / delivered as f64 * 1000.0),
+        cpu_s_per_1k_each: server
+            .iter()
+            .filter(|_| delivered > 0)
+            .flat_map(|s| &s.each)
+            .map(|s| s.cpu_seconds / delivered as f64 * 1000.0)
+            .collect(),
+        settle_s,
+        unsettled,
     };
     Ok(ctx.report(Outcome::Chat(result), server))
+}
+
+/// Sends a probe each way across every pair, concurrently, until each
+/// has arrived (or [`SETTLE_LIMIT`]); returns the pairs in their order
+/// and how many did not get through.
+async fn settle(pairs: Vec<(Client, Client)>) -> (Vec<(Client, Client)>, u64) {
+    let until = tokio::time::Instant::now() + SETTLE_LIMIT;
+    let mut set = tokio::task::JoinSet::new();
+    for (k, (mut a, mut b)) in pairs.into_iter().enumerate() {
+        set.spawn(async move {
+            let mut ok = matches!(probe(&mut a, &mut b, until).await, Ok(true));
+            ok = ok && matches!(probe(&mut b, &mut a, until).await, Ok(true));
+            (k, a, b, ok)
+        });
+    }
+    let mut back = Vec::new();
+    let mut unsettled = 0;
+    while let Some(done) = set.join_next().await {
+        // A probe's task does not panic; a lost pair is simply dropped.
+        if let Ok((k, a, b, ok)) = done {
+            unsettled += u64::from(!ok);
+            back.push((k, a, b));
+        }
+    }
+    back.sort_by_key(|p| p.0);
+    (
+        back.into_iter().map(|(_, a, b)| (a, b)).collect(),
+        unsettled,
+    )
+}
+
+/// One probe from `from` to `to`, sent again every [`PROBE_RETRY`] until
+/// `to` reads one (true) or `until` passes (false). Bounces and late
+/// copies are skipped later by `receive` (their id starts with `P`).
+async fn probe(
+    from: &mut Client,
+    to: &mut Client,
+    until: tokio::time::Instant,
+) -> Result<bool, Error> {
+    let msg = format!(
+        "<message to='{}' type='chat' id='P{}'><body>probe</body></message>",
+        to.jid,
+        now_ns()
+    );
+    loop {
+        if tokio::time::Instant::now() >= until {
+            return Ok(false);
+        }
+        from.send(msg.as_bytes()).await?;
+        let retry = (tokio::time::Instant::now() + PROBE_RETRY).min(until);
+        while let Ok(el) = tokio::time::timeout_at(retry, to.next_owned()).await {
+            let el = el?;
+            match scan::tag_name(&el) {
+                b"message"
+                    if scan::attr(&el, "type") != Some(b"error")
+                        && scan::attr(&el, "id").is_some_and(|id| id.starts_with(b"P")) =>
+                {
+                    return Ok(true)
+                }
+                b"iq" => {
+                    if let Some(reply) = iq_reply(&el) {
+                        to.send(&reply).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 struct Sender {

@@ -19,7 +19,7 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
     let ctx = Ctx::new(cfg).await?;
     let n = cfg.users;
     // The baseline: before any connection.
-    let sampler = Sampler::start(cfg.server_pid)?;
+    let sampler = Sampler::start(&cfg.server_pids)?;
     let t0 = Instant::now();
     let clients = login_many(&ctx, n, &Arc::new(Histogram::new())).await;
     let login_s = t0.elapsed().as_secs_f64();

@@ -24,7 +24,7 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let attempts = Arc::new(AtomicU64::new(0));
-    let sampler = Sampler::start(cfg.server_pid)?;
+    let sampler = Sampler::start(&cfg.server_pids)?;
     let t0 = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..cfg.concurrency.min(n) {

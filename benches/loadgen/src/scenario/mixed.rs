@@ -63,7 +63,7 @@ pub async fn run(cfg: &ScenarioConfig) -> Result<Report, Error> {
     let shared = Arc::new(Shared::default());
     let body = Arc::new(body(cfg.body_size));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sampler = Sampler::start(cfg.server_pid)?;
+    let sampler = Sampler::start(&cfg.server_pids)?;
     let start = tokio::time::Instant::now();
     let deadline = start + cfg.duration;
     let mut users = tokio::task::JoinSet::new();

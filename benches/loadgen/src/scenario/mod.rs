@@ -24,6 +24,9 @@ use crate::stats::{now_ns, Histogram};
 pub(crate) struct Ctx {
     pub cfg: ScenarioConfig,
     pub opts: ConnectOptions,
+    /// chat: the login options of the second user of each pair (the same
+    /// as `opts` unless `peer_host`/`peer_port` say otherwise).
+    pub peer_opts: ConnectOptions,
     pub failures: Failures,
     started_unix: u64,
     t0: Instant,
@@ -36,8 +39,15 @@ impl Ctx {
         cfg.check()?;
         // Start the clock now so every timestamp is on one epoch.
         now_ns();
+        let opts = cfg.connect_options().await?;
+        let peer_opts = if cfg.has_peer() {
+            cfg.peer_connect_options().await?
+        } else {
+            opts.clone()
+        };
         Ok(Arc::new(Ctx {
-            opts: cfg.connect_options().await?,
+            opts,
+            peer_opts,
             cfg: cfg.clone(),
             failures: Failures::default(),
             started_unix: SystemTime::now()
@@ -49,10 +59,16 @@ impl Ctx {
         }))
     }
 
-    /// Logs account `i` in.
+    /// Logs account `i` in (chat: the second user of each pair, odd `i`,
+    /// on the peer's address).
     pub async fn login(&self, i: usize) -> Result<Client, Error> {
-        let source = self.cfg.source_ip(self.opts.addr, i);
-        Client::login(&self.opts, source, &self.cfg.user(i), &self.cfg.password).await
+        let opts = if i % 2 == 1 && self.cfg.has_peer() {
+            &self.peer_opts
+        } else {
+            &self.opts
+        };
+        let source = self.cfg.source_ip(opts.addr, i);
+        Client::login(opts, source, &self.cfg.user(i), &self.cfg.password).await
     }
 
     /// Logs account `i` in with another resource (repeated logins).
@@ -207,6 +223,11 @@ pub(crate) async fn receive(
         let el = reader.bytes(range);
         match scan::tag_name(el) {
             b"message" => {
+                // Settle probes (id P…, chat), late or bounced, are no
+                // part of the measurement.
+                if scan::attr(el, "id").is_some_and(|id| id.starts_with(b"P")) {
+                    continue;
+                }
                 if scan::attr(el, "type") == Some(b"error") {
                     totals.errors.fetch_add(1, Relaxed);
                     continue;
@@ -238,7 +259,7 @@ pub(crate) async fn receive(
 
 /// The answer to an IQ get/set from the server: a result for roster
 /// pushes and pings, service-unavailable for any other get.
-fn iq_reply(el: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn iq_reply(el: &[u8]) -> Option<Vec<u8>> {
     let kind = scan::attr(el, "type")?;
     if kind != b"get" && kind != b"set" {
         return None;
