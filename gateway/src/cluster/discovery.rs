@@ -61,10 +61,12 @@ pub async fn run(ctx: Arc<Ctx>, cluster: Arc<Cluster>, address: String) {
                 continue;
             }
             registry.nodes.remove(&node);
+            registry.orphan_unacked(&node);
             let gone = registry.drop_node(&node);
             tracing::warn!(node = %node, sessions = gone.len(), "cluster: node gone (no heartbeat); its sessions are dropped");
             ctx.instr.count(&crate::events::CLUSTER_NODE_DOWN, &[]);
             super::sessions_gone(&ctx, &cluster, gone).await;
+            super::place_orphans(&ctx, &cluster).await;
         }
         // Rows of nodes dead for long are removed (by every node; harmless).
         for n in rows

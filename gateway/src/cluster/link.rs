@@ -141,19 +141,65 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
             if !gone.is_empty() {
                 super::sessions_gone(&reg_ctx, &reg_cluster, gone).await;
             }
+            super::place_orphans(&reg_ctx, &reg_cluster).await;
         }
     });
 
     let in_ev = ["delivered", "offline", "dropped"]
         .map(|o| ctx.instr.registry.resolve(&ev::CLUSTER_STANZA_IN, &[o]));
+    let ack_cluster = cluster.clone();
     tokio::spawn(async move {
-        while let Some(m) = node_sub.next().await {
+        let registry = &ack_cluster.registry;
+        let me = ack_cluster.config.node.clone();
+        // Per sending node: the highest sequence handled, and whether it
+        // is acknowledged yet. Acks go out every ACK_EVERY stanzas or
+        // ACK_AFTER, whichever first, so they cost little under load.
+        let mut handled: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        let mut tick = tokio::time::interval(ACK_AFTER);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ack = |to: &str, upto: u64| {
+            let payload = wire::encode_directed(
+                &Directed::Ack {
+                    from: me.clone(),
+                    upto,
+                },
+                "",
+            );
+            registry.try_queue(Outgoing::Directed {
+                node: to.to_string(),
+                payload,
+            });
+        };
+        loop {
+            let m = tokio::select! {
+                m = node_sub.next() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    for (node, (seq, sent)) in handled.iter_mut() {
+                        if *seq > *sent {
+                            ack(node, *seq);
+                            *sent = *seq;
+                        }
+                    }
+                    continue;
+                }
+            };
             let Some((header, xml)) = wire::decode_directed(&m.payload) else {
                 tracing::warn!("cluster: an unreadable stanza from another node");
                 continue;
             };
             match header {
-                Directed::Deliver { full, tp, ts, .. } => {
+                Directed::Ack { from, upto } => registry.acked(&from, upto),
+                Directed::Deliver {
+                    full,
+                    tp,
+                    ts,
+                    from,
+                    seq,
+                    ..
+                } => {
                     let span = match tp.as_deref() {
                         Some(tp) => super::trace::receive_span(tp, &full),
                         None => tracing::Span::none(),
@@ -166,6 +212,14 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                         &[("count", 1.0), ("seconds", transit)],
                         &osprey_instrument::Meta::NONE,
                     );
+                    if seq > 0 {
+                        let entry = handled.entry(from.clone()).or_insert((0, 0));
+                        entry.0 = entry.0.max(seq);
+                        if entry.0 - entry.1 >= ACK_EVERY {
+                            ack(&from, entry.0);
+                            entry.1 = entry.0;
+                        }
+                    }
                 }
                 Directed::Close { id, condition } => {
                     if let Some(h) = ctx.sessions.local_by_id(id) {
@@ -180,6 +234,11 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
     r.try_queue(Outgoing::Registry(r.hello()));
     r.try_queue(Outgoing::Registry(r.snapshot()));
 }
+
+/// Stanzas from one node acknowledged at once.
+const ACK_EVERY: u64 = 64;
+/// The longest a handled stanza waits for its acknowledgement.
+const ACK_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What became of a stanza from another node (the `outcome` label).
 #[derive(Clone, Copy)]

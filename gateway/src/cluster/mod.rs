@@ -162,6 +162,25 @@ impl Cluster {
     }
 }
 
+/// Stanzas sent to a node that died or restarted before acknowledging
+/// them are placed again for their bare JID: another resource, on any
+/// node, else offline storage. (Delivered twice at worst, never lost.)
+pub async fn place_orphans(ctx: &Ctx, cluster: &Cluster) {
+    let orphans = cluster.registry.take_orphans();
+    if orphans.is_empty() {
+        return;
+    }
+    tracing::info!(
+        stanzas = orphans.len(),
+        "cluster: placing again what a lost node did not acknowledge"
+    );
+    for (full, xml) in orphans {
+        if let Ok(jid) = Jid::parse(&full) {
+            crate::router::redeliver_or_keep(ctx, &jid.to_bare(), &xml).await;
+        }
+    }
+}
+
 /// Sessions of another node are gone (it died or restarted): the contacts
 /// of each that have sessions here get its unavailable presence, as that
 /// node would have sent had it stopped cleanly. Every node does this for

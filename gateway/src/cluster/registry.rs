@@ -45,6 +45,19 @@ pub struct ClusterRegistry {
     out_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     /// A registry change could not be queued: a snapshot is owed.
     pub(super) resync: AtomicBool,
+    /// Stanzas sent to each node and not yet acknowledged by it.
+    unacked: Mutex<std::collections::HashMap<String, Unacked>>,
+    /// Unacknowledged stanzas of nodes that died or restarted: to be
+    /// placed again (`take_orphans`).
+    orphans: Mutex<Vec<(String, String)>>,
+    queue: usize,
+}
+
+/// What one node was sent and has not acknowledged: (seq, full JID, xml).
+#[derive(Default)]
+struct Unacked {
+    next: u64,
+    pending: std::collections::VecDeque<(u64, String, String)>,
 }
 
 pub fn now_us() -> i64 {
@@ -111,11 +124,55 @@ impl ClusterRegistry {
             out,
             out_rx: Mutex::new(Some(rx)),
             resync: AtomicBool::new(false),
+            unacked: Mutex::new(std::collections::HashMap::new()),
+            orphans: Mutex::new(Vec::new()),
+            queue,
         }
     }
 
     pub(super) fn take_outgoing(&self) -> Option<mpsc::Receiver<Outgoing>> {
         self.out_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// `node` handled what this node sent it, up to `upto`.
+    pub fn acked(&self, node: &str, upto: u64) {
+        let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = all.get_mut(node) {
+            while u.pending.front().is_some_and(|(seq, _, _)| *seq <= upto) {
+                u.pending.pop_front();
+            }
+        }
+    }
+
+    /// `node` died or restarted: what it did not acknowledge is to be placed
+    /// again (it may have been delivered just before: at least once).
+    pub fn orphan_unacked(&self, node: &str) {
+        let gone = self
+            .unacked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node);
+        if let Some(u) = gone {
+            self.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(u.pending.into_iter().map(|(_, full, xml)| (full, xml)));
+        }
+    }
+
+    /// Stanzas to place again: (the full JID they were for, the XML).
+    pub fn take_orphans(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Stanzas sent and not yet acknowledged, all nodes.
+    pub fn unacked_len(&self) -> usize {
+        self.unacked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|u| u.pending.len())
+            .sum()
     }
 
     /// Queues for the publisher; false when the queue is full or closed.
@@ -277,6 +334,7 @@ impl ClusterRegistry {
             }
             RegistryMsg::Down { node } => {
                 self.nodes.remove(&node);
+                self.orphan_unacked(&node);
                 (None, self.drop_node(&node))
             }
         }
@@ -286,7 +344,10 @@ impl ClusterRegistry {
     fn note_start(&self, node: &str, started: i64) -> Vec<Arc<RemoteSession>> {
         let prev = self.nodes.insert(node.to_string(), started);
         match prev {
-            Some(p) if p != started => self.drop_node(node),
+            Some(p) if p != started => {
+                self.orphan_unacked(node);
+                self.drop_node(node)
+            }
             _ => Vec::new(),
         }
     }
@@ -368,15 +429,27 @@ impl SessionRegistry for ClusterRegistry {
     }
 
     fn deliver_remote(&self, to: &RemoteSession, xml: String) -> Result<(), Undelivered> {
+        let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+        let u = all.entry(to.node.clone()).or_default();
+        // Bounded: a node that stops acknowledging gets nothing more.
+        if u.pending.len() >= self.queue {
+            return Err(Undelivered(xml));
+        }
+        u.next += 1;
         let header = Directed::Deliver {
             id: to.id,
             full: to.full.clone(),
             ts: now_us(),
+            from: self.node.clone(),
+            seq: u.next,
             tp: super::trace::current_traceparent(),
         };
+        // Under the lock: sequence numbers reach the queue in order.
         if self.send_directed(&to.node, &header, &xml) {
+            u.pending.push_back((u.next, to.full.clone(), xml));
             Ok(())
         } else {
+            u.next -= 1;
             Err(Undelivered(xml))
         }
     }

@@ -91,12 +91,21 @@ pub enum Directed {
         /// When the sending node queued it, µs since the epoch (transit time).
         #[serde(default)]
         ts: i64,
+        /// The sending node and its sequence number for this node: the
+        /// receiver acknowledges up to it ([`Directed::Ack`]); until then
+        /// the sender keeps the stanza, to place it again if this node dies.
+        #[serde(default)]
+        from: String,
+        #[serde(default)]
+        seq: u64,
         /// W3C `traceparent` of the routing span, when traced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tp: Option<String>,
     },
     /// Close that session with this stream error condition (conflict).
     Close { id: u64, condition: String },
+    /// `from` has handled every stanza up to `upto` this node sent it.
+    Ack { from: String, upto: u64 },
 }
 
 /// `header\nxml`.
@@ -124,6 +133,8 @@ mod tests {
             id: 7,
             full: "a@x/r".into(),
             ts: 1,
+            from: "n1".into(),
+            seq: 9,
             tp: None,
         };
         let xml = "<message to='a@x/r'><body>line\none \"q\"</body></message>";
