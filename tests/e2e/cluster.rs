@@ -501,17 +501,12 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     }
     let live = seen.len();
     let mut bob = online(&n1, "bob", "again").await;
-    loop {
-        match bob
-            .take_or_closed(Duration::from_secs(2), |x| x.is_message())
-            .await
-        {
-            Ok(Some(m)) => {
-                if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
-                    seen.insert(n);
-                }
-            }
-            _ => break,
+    while let Ok(Some(m)) = bob
+        .take_or_closed(Duration::from_secs(2), |x| x.is_message())
+        .await
+    {
+        if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
+            seen.insert(n);
         }
     }
     eprintln!(
