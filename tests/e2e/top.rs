@@ -476,3 +476,16 @@ fn top_shows_configured_event_levels() {
     assert!(!row(&s, "c2s_auth").contains('✗'), "{s}");
     tmux.assert_quits_cleanly(&["q"]);
 }
+
+/// In a cluster, the Sessions panel has a line of its own: nodes alive,
+/// sessions elsewhere, the NATS link, stanzas between nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_shows_the_cluster_line() {
+    let nats = crate::harness::Nats::start();
+    let db = crate::harness::SharedDb::new();
+    let (n1, _n2, _alice, _bob) = crate::cluster::two_nodes(&nats, &db).await;
+    let tmux = Tmux::start(&top_args(&n1, TOKEN), 120, 40);
+    tmux.wait_text("cluster 2 nodes");
+    let screen = tmux.wait_text("NATS up");
+    assert!(flat(&screen).contains("1 elsewhere"), "{screen}");
+}

@@ -68,9 +68,14 @@ fn draw_sessions(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
     let users = s.live.get("users").copied().unwrap_or(0.0);
     let opened = s.rate("c2s_session_open", "count", &[]);
     let closed = s.rate("c2s_session_close", "count", &[]);
-    let [line, spark] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
+    // In a cluster, a third line: this node's view of it (the probe).
+    let cluster = |key: &str| s.event("cluster").find(|x| x.key == key).map(|x| x.value);
+    let in_cluster = cluster("nodes_alive").is_some();
+    let rows = if in_cluster { 3 } else { 2 };
+    let [line, spark] =
+        Layout::vertical([Constraint::Length(rows), Constraint::Min(1)]).areas(inner);
     let w = line.width as usize;
-    let lines = vec![
+    let mut lines = vec![
         Parts::new()
             .keep(Span::styled(
                 format!("{} sessions", count(n)),
@@ -97,6 +102,31 @@ fn draw_sessions(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
             ],
         ),
     ];
+    if in_cluster {
+        let nats_ok = cluster("nats_connected").unwrap_or(0.0) >= 1.0;
+        let across =
+            s.rate("cluster_stanza_out", "count", &[]) + s.rate("cluster_stanza_in", "count", &[]);
+        lines.push(
+            Parts::new()
+                .keep(Span::raw(format!(
+                    "cluster {} nodes",
+                    count(cluster("nodes_alive").unwrap_or(0.0))
+                )))
+                .opt(
+                    1,
+                    label(format!(
+                        "  {} elsewhere",
+                        count(cluster("sessions_remote").unwrap_or(0.0))
+                    )),
+                )
+                .keep(Span::styled(
+                    if nats_ok { "  NATS up" } else { "  NATS DOWN" },
+                    Style::default().fg(if nats_ok { Color::Green } else { Color::Red }),
+                ))
+                .opt(2, label(format!("  across {}", rate(Some(across)))))
+                .line(w),
+        );
+    }
     f.render_widget(Paragraph::new(lines), line);
     let data = app.history.last("sessions", spark.width as usize);
     f.render_widget(Sparkline::default().data(&data).style(Color::Cyan), spark);
