@@ -15,13 +15,18 @@ use crate::raw::{subscribe_both, Raw};
 const PW: &str = "pw";
 
 pub(crate) fn node(nats: &Nats, db: &SharedDb, name: &str) -> Server {
+    node_with(nats, db, name, "")
+}
+
+/// A node with more configuration (`extra`: other sections).
+pub(crate) fn node_with(nats: &Nats, db: &SharedDb, name: &str, extra: &str) -> Server {
     Server::start(Options {
         shared_pg: Some(db.0.clone()),
         // While bob reconnects, alice's messages wait offline: more than
         // the default 1000 at full speed.
         general_extra: "max_offline_messages = 1000000\n".into(),
         extra: format!(
-            "[cluster]\nnode = \"{name}\"\nnats = [\"{}\"]\nheartbeat = 1\nnode_timeout = 3\n",
+            "[cluster]\nnode = \"{name}\"\nnats = [\"{}\"]\nheartbeat = 1\nnode_timeout = 3\n{extra}",
             nats.url()
         ),
         ..Options::plaintext(Backend::Postgres)
@@ -35,7 +40,7 @@ async fn cluster_status(s: &Server) -> Value {
 }
 
 /// Waits until `s` knows `n` sessions on other nodes.
-async fn wait_remote(s: &Server, n: u64) {
+pub(crate) async fn wait_remote(s: &Server, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let st = cluster_status(s).await;

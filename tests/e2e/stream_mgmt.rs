@@ -567,3 +567,36 @@ async fn detached_session_is_listed_as_detached() {
         Some("active")
     );
 }
+
+/// In a cluster, a detached session stays on its node: a `<resume/>` at
+/// another node fails cleanly (`item-not-found`, and bind still works
+/// there), and what waited unacknowledged in the detached session goes
+/// offline at its timeout, for the next login on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_at_another_cluster_node_fails_and_unacked_go_offline() {
+    use crate::cluster::{node_with, wait_remote};
+    let nats = crate::harness::Nats::start();
+    let db = crate::harness::SharedDb::new();
+    let sm = "[modules.stream_management]\nresume_timeout = 2\n";
+    let n1 = node_with(&nats, &db, "n1", sm);
+    let n2 = node_with(&nats, &db, "n2", sm);
+    n1.register("alice@localhost", PW);
+    n1.register("bob@localhost", PW);
+    let (alice, id) = resumable(&n1, "alice", "phone").await;
+    wait_remote(&n2, 1).await;
+    drop(alice);
+    let mut bob = Raw::login(n2.c2s, "bob", PW, "desk").await;
+    send_numbered(&mut bob, "alice@localhost", 0..5).await;
+    bob.settle().await;
+    let (_c, answer) = try_resume(&n2, "alice", &id, 0).await;
+    assert_item_not_found(&answer);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut alice = Raw::login(n2.c2s, "alice", PW, "laptop").await;
+    alice.send("<presence/>").await;
+    for i in 0..5 {
+        let m = alice
+            .take(&format!("offline message {i}"), |x| numbered(x).is_some())
+            .await;
+        assert_eq!(numbered(&m), Some(i), "order: {}", m.raw);
+    }
+}

@@ -454,13 +454,16 @@ fn top_shows_configured_event_levels() {
     let tmux = Tmux::start(&top_args(&server, TOKEN), 120, 40);
     tmux.wait_text("● live");
     tmux.keys(&["3"]);
-    let s = tmux.wait_text("logging up to info");
     let row = |s: &str, name: &str| {
         s.lines()
             .find(|l| l.contains(&format!("│{name} ")))
             .unwrap_or_default()
             .to_string()
     };
+    // The whole table, not a frame caught while the view switches.
+    let s = tmux.wait_for("the events table with c2s_auth", |s| {
+        flat(s).contains("logging up to info") && !row(s, "c2s_auth").is_empty()
+    });
     assert!(row(&s, "c2s_auth").contains("debug* ✗"), "{s}");
     assert!(row(&s, "c2s_session_open").contains("warn*"), "{s}");
     assert!(!row(&s, "c2s_session_open").contains('✗'), "{s}");
