@@ -428,6 +428,14 @@ event!(
     "A stanza from another node arrived for a session here; outcome: delivered, offline (the session was gone: a message kept for later) or dropped."
 );
 event!(
+    CLUSTER_REPLACED,
+    "cluster_replaced",
+    Warn,
+    [],
+    [COUNT, counter("stanzas", "Stanzas placed again.")],
+    "Another node died or restarted before acknowledging stanzas this node sent it: they were placed again for their bare JID (another resource on any node, else offline storage)."
+);
+event!(
     CLUSTER_SYNC,
     "cluster_sync",
     Info,
@@ -536,6 +544,7 @@ pub static CATALOGUE: &[&EventSpec] = &[
     &CLUSTER_NODE_DOWN,
     &CLUSTER_STANZA_OUT,
     &CLUSTER_STANZA_IN,
+    &CLUSTER_REPLACED,
     &CLUSTER_SYNC,
     &CLUSTER,
     &SM_ENABLED,

@@ -527,6 +527,14 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
         "accepted {accepted}, live {live}, total seen {}",
         seen.len()
     );
+    // What the dead node had not acknowledged was placed again, and counted.
+    let metrics = crate::http::get(n1.http, "/metrics", None).await.body;
+    let replaced: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster_replaced_stanzas_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(replaced > 0.0, "no stanza placed again after the kill");
     let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains(n)).collect();
     assert!(
         missing.is_empty(),

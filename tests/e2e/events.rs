@@ -19,6 +19,7 @@ const UNREACHABLE: &[(&str, &str)] = &[
     ("cluster_stanza_out", "cluster only"),
     ("cluster_stanza_in", "cluster only"),
     ("cluster_sync", "cluster only"),
+    ("cluster_replaced", "cluster only"),
     ("cluster", "cluster only"),
 ];
 

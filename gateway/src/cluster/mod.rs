@@ -174,6 +174,11 @@ pub async fn place_orphans(ctx: &Ctx, cluster: &Cluster) {
         stanzas = orphans.len(),
         "cluster: placing again what a lost node did not acknowledge"
     );
+    ctx.instr.emit(
+        &crate::events::CLUSTER_REPLACED,
+        &[],
+        &[("count", 1.0), ("stanzas", orphans.len() as f64)],
+    );
     for (full, xml) in orphans {
         if let Ok(jid) = Jid::parse(&full) {
             crate::router::redeliver_or_keep(ctx, &jid.to_bare(), &xml).await;
@@ -200,31 +205,23 @@ pub async fn sessions_gone(ctx: &Ctx, cluster: &Cluster, gone: Vec<Arc<RemoteSes
                 continue;
             }
         };
-        for item in roster
+        // The contacts subscribed to it, and its own other resources.
+        let own = from.bare();
+        let watchers = roster
             .iter()
             .filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both))
-        {
-            for c in cluster.registry.local_resources(&item.jid) {
-                if !c.is_available() {
-                    continue;
+            .map(|i| i.jid.as_str())
+            .chain([own.as_str()]);
+        for bare in watchers {
+            for c in cluster.registry.local_resources(bare) {
+                if c.is_available() {
+                    let xml = crate::xml::El::new("presence")
+                        .attr("from", &s.full)
+                        .attr("to", c.full())
+                        .attr("type", "unavailable")
+                        .to_string();
+                    let _ = crate::router::deliver(ctx, &c, xml);
                 }
-                let xml = crate::xml::El::new("presence")
-                    .attr("from", &s.full)
-                    .attr("to", c.full())
-                    .attr("type", "unavailable")
-                    .to_string();
-                let _ = crate::router::deliver(ctx, &c, xml);
-            }
-        }
-        // Its own other resources here see it go too.
-        for c in cluster.registry.local_resources(from.bare().as_str()) {
-            if c.is_available() {
-                let xml = crate::xml::El::new("presence")
-                    .attr("from", &s.full)
-                    .attr("to", c.full())
-                    .attr("type", "unavailable")
-                    .to_string();
-                let _ = crate::router::deliver(ctx, &c, xml);
             }
         }
     }
