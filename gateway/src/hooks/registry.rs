@@ -53,6 +53,28 @@ fn add<T: ?Sized>(list: &mut Vec<Reg<T>>, name: &'static Handler, order: i32, ho
     list.insert(at, Reg::new(name, order, hook));
 }
 
+/// Puts an IQ handler in the get and/or set slot of its namespace; a
+/// second one for a slot is a programming error caught at start.
+fn put_iq<T: ?Sized>(
+    map: &mut HashMap<&'static str, [Option<Reg<T>>; 2]>,
+    ns: &'static str,
+    typ: IqType,
+    name: &'static Handler,
+    hook: Arc<T>,
+    what: &str,
+) {
+    let sets: &[bool] = match typ {
+        IqType::Get => &[false],
+        IqType::Set => &[true],
+        IqType::Both => &[false, true],
+    };
+    for &set in sets {
+        let slot = &mut map.entry(ns).or_default()[usize::from(set)];
+        assert!(slot.is_none(), "two {what} handlers for {ns}");
+        *slot = Some(Reg::new(name, 0, hook.clone()));
+    }
+}
+
 fn kind_index(k: Kind) -> usize {
     match k {
         Kind::Message => 0,
@@ -175,16 +197,7 @@ impl Hooks {
         name: &'static Handler,
         hook: Arc<dyn IqHandler>,
     ) {
-        let sets: &[bool] = match typ {
-            IqType::Get => &[false],
-            IqType::Set => &[true],
-            IqType::Both => &[false, true],
-        };
-        for &set in sets {
-            let slot = &mut self.iq.entry(ns).or_default()[usize::from(set)];
-            assert!(slot.is_none(), "two IQ handlers for {ns}");
-            *slot = Some(Reg::new(name, 0, hook.clone()));
-        }
+        put_iq(&mut self.iq, ns, typ, name, hook, "IQ");
     }
 
     /// The handler of one IQ payload namespace on a stream that has not
@@ -196,19 +209,14 @@ impl Hooks {
         name: &'static Handler,
         hook: Arc<dyn PreAuthIqHook>,
     ) {
-        let sets: &[bool] = match typ {
-            IqType::Get => &[false],
-            IqType::Set => &[true],
-            IqType::Both => &[false, true],
-        };
-        for &set in sets {
-            let slot = &mut self.pre_auth_iq.entry(ns).or_default()[usize::from(set)];
-            assert!(
-                slot.is_none(),
-                "two pre-authentication IQ handlers for {ns}"
-            );
-            *slot = Some(Reg::new(name, 0, hook.clone()));
-        }
+        put_iq(
+            &mut self.pre_auth_iq,
+            ns,
+            typ,
+            name,
+            hook,
+            "pre-authentication IQ",
+        );
     }
 
     /// The keeper of undeliverable messages (one at most), with the
