@@ -481,7 +481,8 @@ fn top_shows_configured_event_levels() {
 }
 
 /// In a cluster, the Sessions panel has a line of its own: nodes alive,
-/// sessions elsewhere, the NATS link, stanzas between nodes.
+/// sessions elsewhere, the NATS link, stanzas between nodes; and a Cluster
+/// panel has a row per node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_shows_the_cluster_line() {
     let nats = crate::harness::Nats::start();
@@ -491,4 +492,10 @@ async fn top_shows_the_cluster_line() {
     tmux.wait_text("cluster 2 nodes");
     let screen = tmux.wait_text("NATS up");
     assert!(flat(&screen).contains("1 elsewhere"), "{screen}");
+    // The Cluster panel (from /api/cluster): a row per node, n1 marked as
+    // the node followed, each up with its own session.
+    tmux.wait_text("Cluster");
+    tmux.wait_text("* n1 up 1");
+    let screen = tmux.wait_text("n2 up 1");
+    assert!(flat(&screen).contains("2/2 up"), "{screen}");
 }

@@ -8,8 +8,10 @@
 //! per connection, `/api/sessions` (at most 2000 rows, filtered by the
 //! gateway) every 2 s while the Sessions view is shown, `/api/events` and
 //! `/api/log` every 5 s while the Events view is shown, `/api/trace` (the
-//! list) every 2 s while the Trace view is shown, and a trace stream while
-//! a trace is followed. One view is shown at a time: about 0.5 requests/s
+//! list) every 2 s while the Trace view is shown, `/api/cluster` every 2 s
+//! while the Overview is shown (every 30 s on a gateway not in a cluster,
+//! to notice one restarted into a cluster), and a trace stream while a
+//! trace is followed. One view is shown at a time: about 0.5 requests/s
 //! at most, plus one long-lived connection.
 
 use std::sync::Arc;
@@ -22,7 +24,9 @@ use tokio::task::JoinHandle;
 
 use crate::client::{encode_segment, Api, ApiError};
 use crate::input::Action;
-use crate::state::{EventInfo, Link, LogStatus, SessionRow, Tab, TraceInfo, TRACE_KEEP};
+use crate::state::{
+    ClusterStatus, EventInfo, Link, LogStatus, SessionRow, Tab, TraceInfo, TRACE_KEEP,
+};
 
 /// How often the session list is fetched while shown.
 pub const SESSIONS_EVERY: Duration = Duration::from_secs(2);
@@ -33,6 +37,10 @@ pub const SESSIONS_PAGE: usize = 2000;
 pub const EVENTS_EVERY: Duration = Duration::from_secs(5);
 /// How often the gateway's trace list is fetched while the Trace view is shown.
 pub const TRACES_EVERY: Duration = Duration::from_secs(2);
+/// How often the cluster's nodes are fetched while the Overview is shown.
+pub const CLUSTER_EVERY: Duration = Duration::from_secs(2);
+/// How often a gateway that said it is not in a cluster is asked again.
+pub const NOT_CLUSTERED_EVERY: Duration = Duration::from_secs(30);
 /// Snapshots come every second; this long without one means the link is gone.
 const STALL: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -45,6 +53,8 @@ pub enum Update {
     Sessions(Vec<SessionRow>),
     Catalogue(Vec<EventInfo>),
     Log(LogStatus),
+    /// The cluster's nodes; `None`: the gateway is not in a cluster.
+    Cluster(Option<Box<ClusterStatus>>),
     /// The gateway's traces, whoever started them.
     Traces(Vec<TraceInfo>),
     /// Trace `id` is followed from now on.
@@ -85,6 +95,7 @@ impl Feed {
                 refresh.clone(),
             )),
             tokio::spawn(events(api.clone(), tx.clone(), tab.clone())),
+            tokio::spawn(cluster(api.clone(), tx.clone(), tab.clone())),
             tokio::spawn(traces(api.clone(), tx.clone(), tab, refresh_traces.clone())),
         ];
         Feed {
@@ -270,6 +281,34 @@ async fn events(api: Api, tx: mpsc::Sender<Update>, mut tab: watch::Receiver<Tab
         }
         tokio::select! {
             _ = tokio::time::sleep(EVENTS_EVERY) => {}
+            _ = tab.changed() => {}
+        }
+    }
+}
+
+/// The cluster's nodes while the Overview is shown. A 404 means the
+/// gateway is not in a cluster (or too old to say): nothing to show, and
+/// asked again only now and then.
+async fn cluster(api: Api, tx: mpsc::Sender<Update>, mut tab: watch::Receiver<Tab>) {
+    loop {
+        if tab.wait_for(|t| *t == Tab::Overview).await.is_err() {
+            return;
+        }
+        let (update, wait) = match api.call::<ClusterStatus>("GET", "/api/cluster", None).await {
+            Ok(s) => (Some(Update::Cluster(Some(Box::new(s)))), CLUSTER_EVERY),
+            Err(ApiError::Status { status: 404, .. }) => {
+                (Some(Update::Cluster(None)), NOT_CLUSTERED_EVERY)
+            }
+            // The snapshot stream reports the link; the last table stays.
+            Err(_) => (None, CLUSTER_EVERY),
+        };
+        if let Some(u) = update {
+            if tx.send(u).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
             _ = tab.changed() => {}
         }
     }

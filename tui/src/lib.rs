@@ -7,7 +7,7 @@
 //! - `client.rs` — the admin API over HTTP/1.1 with the bearer token;
 //!   server-sent event streams.
 //! - `feed.rs` — background work: the snapshot stream with reconnect
-//!   backoff, the session, event and trace-list polls, kick/trace
+//!   backoff, the session, event, cluster and trace-list polls, kick/trace
 //!   requests → [`feed::Update`]s;
 //!   states what the dashboard costs the gateway.
 //! - `state.rs` — [`state::App`]: everything the views draw from.
@@ -71,6 +71,7 @@ pub fn apply(app: &mut App, u: Update) {
         Update::Catalogue(c) => app.catalogue = c,
         Update::Log(l) => app.log = Some(l),
         Update::Traces(list) => app.apply_traces(list),
+        Update::Cluster(c) => app.cluster = c.map(|c| *c),
         Update::TraceStarted { id, target } => app.trace_started(id, target),
         Update::TraceRecord(id, r) => app.trace_record_of(id, *r),
         Update::TraceStopped(id, reason) => {

@@ -156,6 +156,34 @@ impl TraceInfo {
     }
 }
 
+/// `GET /api/cluster`: the cluster as the followed node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ClusterStatus {
+    /// The followed node's name.
+    pub node: String,
+    pub cluster: String,
+    /// `connected`, `disconnected` or `pending`.
+    pub nats: String,
+    pub local_sessions: u64,
+    pub remote_sessions: u64,
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// A node of [`ClusterStatus`], as the followed node knows it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ClusterNode {
+    pub node: String,
+    pub address: String,
+    /// When it started, ms since the epoch (its clock).
+    pub started_at: i64,
+    /// ms since its last heartbeat.
+    pub heartbeat_age_ms: i64,
+    pub alive: bool,
+    pub sessions: u64,
+}
+
 /// The gateway's traces as the Trace view lists them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TracesView {
@@ -324,6 +352,9 @@ pub struct App {
     /// `osprey trace start`.
     pub traces: Vec<TraceInfo>,
     pub traces_view: TracesView,
+    /// The cluster (`GET /api/cluster`, polled while the Overview is
+    /// shown); `None` when the gateway is not in one.
+    pub cluster: Option<ClusterStatus>,
     /// The last non-empty p50/p99 of each histogram series, so a latency
     /// stays on screen (with its age) through seconds with no observation.
     seen: HashMap<String, Seen>,
@@ -352,6 +383,7 @@ impl App {
             trace: None,
             traces: Vec::new(),
             traces_view: TracesView::default(),
+            cluster: None,
             seen: HashMap::new(),
             editing: None,
             help: false,

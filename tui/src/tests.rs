@@ -11,7 +11,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 
 use crate::input::{self, Action};
-use crate::state::{App, EventInfo, Link, LogStatus, SessionRow, Tab, TraceInfo};
+use crate::state::{
+    App, ClusterNode, ClusterStatus, EventInfo, Link, LogStatus, SessionRow, Tab, TraceInfo,
+};
 
 fn series(event: &str, key: &str, kind: Kind, labels: &[(&str, &str)], value: f64) -> Series {
     Series {
@@ -595,6 +597,7 @@ fn docs_captures_are_fresh() {
     for (name, app, width, height) in [
         ("overview", on(Tab::Overview), 120, 40),
         ("overview-80x24", on(Tab::Overview), 80, 24),
+        ("overview-cluster", clustered(), 120, 40),
         ("sessions", on(Tab::Sessions), 120, 40),
         ("events", on(Tab::Events), 120, 40),
         ("trace", on(Tab::Trace), 120, 40),
@@ -948,4 +951,165 @@ fn trace_view_lists_the_gateways_traces_and_follows_one() {
     )]);
     press(&mut app, KeyCode::Char('l'));
     assert!(render(&app, 80, 24).contains("0 running of 1"));
+}
+
+/// `GET /api/cluster` as the gateway sends it, followed from n1: n2 up,
+/// n3 down (no heartbeat for 12 s). The snapshot's time is
+/// 1_796_155_029_000 ms.
+fn cluster_status() -> ClusterStatus {
+    let now: i64 = 1_796_155_029_000;
+    let node = |name: &str, port: u16, up_s: i64, beat_ms: i64, alive: bool, sessions: u64| {
+        serde_json::json!({
+            "node": name,
+            "address": format!("10.0.0.{port}:5222"),
+            "started_at": now - up_s * 1000,
+            "heartbeat_age_ms": beat_ms,
+            "alive": alive,
+            "sessions": sessions,
+        })
+    };
+    serde_json::from_value(serde_json::json!({
+        "node": "n1",
+        "cluster": "osprey",
+        "nats": "connected",
+        "local_sessions": 3,
+        "remote_sessions": 1,
+        // In the gateway's order, not by name.
+        "nodes": [
+            node("n3", 3, 7200, 12_400, false, 0),
+            node("n1", 1, 3725, 0, true, 3),
+            node("n2", 2, 300, 400, true, 1),
+        ],
+    }))
+    .expect("the gateway's cluster status")
+}
+
+/// The dashboard following n1 of [`cluster_status`], its snapshot with the
+/// cluster probe (the Sessions panel's line).
+fn clustered() -> App {
+    let mut app = app();
+    app.cluster = Some(cluster_status());
+    let mut snap = app.snapshot.as_deref().cloned().expect("a snapshot");
+    for (key, v) in [
+        ("nodes_alive", 2.0),
+        ("nats_connected", 1.0),
+        ("sessions_remote", 1.0),
+    ] {
+        snap.series
+            .push(series("cluster", key, Kind::Gauge, &[], v));
+    }
+    app.snapshot = Some(std::sync::Arc::new(snap));
+    app
+}
+
+/// The screen's line that shows `what`, whitespace collapsed.
+fn row_of(screen: &str, what: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains(what))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn cluster_panel_lists_the_nodes() {
+    let mut app = app();
+    crate::apply(
+        &mut app,
+        crate::feed::Update::Cluster(Some(Box::new(cluster_status()))),
+    );
+    assert_eq!(app.cluster, clustered().cluster);
+    let app = clustered();
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("cluster 2 nodes"), "{screen}");
+    assert!(screen.contains("Cluster osprey · 2/3 up"), "{screen}");
+    assert!(
+        row_of(&screen, "heartbeat").contains("node state sessions heartbeat uptime address"),
+        "{screen}"
+    );
+    // By name, this node marked; a down node shown as down.
+    assert_eq!(
+        row_of(&screen, "* n1"),
+        "│* n1 up 3 0.0s 1h02m 10.0.0.1:5222 │",
+        "{screen}"
+    );
+    assert_eq!(
+        row_of(&screen, " n2 "),
+        "│ n2 up 1 0.4s 5m00s 10.0.0.2:5222 │",
+        "{screen}"
+    );
+    assert_eq!(
+        row_of(&screen, " n3 "),
+        "│ n3 down 0 12s 2h00m 10.0.0.3:5222 │",
+        "{screen}"
+    );
+    let at = |who: &str| screen.find(who).unwrap_or(usize::MAX);
+    assert!(
+        at("* n1") < at(" n2 ") && at(" n2 ") < at(" n3 "),
+        "{screen}"
+    );
+    // Between the top row and the stanza plots; those still drawn.
+    assert!(at("Connections") < at("Cluster"), "{screen}");
+    assert!(at("Cluster") < at("Stanzas per second"), "{screen}");
+    assert!(screen.contains("message      114/s"), "{screen}");
+}
+
+/// At 80×24 there is no room under the top row: the panel goes beside the
+/// Sessions panel, the address and the uptime go, the states stay.
+#[test]
+fn cluster_panel_fits_a_small_terminal() {
+    let mut app = clustered();
+    let screen = render(&app, 80, 24);
+    for l in screen.lines() {
+        assert!(crate::fit::width(l) <= 80, "{l:?}");
+    }
+    assert!(screen.contains("Cluster osprey"), "{screen}");
+    // The Sessions panel keeps its cluster line rather than the plot.
+    assert!(screen.contains("cluster 2 nodes"), "{screen}");
+    assert!(row_of(&screen, "* n1").contains("* n1 up 3"), "{screen}");
+    assert!(row_of(&screen, " n3 ").contains("n3 down 0"), "{screen}");
+    assert!(!screen.contains("10.0.0.1"), "{screen}");
+    // The other panels keep their place.
+    for want in ["3 sessions", "Connections", "Stanzas per second", "Routing"] {
+        assert!(screen.contains(want), "lacks {want:?}:\n{screen}");
+    }
+    // Many nodes: those that do not fit are counted.
+    let mut many = cluster_status();
+    let extra = many.nodes[1].clone();
+    for i in 4..12 {
+        many.nodes.push(ClusterNode {
+            node: format!("n{i:02}"),
+            ..extra.clone()
+        });
+    }
+    app.cluster = Some(many);
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("… "), "{screen}");
+    assert!(screen.contains("more"), "{screen}");
+    assert!(screen.contains("message      114/s"), "{screen}");
+}
+
+/// A gateway not in a cluster (`/api/cluster` answers 404): no panel, and
+/// one that left a cluster loses it.
+#[test]
+fn no_cluster_panel_outside_a_cluster() {
+    let mut app = app();
+    for (w, h) in [(120, 40), (80, 24)] {
+        let screen = render(&app, w, h);
+        assert!(!screen.contains("Cluster"), "{screen}");
+        assert!(!screen.contains("heartbeat"), "{screen}");
+    }
+    let plain = render(&app, 120, 40);
+    app.cluster = Some(cluster_status());
+    assert_ne!(render(&app, 120, 40), plain);
+    crate::apply(&mut app, crate::feed::Update::Cluster(None));
+    assert_eq!(render(&app, 120, 40), plain);
+    // In a cluster, before discovery saw any node.
+    app.cluster = Some(ClusterStatus {
+        nodes: Vec::new(),
+        ..cluster_status()
+    });
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("Cluster osprey · 0/0 up"), "{screen}");
+    assert!(screen.contains("no node seen yet"), "{screen}");
 }

@@ -1,6 +1,8 @@
 //! The Overview: is the gateway healthy and what is it doing, on one
 //! screen. Every line fits its panel: words and less important numbers go
-//! first when room is short, and whatever is cut ends with `…`.
+//! first when room is short, and whatever is cut ends with `…`. In a
+//! cluster, a Cluster panel lists the nodes: under the top row when the
+//! terminal is tall enough, else beside the Sessions panel.
 
 use osprey_instrument::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
@@ -12,7 +14,15 @@ use ratatui::Frame;
 use super::{block, panel};
 use crate::fit::{self, best, grid, Col, Parts, Step};
 use crate::format::{age, bytes, count, latency, rate};
-use crate::state::{in_key, out_key, App, Quantiles};
+use crate::state::{in_key, out_key, App, ClusterNode, ClusterStatus, Quantiles};
+
+/// The stanza plots' smallest height (their borders and a row each).
+const STANZAS_MIN: u16 = 5;
+/// A Cluster panel under the top row: its borders and header, one node.
+const CLUSTER_MIN: u16 = 4;
+/// It grows with the nodes up to this (more: `… N more`), so the stanza
+/// plots keep some room.
+const CLUSTER_MAX: u16 = 10;
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let Some(s) = app.snapshot.as_deref() else {
@@ -26,15 +36,26 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     };
     let [top, stanzas, middle, bottom] = Layout::vertical([
         Constraint::Length(7),
-        Constraint::Min(5),
+        Constraint::Min(STANZAS_MIN),
         Constraint::Length(9),
         Constraint::Length(7),
     ])
     .areas(area);
-    let [sessions, conns] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
-    draw_sessions(f, sessions, app, s);
-    draw_connections(f, conns, s);
+    // In a cluster, the nodes under the top row, taken from the stanza
+    // plots when they have room to spare, else beside the sessions.
+    let below = app
+        .cluster
+        .as_ref()
+        .map_or(0, |c| cluster_height(stanzas, c));
+    let [nodes, stanzas] =
+        Layout::vertical([Constraint::Length(below), Constraint::Min(0)]).areas(stanzas);
+    match &app.cluster {
+        Some(c) if below > 0 => {
+            draw_top(f, top, app, s, None);
+            draw_cluster(f, nodes, c, s);
+        }
+        beside => draw_top(f, top, app, s, beside.as_ref()),
+    }
     draw_stanzas(f, stanzas, app, s);
     let [routing, auth, errors] = Layout::horizontal([
         Constraint::Percentage(34),
@@ -72,8 +93,9 @@ fn draw_sessions(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
     let cluster = |key: &str| s.event("cluster").find(|x| x.key == key).map(|x| x.value);
     let in_cluster = cluster("nodes_alive").is_some();
     let rows = if in_cluster { 3 } else { 2 };
+    // The lines before the plot: at 80×24 the cluster line fills the box.
     let [line, spark] =
-        Layout::vertical([Constraint::Length(rows), Constraint::Min(1)]).areas(inner);
+        Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(inner);
     let w = line.width as usize;
     let mut lines = vec![
         Parts::new()
@@ -130,6 +152,128 @@ fn draw_sessions(f: &mut Frame, area: Rect, app: &App, s: &Snapshot) {
     f.render_widget(Paragraph::new(lines), line);
     let data = app.history.last("sessions", spark.width as usize);
     f.render_widget(Sparkline::default().data(&data).style(Color::Cyan), spark);
+}
+
+/// The height of a Cluster panel taken from the top of the stanza plots:
+/// one row per node and the header, as far as the plots keep their
+/// smallest height; 0 when that leaves no room for a node's row.
+fn cluster_height(stanzas: Rect, c: &ClusterStatus) -> u16 {
+    let room = stanzas.height.saturating_sub(STANZAS_MIN);
+    let want = (c.nodes.len() as u16).max(1).saturating_add(3);
+    if room < CLUSTER_MIN {
+        0
+    } else {
+        want.min(room).min(CLUSTER_MAX)
+    }
+}
+
+/// The top row: Sessions and Connections, with the Cluster panel between
+/// them when it has no room of its own.
+fn draw_top(f: &mut Frame, area: Rect, app: &App, s: &Snapshot, cluster: Option<&ClusterStatus>) {
+    let Some(c) = cluster else {
+        let [sessions, conns] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(area);
+        draw_sessions(f, sessions, app, s);
+        draw_connections(f, conns, s);
+        return;
+    };
+    let [sessions, nodes, conns] = Layout::horizontal([
+        Constraint::Percentage(34),
+        Constraint::Percentage(33),
+        Constraint::Percentage(33),
+    ])
+    .areas(area);
+    draw_sessions(f, sessions, app, s);
+    draw_cluster(f, nodes, c, s);
+    draw_connections(f, conns, s);
+}
+
+/// How long ago a node's last heartbeat was: tenths of a second while it
+/// is recent (heartbeats come every few seconds), else as an age.
+fn heartbeat(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        age(ms as f64 / 1000.0)
+    }
+}
+
+/// A node's uptime at the snapshot's time (the gateway's clock, like the
+/// start times); `–` when it has not said when it started.
+fn uptime(node: &ClusterNode, s: &Snapshot) -> String {
+    if node.started_at <= 0 {
+        return "–".into();
+    }
+    age((s.time_ms as i64 - node.started_at) as f64 / 1000.0)
+}
+
+/// One row per node, by name: the node followed marked `*`, a down node's
+/// state in red. When room is short the address goes first, then the
+/// uptime, then the heartbeat's age; the name is cut before the state
+/// and the sessions. Nodes that do not fit are counted (`… N more`).
+fn draw_cluster(f: &mut Frame, area: Rect, c: &ClusterStatus, s: &Snapshot) {
+    let w = area.width.saturating_sub(2) as usize;
+    let mut nodes: Vec<&ClusterNode> = c.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    let up = nodes.iter().filter(|n| n.alive).count();
+    let title = format!(" Cluster {} · {up}/{} up ", c.cluster, nodes.len());
+    if nodes.is_empty() {
+        let lines = vec![Line::from(label("no node seen yet"))];
+        panel(f, area, &title, lines);
+        return;
+    }
+    let rows: Vec<[String; 6]> = nodes
+        .iter()
+        .map(|n| {
+            let mark = if n.node == c.node { "*" } else { " " };
+            [
+                format!("{mark} {}", n.node),
+                if n.alive { "up" } else { "down" }.to_string(),
+                count(n.sessions as f64),
+                heartbeat(n.heartbeat_age_ms),
+                uptime(n, s),
+                n.address.clone(),
+            ]
+        })
+        .collect();
+    // A short box shows nodes rather than the header (and its columns
+    // are then as wide as their values).
+    let header = area.height.saturating_sub(2) as usize > nodes.len();
+    let head = |h: &'static str| if header { h } else { "" };
+    let column = |i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    let cols = [
+        Col::text(head("  node"), 10, 4, &column(0)),
+        Col::text(head("state"), 5, 5, &column(1)),
+        Col::number(head("sessions"), 0, &column(2)),
+        Col::number(head("heartbeat"), 0, &column(3)),
+        Col::number(head("uptime"), 0, &column(4)),
+        Col::text(head("address"), 0, 8, &column(5)),
+    ];
+    let cells = rows
+        .into_iter()
+        .zip(&nodes)
+        .map(|(r, n)| {
+            let [name, state, sessions, beat, up, address] = r;
+            let name = if n.node == c.node {
+                Span::styled(name, Style::default().bold())
+            } else {
+                Span::raw(name)
+            };
+            let color = if n.alive { Color::Green } else { Color::Red };
+            vec![
+                name,
+                Span::styled(state, Style::default().fg(color)),
+                Span::raw(sessions),
+                Span::raw(beat),
+                Span::raw(up),
+                Span::raw(address),
+            ]
+        })
+        .collect();
+    let steps = [Step::Drop(5), Step::Drop(4), Step::Shrink(0), Step::Drop(3)];
+    panel(f, area, &title, grid(&cols, header, cells, w, &steps));
 }
 
 fn draw_connections(f: &mut Frame, area: Rect, s: &Snapshot) {
