@@ -46,8 +46,11 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 : "${RESULTS:=$WORK/results/$(date +%Y%m%d-%H%M%S)}"
 : "${PGHOST:=127.0.0.1}"
 : "${PGUSER:=postgres}"
-# 0: use the binaries already in target/release (no cargo build).
+# 0: use the binaries already in BIN_DIR (no cargo build).
 : "${BUILD:=1}"
+# Where osprey and osprey-load are taken from (another build's, to
+# compare two versions: BUILD=0 BIN_DIR=/path/to/them).
+: "${BIN_DIR:=$ROOT/target/release}"
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -109,7 +112,7 @@ build() {
 	fi
 	mkdir -p "$WORK/bin"
 	# Copies: a rebuild in the shared target directory cannot swap them mid-run.
-	cp "$ROOT/target/release/osprey" "$ROOT/target/release/osprey-load" "$WORK/bin/"
+	cp "$BIN_DIR/osprey" "$BIN_DIR/osprey-load" "$WORK/bin/"
 }
 
 # node_config NAME PORT: writes and prints the node's configuration file.

@@ -71,7 +71,7 @@ pub async fn connect(
 pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Client) {
     let name = cluster.config.name.clone();
     let node = cluster.config.node.clone();
-    let Some(mut out) = cluster.registry.take_outgoing() else {
+    let Some(out) = cluster.registry.take_outgoing() else {
         return;
     };
     // Subscriptions first: the hello's answers must find them.
@@ -84,38 +84,7 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
     let pub_client = client.clone();
     let pub_name = name.clone();
     let out_ev = ctx.instr.registry.resolve(&ev::CLUSTER_STANZA_OUT, &[]);
-    tokio::spawn(async move {
-        let registry_subject = wire::registry_subject(&pub_name);
-        while let Some(item) = out.recv().await {
-            let sent = match item {
-                Outgoing::Registry(msg) => match serde_json::to_vec(&msg) {
-                    Ok(json) => pub_client
-                        .publish(registry_subject.clone(), json.into())
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                },
-                Outgoing::Directed { node, payload } => {
-                    out_ev.emit(
-                        &[("count", 1.0), ("bytes", payload.len() as f64)],
-                        &osprey_instrument::Meta::NONE,
-                    );
-                    pub_client
-                        .publish(wire::node_subject(&pub_name, &node), payload.into())
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Outgoing::Flush(done) => {
-                    let r = pub_client.flush().await.map_err(|e| e.to_string());
-                    let _ = done.send(());
-                    r
-                }
-            };
-            if let Err(e) = sent {
-                tracing::warn!(error = %e, "cluster: NATS publish failed");
-            }
-        }
-    });
+    tokio::spawn(publisher(out, pub_client, pub_name, out_ev));
 
     let reg_ctx = ctx.clone();
     let reg_cluster = cluster.clone();
@@ -151,10 +120,8 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
     tokio::spawn(async move {
         let registry = &ack_cluster.registry;
         let me = ack_cluster.config.node.clone();
-        // Per sending node: the highest sequence handled, and whether it
-        // is acknowledged yet. Acks go out every ACK_EVERY stanzas or
-        // ACK_AFTER, whichever first, so they cost little under load.
-        let mut handled: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        // Acks go out every ACK_EVERY stanzas or ACK_AFTER, whichever
+        // first, so they cost little under load.
         let mut tick = tokio::time::interval(ACK_AFTER);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ack = |to: &str, upto: u64| {
@@ -177,66 +144,178 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                     None => break,
                 },
                 _ = tick.tick() => {
-                    for (node, (seq, sent)) in handled.iter_mut() {
-                        if *seq > *sent {
-                            ack(node, *seq);
-                            *sent = *seq;
-                        }
+                    for (node, upto) in registry.due_acks() {
+                        ack(&node, upto);
                     }
                     continue;
                 }
             };
-            let Some((header, xml)) = wire::decode_directed(&m.payload) else {
-                tracing::warn!("cluster: an unreadable stanza from another node");
-                continue;
-            };
-            match header {
-                Directed::Ack { from, upto } => registry.acked(&from, upto),
-                Directed::Deliver {
-                    full,
-                    tp,
-                    ts,
-                    from,
-                    seq,
-                    ..
-                } => {
-                    let span = match tp.as_deref() {
-                        Some(tp) => super::trace::receive_span(tp, &full),
-                        None => tracing::Span::none(),
-                    };
-                    let transit = (super::registry::now_us() - ts).max(0) as f64 / 1e6;
-                    let outcome = deliver_here(&ctx, &full, xml.to_string())
-                        .instrument(span)
-                        .await;
-                    in_ev[outcome as usize].emit(
-                        &[("count", 1.0), ("seconds", transit)],
-                        &osprey_instrument::Meta::NONE,
-                    );
-                    if seq > 0 {
-                        let entry = handled.entry(from.clone()).or_insert((0, 0));
-                        entry.0 = entry.0.max(seq);
-                        if entry.0 - entry.1 >= ACK_EVERY {
-                            ack(&from, entry.0);
-                            entry.1 = entry.0;
+            for frame in wire::frames(&m.payload) {
+                let Some(frame) = frame else {
+                    tracing::warn!("cluster: a damaged batch from another node");
+                    break;
+                };
+                let Some((header, xml)) = wire::decode_directed(frame) else {
+                    tracing::warn!("cluster: an unreadable stanza from another node");
+                    continue;
+                };
+                match header {
+                    Directed::Ack { from, upto } => registry.acked(&from, upto),
+                    Directed::Deliver {
+                        full,
+                        tp,
+                        ts,
+                        from,
+                        seq,
+                        ..
+                    } => {
+                        let span = match tp.as_deref() {
+                            Some(tp) => super::trace::receive_span(tp, &full),
+                            None => tracing::Span::none(),
+                        };
+                        let transit = (super::registry::now_us() - ts).max(0) as f64 / 1e6;
+                        let outcome = deliver_here(&ctx, &full, xml.to_string())
+                            .instrument(span)
+                            .await;
+                        in_ev[outcome as usize].emit(
+                            &[("count", 1.0), ("seconds", transit)],
+                            &osprey_instrument::Meta::NONE,
+                        );
+                        if seq > 0 {
+                            if let Some(upto) = registry.handled(&from, seq, ACK_EVERY) {
+                                ack(&from, upto);
+                            }
                         }
                     }
-                }
-                Directed::Close { id, condition } => {
-                    if let Some(h) = ctx.sessions.local_by_id(id) {
-                        h.close(StreamError::new(StreamCondition::from_wire(&condition)));
+                    Directed::Close { id, condition } => {
+                        if let Some(h) = ctx.sessions.local_by_id(id) {
+                            h.close(StreamError::new(StreamCondition::from_wire(&condition)));
+                        }
                     }
                 }
             }
         }
     });
+
     // Announce: who is there answers with a snapshot.
     let r = &cluster.registry;
     r.try_queue(Outgoing::Registry(r.hello()));
     r.try_queue(Outgoing::Registry(r.snapshot()));
 }
 
+/// The most queued items one round of the publisher takes.
+const GATHER: usize = 256;
+
+/// Publishes what the node queued, in order. Each round takes everything
+/// queued by the tasks of the current wake-up (it yields once first, so
+/// that they run), and the stanzas of a round for one node travel as one
+/// NATS message: under load, one write, one nats-server wake-up and one
+/// wake-up of the receiving node carry many stanzas, at no added delay.
+async fn publisher(
+    mut out: tokio::sync::mpsc::Receiver<Outgoing>,
+    client: async_nats::Client,
+    name: String,
+    out_ev: osprey_instrument::Labelled,
+) {
+    let registry_subject = async_nats::Subject::from(wire::registry_subject(&name));
+    let mut subjects: std::collections::HashMap<String, async_nats::Subject> = Default::default();
+    // Per node, in the order first seen this round.
+    let mut batches: Vec<(String, wire::Batch)> = Vec::new();
+    let mut items = Vec::with_capacity(GATHER);
+    loop {
+        match out.recv().await {
+            Some(item) => items.push(item),
+            None => return,
+        }
+        tokio::task::yield_now().await;
+        while items.len() < GATHER {
+            match out.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Directed { node, payload } => {
+                    out_ev.emit(
+                        &[("count", 1.0), ("bytes", payload.len() as f64)],
+                        &osprey_instrument::Meta::NONE,
+                    );
+                    let i = match batches.iter().position(|(n, _)| *n == node) {
+                        Some(i) => i,
+                        None => {
+                            batches.push((node, wire::Batch::default()));
+                            batches.len() - 1
+                        }
+                    };
+                    let (node, batch) = &mut batches[i];
+                    if !batch.fits(&payload) {
+                        let subject = subject_of(&mut subjects, &name, node);
+                        send(&client, subject, batch.take()).await;
+                    }
+                    batch.push(payload);
+                }
+                // Everything queued before goes first: order is kept.
+                Outgoing::Registry(msg) => {
+                    send_batches(&client, &mut subjects, &name, &mut batches).await;
+                    match serde_json::to_vec(&msg) {
+                        Ok(json) => send(&client, registry_subject.clone(), json).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cluster: registry message not encoded")
+                        }
+                    }
+                }
+                Outgoing::Flush(done) => {
+                    send_batches(&client, &mut subjects, &name, &mut batches).await;
+                    if let Err(e) = client.flush().await {
+                        tracing::warn!(error = %e, "cluster: NATS flush failed");
+                    }
+                    let _ = done.send(());
+                }
+            }
+        }
+        send_batches(&client, &mut subjects, &name, &mut batches).await;
+    }
+}
+
+async fn send(client: &async_nats::Client, subject: async_nats::Subject, payload: Vec<u8>) {
+    if let Err(e) = client.publish(subject, payload.into()).await {
+        tracing::warn!(error = %e, "cluster: NATS publish failed");
+    }
+}
+
+/// Publishes this round's batches, emptying the list.
+async fn send_batches(
+    client: &async_nats::Client,
+    subjects: &mut std::collections::HashMap<String, async_nats::Subject>,
+    cluster: &str,
+    batches: &mut Vec<(String, wire::Batch)>,
+) {
+    for (node, mut batch) in batches.drain(..) {
+        send(client, subject_of(subjects, cluster, &node), batch.take()).await;
+    }
+}
+
+/// A node's subject, made once.
+fn subject_of(
+    cache: &mut std::collections::HashMap<String, async_nats::Subject>,
+    cluster: &str,
+    node: &str,
+) -> async_nats::Subject {
+    if let Some(s) = cache.get(node) {
+        return s.clone();
+    }
+    let s = async_nats::Subject::from(wire::node_subject(cluster, node));
+    cache.insert(node.to_string(), s.clone());
+    s
+}
+
 /// Stanzas from one node acknowledged at once.
 const ACK_EVERY: u64 = 64;
+/// How long a leaving node waits without a stanza from another node
+/// before it says `Down`, and the most it waits in all.
+const LEAVE_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+const LEAVE_QUIET_MAX: std::time::Duration = std::time::Duration::from_secs(3);
 /// The longest a handled stanza waits for its acknowledgement.
 const ACK_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -273,10 +352,23 @@ async fn deliver_here(ctx: &Ctx, full: &str, xml: String) -> Outcome {
 }
 
 /// Publishes `Down`, then waits until NATS has everything queued.
+///
+/// This node's sessions are closed by now and their `Leave`s published,
+/// but the others may still have stanzas for them on the way. It waits
+/// for that stream to go quiet (each such stanza is stored or placed
+/// again here) and then says in `Down` what it handled, so the others
+/// place again only what never reached it: no duplicates.
 pub async fn leave(cluster: &Cluster) {
     let r = &cluster.registry;
+    let deadline = tokio::time::Instant::now() + LEAVE_QUIET_MAX;
+    while r.quiet_for_ms() < LEAVE_QUIET.as_millis() as i64
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     r.try_queue(Outgoing::Registry(RegistryMsg::Down {
         node: cluster.config.node.clone(),
+        acks: r.all_handled(),
     }));
     let (tx, rx) = oneshot::channel();
     if r.try_queue(Outgoing::Flush(tx)) {

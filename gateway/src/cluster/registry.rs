@@ -51,6 +51,12 @@ pub struct ClusterRegistry {
     /// placed again (`take_orphans`).
     orphans: Mutex<Vec<(String, String)>>,
     queue: usize,
+    /// Per sending node: the highest sequence handled here, and the
+    /// highest acknowledged to it.
+    handled: Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// When the last stanza from another node was handled (ms since the
+    /// epoch): a leaving node waits for the stream to go quiet.
+    last_handled: std::sync::atomic::AtomicI64,
 }
 
 /// What one node was sent and has not acknowledged: (seq, full JID, xml).
@@ -127,6 +133,8 @@ impl ClusterRegistry {
             unacked: Mutex::new(std::collections::HashMap::new()),
             orphans: Mutex::new(Vec::new()),
             queue,
+            handled: Mutex::new(std::collections::HashMap::new()),
+            last_handled: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -142,6 +150,55 @@ impl ClusterRegistry {
                 u.pending.pop_front();
             }
         }
+    }
+
+    /// Stanza `seq` from `from` was handled here (delivered, stored or
+    /// placed again). Returns the sequence to acknowledge now when
+    /// `every` have gathered since the last acknowledgement.
+    pub fn handled(&self, from: &str, seq: u64, every: u64) -> Option<u64> {
+        self.last_handled.store(now_ms(), Ordering::Relaxed);
+        let mut all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.contains_key(from) {
+            all.insert(from.to_string(), (0, 0));
+        }
+        let e = all.get_mut(from)?;
+        e.0 = e.0.max(seq);
+        (e.0 - e.1 >= every).then(|| {
+            e.1 = e.0;
+            e.0
+        })
+    }
+
+    /// What was handled and not yet acknowledged, per node; marked as
+    /// acknowledged (the caller sends them).
+    pub fn due_acks(&self) -> Vec<(String, u64)> {
+        let mut all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter_mut()
+            .filter(|(_, (seq, sent))| seq > sent)
+            .map(|(node, (seq, sent))| {
+                *sent = *seq;
+                (node.clone(), *seq)
+            })
+            .collect()
+    }
+
+    /// Everything handled, per node (what `Down` acknowledges).
+    pub fn all_handled(&self) -> std::collections::BTreeMap<String, u64> {
+        let all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().map(|(n, (seq, _))| (n.clone(), *seq)).collect()
+    }
+
+    /// `node` stopped or restarted: its sequence numbers start again.
+    pub(super) fn forget_handled(&self, node: &str) {
+        self.handled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node);
+    }
+
+    /// Ms since a stanza from another node was last handled here.
+    pub fn quiet_for_ms(&self) -> i64 {
+        now_ms() - self.last_handled.load(Ordering::Relaxed)
     }
 
     /// `node` died or restarted: what it did not acknowledge is to be placed
@@ -332,8 +389,12 @@ impl ClusterRegistry {
                 self.remove_remote(&node, id);
                 (None, Vec::new())
             }
-            RegistryMsg::Down { node } => {
+            RegistryMsg::Down { node, acks } => {
+                if let Some(upto) = acks.get(&self.node) {
+                    self.acked(&node, *upto);
+                }
                 self.nodes.remove(&node);
+                self.forget_handled(&node);
                 self.orphan_unacked(&node);
                 (None, self.drop_node(&node))
             }
@@ -345,6 +406,7 @@ impl ClusterRegistry {
         let prev = self.nodes.insert(node.to_string(), started);
         match prev {
             Some(p) if p != started => {
+                self.forget_handled(node);
                 self.orphan_unacked(node);
                 self.drop_node(node)
             }
@@ -430,7 +492,13 @@ impl SessionRegistry for ClusterRegistry {
 
     fn deliver_remote(&self, to: &RemoteSession, xml: String) -> Result<(), Undelivered> {
         let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
-        let u = all.entry(to.node.clone()).or_default();
+        // (No key allocated per stanza: the node is there after the first.)
+        if !all.contains_key(&to.node) {
+            all.insert(to.node.clone(), Unacked::default());
+        }
+        let Some(u) = all.get_mut(&to.node) else {
+            return Err(Undelivered(xml));
+        };
         // Bounded: a node that stops acknowledging gets nothing more.
         if u.pending.len() >= self.queue {
             return Err(Undelivered(xml));
@@ -474,5 +542,102 @@ impl SessionRegistry for ClusterRegistry {
             .all()
             .into_iter()
             .find_map(|s| s.local().filter(|h| h.id() == id).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bob_on_n2() -> RemoteSession {
+        RemoteSession {
+            node: "n2".into(),
+            id: 7,
+            full: "bob@x/b".into(),
+            started: 1,
+            roster: false,
+            presence: PresenceState {
+                available: true,
+                priority: 0,
+                last: None,
+            },
+        }
+    }
+
+    fn body(n: u32) -> String {
+        format!("<message to='bob@x/b'><body>{n}</body></message>")
+    }
+
+    /// A node that leaves says what it handled: only the rest is placed
+    /// again (no duplicates of what it delivered or stored).
+    #[test]
+    fn down_acknowledges_what_the_leaving_node_handled() {
+        let r = ClusterRegistry::new("n1".into(), 16);
+        for n in 1..=3 {
+            r.deliver_remote(&bob_on_n2(), body(n)).expect("queued");
+        }
+        assert_eq!(r.unacked_len(), 3);
+        let (_, gone) = r.apply(RegistryMsg::Down {
+            node: "n2".into(),
+            acks: [("n1".to_string(), 2), ("n9".to_string(), 40)].into(),
+        });
+        assert!(gone.is_empty(), "n2's sessions were not known here");
+        assert_eq!(r.unacked_len(), 0);
+        let orphans = r.take_orphans();
+        assert_eq!(orphans, vec![("bob@x/b".to_string(), body(3))]);
+    }
+
+    /// Without acknowledgements (a `Down` from an older node, or one that
+    /// handled nothing) everything unacknowledged is placed again.
+    #[test]
+    fn down_without_acks_places_everything_again() {
+        let r = ClusterRegistry::new("n1".into(), 16);
+        for n in 1..=2 {
+            r.deliver_remote(&bob_on_n2(), body(n)).expect("queued");
+        }
+        let down: RegistryMsg =
+            serde_json::from_str(r#"{"t":"down","node":"n2"}"#).expect("old form");
+        r.apply(down);
+        assert_eq!(r.take_orphans().len(), 2);
+    }
+
+    /// Acks go out every `every` stanzas, the rest on the tick; a node
+    /// that restarts numbers from 1 again and is acknowledged from there.
+    #[test]
+    fn handled_stanzas_are_acknowledged_in_steps_and_restart_from_scratch() {
+        let r = ClusterRegistry::new("n2".into(), 16);
+        assert_eq!(r.handled("n1", 1, 3), None);
+        assert_eq!(r.handled("n1", 2, 3), None);
+        assert_eq!(r.handled("n1", 3, 3), Some(3));
+        assert_eq!(r.handled("n1", 4, 3), None);
+        assert_eq!(r.due_acks(), vec![("n1".to_string(), 4)]);
+        assert!(r.due_acks().is_empty(), "sent once");
+        assert_eq!(r.all_handled(), [("n1".to_string(), 4)].into());
+        assert!(r.quiet_for_ms() < 1000);
+        // n1 restarts: its new sequence 1 is acknowledged as 1, not 4.
+        r.apply(RegistryMsg::Hello {
+            node: "n1".into(),
+            started: 5,
+        });
+        r.apply(RegistryMsg::Hello {
+            node: "n1".into(),
+            started: 6,
+        });
+        assert_eq!(r.handled("n1", 1, 3), None);
+        assert_eq!(r.due_acks(), vec![("n1".to_string(), 1)]);
+    }
+
+    /// A node that stops acknowledging gets at most `queue` stanzas.
+    #[test]
+    fn unacknowledged_stanzas_are_bounded() {
+        let r = ClusterRegistry::new("n1".into(), 4);
+        let _rx = r.take_outgoing();
+        let sent = (0..10)
+            .filter(|n| r.deliver_remote(&bob_on_n2(), body(*n)).is_ok())
+            .count();
+        assert_eq!(sent, 4);
+        assert_eq!(r.unacked_len(), 4);
+        r.acked("n2", 2);
+        assert_eq!(r.unacked_len(), 2);
     }
 }
