@@ -34,6 +34,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 : "${DURATION:=6}"
 : "${WINDOW:=16}"
 : "${RATE:=5000}"
+# Which runs: max (the maximum rate) and/or rate (RATE msgs/s).
+: "${KINDS:=max rate}"
 : "${MECH:=scram-sha-1}"
 : "${SERVER_CPU:=0}"
 : "${LOAD_CPU:=1}"
@@ -330,7 +332,7 @@ main() {
 	local rep kind mode modes
 	for ((rep = 1; rep <= REPEATS; rep++)); do
 		if ((rep % 2)); then modes="same cross"; else modes="cross same"; fi
-		for kind in max rate; do
+		for kind in $KINDS; do
 			for mode in $modes; do
 				run_chat "$mode" "$kind" "$rep"
 			done

@@ -440,7 +440,11 @@ event!(
     "cluster_sync",
     Info,
     [],
-    [COUNT, counter("sessions", "Sessions in the snapshots applied.")],
+    [
+        COUNT,
+        counter("sessions", "Sessions in the snapshots applied."),
+        seconds("From the snapshot's taking on the other node to its applied state here (the sync time; the nodes' clocks must agree).")
+    ],
     "A snapshot of another node's sessions was applied (it started, reconnected to NATS, or answered this node's hello)."
 );
 event!(probe CLUSTER, "cluster", [],

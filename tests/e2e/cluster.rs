@@ -129,6 +129,56 @@ async fn three_nodes_chat_presence_and_status() {
         .filter_map(|n| n["node"].as_str())
         .collect();
     assert_eq!(names, ["n1", "n2", "n3"], "{st}");
+    // n1 got stanzas from n2 and n3 (bob's and carol's): their lag is known.
+    let st = cluster_status(&n1).await;
+    for n in st["nodes"].as_array().expect("nodes") {
+        let name = n["node"].as_str().unwrap_or("?");
+        if name == "n1" {
+            assert!(n["transit_ms"].is_null(), "{st}");
+        } else {
+            assert!(n["transit_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{st}");
+        }
+        assert!(n["unacked"].as_u64().is_some(), "{st}");
+    }
+
+    // `osprey cluster status`: the same, as an operator reads it.
+    let out = n1.cli(&["cluster", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("node n1  cluster osprey  nats connected"),
+        "{text}"
+    );
+    let header = text.lines().nth(1).unwrap_or_default();
+    for col in [
+        "NODE",
+        "ADDRESS",
+        "ALIVE",
+        "HEARTBEAT",
+        "SESSIONS",
+        "LAG",
+        "UNACKED",
+    ] {
+        assert!(header.contains(col), "{text}");
+    }
+    let row = |node: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap_or_else(|| panic!("no row for {node}: {text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let n1_row = row("n1");
+    assert_eq!(n1_row[2], "yes", "{text}");
+    assert_eq!(n1_row[5], "-", "no lag to itself: {text}");
+    let n2_row = row("n2");
+    assert_eq!(n2_row[2], "yes", "{text}");
+    assert!(n2_row[5].ends_with("ms"), "n2's lag: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,6 +490,39 @@ async fn the_cluster_dashboard_has_data_on_real_prometheus() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Alice sends bob numbered messages, 20 at a time, each batch followed
+/// by a ping: a batch counts as accepted once the ping is answered with no
+/// error for any of them. Until `stop`; returns how many were accepted.
+async fn send_to_bob_until(
+    mut alice: Raw,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    let mut accepted = 0usize;
+    let mut batch = 0usize;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        batch += 1;
+        let mut out = String::new();
+        for i in accepted..accepted + 20 {
+            out.push_str(&format!(
+                "<message to='bob@localhost' type='chat'><body>{i}</body></message>"
+            ));
+        }
+        let id = format!("b{batch}");
+        out.push_str(&format!(
+            "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        alice.send(&out).await;
+        alice.take(&id, |x| x.is_iq() && x.id() == id).await;
+        let refused = alice
+            .discard_buffered()
+            .iter()
+            .any(|x| x.is_message() && x.typ() == "error");
+        assert!(!refused, "a message was refused");
+        accepted += 20;
+    }
+    accepted
+}
+
 /// A node SIGKILLed while alice sends to bob on it without pause: every
 /// message alice had accepted (a later ping answered, no error back)
 /// reaches bob, live before the kill or, after it, from offline storage at
@@ -451,35 +534,9 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     use std::sync::Arc;
     let nats = Nats::start();
     let db = SharedDb::new();
-    let (n1, mut n2, mut alice, mut bob) = two_nodes(&nats, &db).await;
+    let (n1, mut n2, alice, mut bob) = two_nodes(&nats, &db).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let stop_sender = stop.clone();
-    let sender = tokio::spawn(async move {
-        let mut accepted = 0usize;
-        let mut batch = 0usize;
-        while !stop_sender.load(Ordering::Relaxed) {
-            batch += 1;
-            let mut out = String::new();
-            for i in accepted..accepted + 20 {
-                out.push_str(&format!(
-                    "<message to='bob@localhost' type='chat'><body>{i}</body></message>"
-                ));
-            }
-            let id = format!("k{batch}");
-            out.push_str(&format!(
-                "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-            ));
-            alice.send(&out).await;
-            alice.take(&id, |x| x.is_iq() && x.id() == id).await;
-            let refused = alice
-                .discard_buffered()
-                .iter()
-                .any(|x| x.is_message() && x.typ() == "error");
-            assert!(!refused, "a message was refused");
-            accepted += 20;
-        }
-        accepted
-    });
+    let sender = tokio::spawn(send_to_bob_until(alice, stop.clone()));
     let mut seen = std::collections::HashSet::new();
     // Bob reads live for a while, then his node dies under him.
     let until = Instant::now() + Duration::from_millis(700);
@@ -557,35 +614,9 @@ async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
     use std::sync::Arc;
     let nats = Nats::start();
     let db = SharedDb::new();
-    let (n1, n2, mut alice, mut bob) = two_nodes(&nats, &db).await;
+    let (n1, n2, alice, mut bob) = two_nodes(&nats, &db).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let stop_sender = stop.clone();
-    let sender = tokio::spawn(async move {
-        let mut accepted = 0usize;
-        let mut batch = 0usize;
-        while !stop_sender.load(Ordering::Relaxed) {
-            batch += 1;
-            let mut out = String::new();
-            for i in accepted..accepted + 20 {
-                out.push_str(&format!(
-                    "<message to='bob@localhost' type='chat'><body>{i}</body></message>"
-                ));
-            }
-            let id = format!("l{batch}");
-            out.push_str(&format!(
-                "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-            ));
-            alice.send(&out).await;
-            alice.take(&id, |x| x.is_iq() && x.id() == id).await;
-            let refused = alice
-                .discard_buffered()
-                .iter()
-                .any(|x| x.is_message() && x.typ() == "error");
-            assert!(!refused, "a message was refused");
-            accepted += 20;
-        }
-        accepted
-    });
+    let sender = tokio::spawn(send_to_bob_until(alice, stop.clone()));
     let mut seen: HashMap<usize, usize> = HashMap::new();
     fn note(seen: &mut HashMap<usize, usize>, m: &crate::raw::Xml) {
         if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {

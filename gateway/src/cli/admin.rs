@@ -571,17 +571,23 @@ fn print_cluster(v: &Value) {
         v["remote_sessions"]
     );
     println!(
-        "{:<20} {:<22} {:>6} {:>10} {:>9}",
-        "NODE", "ADDRESS", "ALIVE", "HEARTBEAT", "SESSIONS"
+        "{:<20} {:<22} {:>6} {:>10} {:>9} {:>9} {:>8}",
+        "NODE", "ADDRESS", "ALIVE", "HEARTBEAT", "SESSIONS", "LAG", "UNACKED"
     );
     for n in v["nodes"].as_array().into_iter().flatten() {
+        // The lag: how long its stanzas take to get here (none seen: -).
+        let lag = n["transit_ms"]
+            .as_f64()
+            .map_or("-".to_string(), |ms| format!("{ms:.2}ms"));
         println!(
-            "{:<20} {:<22} {:>6} {:>8}ms {:>9}",
+            "{:<20} {:<22} {:>6} {:>8}ms {:>9} {:>9} {:>8}",
             n["node"].as_str().unwrap_or("?"),
             n["address"].as_str().unwrap_or("?"),
             if n["alive"] == true { "yes" } else { "no" },
             n["heartbeat_age_ms"],
-            n["sessions"]
+            n["sessions"],
+            lag,
+            n["unacked"]
         );
     }
 }

@@ -94,16 +94,27 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                 tracing::warn!("cluster: an unreadable registry message");
                 continue;
             };
-            if let RegistryMsg::Snapshot { node, sessions, .. } = &msg {
-                if *node != reg_cluster.config.node {
-                    reg_ctx.instr.emit(
-                        &ev::CLUSTER_SYNC,
-                        &[],
-                        &[("count", 1.0), ("sessions", sessions.len() as f64)],
-                    );
-                }
-            }
+            // A snapshot of another node: counted once applied, with the
+            // time from its taking there to its applied state here.
+            let sync = match &msg {
+                RegistryMsg::Snapshot {
+                    node, sessions, ts, ..
+                } if *node != reg_cluster.config.node => Some((*ts, sessions.len())),
+                _ => None,
+            };
             let (reply, gone) = reg_cluster.registry.apply(msg);
+            if let Some((ts, sessions)) = sync {
+                let took = (super::registry::now_us() - ts).max(0) as f64 / 1e6;
+                reg_ctx.instr.emit(
+                    &ev::CLUSTER_SYNC,
+                    &[],
+                    &[
+                        ("count", 1.0),
+                        ("sessions", sessions as f64),
+                        ("seconds", took),
+                    ],
+                );
+            }
             if let Some(reply) = reply {
                 reg_cluster.registry.try_queue(Outgoing::Registry(reply));
             }
@@ -174,15 +185,15 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                             None => tracing::Span::none(),
                         };
                         let transit = (super::registry::now_us() - ts).max(0) as f64 / 1e6;
-                        let outcome = deliver_here(&ctx, &full, xml.to_string())
-                            .instrument(span)
-                            .await;
+                        let outcome = deliver_here(&ctx, &full, xml).instrument(span).await;
                         in_ev[outcome as usize].emit(
                             &[("count", 1.0), ("seconds", transit)],
                             &osprey_instrument::Meta::NONE,
                         );
                         if seq > 0 {
-                            if let Some(upto) = registry.handled(&from, seq, ACK_EVERY) {
+                            let transit_us = (transit * 1e6) as i64;
+                            if let Some(upto) = registry.handled(&from, seq, transit_us, ACK_EVERY)
+                            {
                                 ack(&from, upto);
                             }
                         }
@@ -329,20 +340,21 @@ enum Outcome {
 
 /// A stanza from another node for `full`: to that session here, or (gone
 /// meanwhile) kept offline when it is a message that may be.
-async fn deliver_here(ctx: &Ctx, full: &str, xml: String) -> Outcome {
-    let Ok(jid) = Jid::parse(full) else {
-        return Outcome::Dropped;
-    };
-    let bare = jid.bare();
-    let handle = jid
-        .resource()
-        .and_then(|r| ctx.sessions.local_full(&bare, r));
+async fn deliver_here(ctx: &Ctx, full: &str, xml: &str) -> Outcome {
+    // `full` is a session's JID as a node's registry has it, prepared
+    // already: looked up as it is (stringprep only on the rare way below).
+    let handle = full
+        .split_once('/')
+        .and_then(|(bare, resource)| ctx.sessions.local_full(bare, resource));
     let xml = match handle {
-        Some(h) => match router::deliver_local(ctx, &h, xml) {
+        Some(h) => match router::deliver_local(ctx, &h, xml.to_string()) {
             Ok(()) => return Outcome::Delivered,
             Err(router::Undelivered(back)) => back,
         },
-        None => xml,
+        None => xml.to_string(),
+    };
+    let Ok(jid) = Jid::parse(full) else {
+        return Outcome::Dropped;
     };
     if router::redeliver_or_keep(ctx, &jid.to_bare(), &xml).await {
         Outcome::Offline

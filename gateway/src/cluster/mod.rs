@@ -86,6 +86,11 @@ pub struct NodeStatus {
     pub alive: bool,
     /// Its sessions as this node knows them (its own count for itself).
     pub sessions: usize,
+    /// The lag: smoothed transit time of its stanzas to this node, ms
+    /// (none until one came).
+    pub transit_ms: Option<f64>,
+    /// Stanzas this node sent it that it has not acknowledged yet.
+    pub unacked: usize,
 }
 
 impl Cluster {
@@ -149,6 +154,8 @@ impl Cluster {
                 } else {
                     by_node.get(&n.node).copied().unwrap_or(0)
                 },
+                transit_ms: self.registry.transit_ms(&n.node),
+                unacked: self.registry.unacked_for(&n.node),
             })
             .collect();
         Status {

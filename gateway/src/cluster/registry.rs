@@ -51,12 +51,22 @@ pub struct ClusterRegistry {
     /// placed again (`take_orphans`).
     orphans: Mutex<Vec<(String, String)>>,
     queue: usize,
-    /// Per sending node: the highest sequence handled here, and the
-    /// highest acknowledged to it.
-    handled: Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// Per sending node: what was handled here from it.
+    handled: Mutex<std::collections::HashMap<String, Handled>>,
     /// When the last stanza from another node was handled (ms since the
     /// epoch): a leaving node waits for the stream to go quiet.
     last_handled: std::sync::atomic::AtomicI64,
+}
+
+/// Stanzas from one node handled here.
+#[derive(Default)]
+struct Handled {
+    /// The highest sequence handled.
+    seq: u64,
+    /// The highest acknowledged to it.
+    acked: u64,
+    /// Smoothed transit time of its stanzas, µs (the lag operators see).
+    transit_us: f64,
 }
 
 /// What one node was sent and has not acknowledged: (seq, full JID, xml).
@@ -152,20 +162,28 @@ impl ClusterRegistry {
         }
     }
 
-    /// Stanza `seq` from `from` was handled here (delivered, stored or
-    /// placed again). Returns the sequence to acknowledge now when
-    /// `every` have gathered since the last acknowledgement.
-    pub fn handled(&self, from: &str, seq: u64, every: u64) -> Option<u64> {
+    /// Stanza `seq` from `from`, `transit_us` on its way, was handled
+    /// here (delivered, stored or placed again). Returns the sequence to
+    /// acknowledge now when `every` have gathered since the last
+    /// acknowledgement.
+    pub fn handled(&self, from: &str, seq: u64, transit_us: i64, every: u64) -> Option<u64> {
         self.last_handled.store(now_ms(), Ordering::Relaxed);
         let mut all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
         if !all.contains_key(from) {
-            all.insert(from.to_string(), (0, 0));
+            all.insert(
+                from.to_string(),
+                Handled {
+                    transit_us: transit_us as f64,
+                    ..Handled::default()
+                },
+            );
         }
-        let e = all.get_mut(from)?;
-        e.0 = e.0.max(seq);
-        (e.0 - e.1 >= every).then(|| {
-            e.1 = e.0;
-            e.0
+        let h = all.get_mut(from)?;
+        h.transit_us += (transit_us as f64 - h.transit_us) / 16.0;
+        h.seq = h.seq.max(seq);
+        (h.seq - h.acked >= every).then(|| {
+            h.acked = h.seq;
+            h.seq
         })
     }
 
@@ -174,10 +192,10 @@ impl ClusterRegistry {
     pub fn due_acks(&self) -> Vec<(String, u64)> {
         let mut all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
         all.iter_mut()
-            .filter(|(_, (seq, sent))| seq > sent)
-            .map(|(node, (seq, sent))| {
-                *sent = *seq;
-                (node.clone(), *seq)
+            .filter(|(_, h)| h.seq > h.acked)
+            .map(|(node, h)| {
+                h.acked = h.seq;
+                (node.clone(), h.seq)
             })
             .collect()
     }
@@ -185,7 +203,19 @@ impl ClusterRegistry {
     /// Everything handled, per node (what `Down` acknowledges).
     pub fn all_handled(&self) -> std::collections::BTreeMap<String, u64> {
         let all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        all.iter().map(|(n, (seq, _))| (n.clone(), *seq)).collect()
+        all.iter().map(|(n, h)| (n.clone(), h.seq)).collect()
+    }
+
+    /// The smoothed transit time of stanzas from `node`, ms.
+    pub fn transit_ms(&self, node: &str) -> Option<f64> {
+        let all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(node).map(|h| (h.transit_us / 10.0).round() / 100.0)
+    }
+
+    /// Stanzas sent to `node` and not yet acknowledged by it.
+    pub fn unacked_for(&self, node: &str) -> usize {
+        let all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(node).map_or(0, |u| u.pending.len())
     }
 
     /// `node` stopped or restarted: its sequence numbers start again.
@@ -254,6 +284,7 @@ impl ClusterRegistry {
         RegistryMsg::Snapshot {
             node: self.node.clone(),
             started: self.started,
+            ts: now_us(),
             sessions,
         }
     }
@@ -363,6 +394,7 @@ impl ClusterRegistry {
                 node,
                 started,
                 sessions,
+                ..
             } => {
                 let mut dropped = self.note_start(&node, started);
                 // The snapshot replaces what was known: only what it lacks
@@ -606,14 +638,16 @@ mod tests {
     #[test]
     fn handled_stanzas_are_acknowledged_in_steps_and_restart_from_scratch() {
         let r = ClusterRegistry::new("n2".into(), 16);
-        assert_eq!(r.handled("n1", 1, 3), None);
-        assert_eq!(r.handled("n1", 2, 3), None);
-        assert_eq!(r.handled("n1", 3, 3), Some(3));
-        assert_eq!(r.handled("n1", 4, 3), None);
+        assert_eq!(r.handled("n1", 1, 100, 3), None);
+        assert_eq!(r.handled("n1", 2, 100, 3), None);
+        assert_eq!(r.handled("n1", 3, 100, 3), Some(3));
+        assert_eq!(r.handled("n1", 4, 100, 3), None);
         assert_eq!(r.due_acks(), vec![("n1".to_string(), 4)]);
         assert!(r.due_acks().is_empty(), "sent once");
         assert_eq!(r.all_handled(), [("n1".to_string(), 4)].into());
         assert!(r.quiet_for_ms() < 1000);
+        assert_eq!(r.transit_ms("n1"), Some(0.1));
+        assert_eq!(r.transit_ms("n9"), None);
         // n1 restarts: its new sequence 1 is acknowledged as 1, not 4.
         r.apply(RegistryMsg::Hello {
             node: "n1".into(),
@@ -623,7 +657,7 @@ mod tests {
             node: "n1".into(),
             started: 6,
         });
-        assert_eq!(r.handled("n1", 1, 3), None);
+        assert_eq!(r.handled("n1", 1, 100, 3), None);
         assert_eq!(r.due_acks(), vec![("n1".to_string(), 1)]);
     }
 
@@ -639,5 +673,7 @@ mod tests {
         assert_eq!(r.unacked_len(), 4);
         r.acked("n2", 2);
         assert_eq!(r.unacked_len(), 2);
+        assert_eq!(r.unacked_for("n2"), 2);
+        assert_eq!(r.unacked_for("n3"), 0);
     }
 }

@@ -48,6 +48,9 @@ pub enum RegistryMsg {
     Snapshot {
         node: String,
         started: i64,
+        /// When it was taken, µs since the epoch (the sync time).
+        #[serde(default)]
+        ts: i64,
         sessions: Vec<Entry>,
     },
     Join {
