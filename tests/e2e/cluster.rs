@@ -704,3 +704,55 @@ async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
         "the leaving node's Down acknowledged everything"
     );
 }
+
+/// An administrator on n1 kicks bob, whose session is on n2: the kick
+/// crosses over NATS with its condition, text and application element,
+/// and bob sees the same stream error as a kick on his own node. Then
+/// his account is removed through n1, and his new session on n2 closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_kick_on_one_node_closes_a_session_on_another() {
+    let nats = Nats::start();
+    let db = SharedDb::new();
+    let (n1, n2, _alice, mut bob) = two_nodes(&nats, &db).await;
+    let r = crate::http::request(
+        n1.http,
+        "DELETE",
+        "/api/sessions/bob@localhost/b?reason=maintenance",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["kicked"], 1, "{v}");
+    let out = bob.read_to_close().await;
+    assert!(out.contains("<undefined-condition"), "{out}");
+    assert!(
+        out.contains("kicked by an administrator: maintenance"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<kicked xmlns='urn:osprey:admin:0'/>"),
+        "{out}"
+    );
+    // n1's registry loses bob's session once n2 says it is gone.
+    wait_remote(&n1, 0).await;
+
+    // Back on n2; his account is removed through n1: the session on n2
+    // closes as ejabberd's `unregister` closes it.
+    let mut bob = online(&n2, "bob", "b").await;
+    wait_remote(&n1, 1).await;
+    let r = crate::http::request(
+        n1.http,
+        "DELETE",
+        "/api/accounts/bob@localhost",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = bob.read_to_close().await;
+    assert!(out.contains("<not-authorized"), "{out}");
+    assert!(out.contains("the account was removed"), "{out}");
+    wait_remote(&n1, 0).await;
+}

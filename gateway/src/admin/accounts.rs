@@ -69,10 +69,13 @@ pub async fn remove(ctx: &Ctx, jid: &str) -> AdminResult<String> {
             return Err(AdminError::NotFound(format!("no account {}", user.bare())));
         }
         for s in ctx.sessions.resources(&user.bare()) {
-            s.close(crate::errors::StreamError::with_text(
-                crate::errors::StreamCondition::NotAuthorized,
-                "the account was removed",
-            ));
+            ctx.sessions.close(
+                &s,
+                crate::errors::StreamError::with_text(
+                    crate::errors::StreamCondition::NotAuthorized,
+                    "the account was removed",
+                ),
+            );
         }
         Ok(user.bare())
     })

@@ -159,7 +159,7 @@ pub async fn kick(
             error = error.with_app(format!("<kicked xmlns='{KICKED_NS}'/>"));
         }
         for s in &targets {
-            s.close(error.clone());
+            ctx.sessions.close(s, error.clone());
         }
         Ok(Kicked {
             kicked: targets.len(),

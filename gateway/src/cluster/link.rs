@@ -198,9 +198,18 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                             }
                         }
                     }
-                    Directed::Close { id, condition } => {
+                    Directed::Close {
+                        id,
+                        condition,
+                        text,
+                        app,
+                    } => {
                         if let Some(h) = ctx.sessions.local_by_id(id) {
-                            h.close(StreamError::new(StreamCondition::from_wire(&condition)));
+                            h.close(StreamError {
+                                condition: StreamCondition::from_wire(&condition),
+                                text,
+                                app,
+                            });
                         }
                     }
                 }

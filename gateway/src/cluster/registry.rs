@@ -516,6 +516,17 @@ impl SessionRegistry for ClusterRegistry {
     }
 
     fn presence_changed(&self, handle: &SessionHandle) {
+        // A session already removed (its unavailable presence can follow
+        // its removal, on a kick): an update would bring it back elsewhere.
+        let bare = bare_of(handle.full());
+        let resource = handle.full().get(bare.len() + 1..).unwrap_or("");
+        let current = self
+            .local
+            .full(bare, resource)
+            .is_some_and(|s| s.id() == handle.id());
+        if !current {
+            return;
+        }
         self.publish(RegistryMsg::Update {
             node: self.node.clone(),
             entry: entry_of(handle),
@@ -558,6 +569,8 @@ impl SessionRegistry for ClusterRegistry {
         let header = Directed::Close {
             id: to.id,
             condition: error.condition.wire_name().to_string(),
+            text: error.text,
+            app: error.app,
         };
         let _ = self.send_directed(&to.node, &header, "");
     }

@@ -111,8 +111,16 @@ pub enum Directed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tp: Option<String>,
     },
-    /// Close that session with this stream error condition (conflict).
-    Close { id: u64, condition: String },
+    /// Close that session with this stream error (a conflict, an
+    /// administrator's kick): its condition, text and application element.
+    Close {
+        id: u64,
+        condition: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<String>,
+    },
     /// `from` has handled every stanza up to `upto` this node sent it.
     Ack { from: String, upto: u64 },
 }

@@ -68,15 +68,6 @@ impl SessionRef {
         }
     }
 
-    /// Asks a local session to close with a stream error (kick, conflict);
-    /// a remote one through [`SessionRegistry::close_remote`].
-    pub fn close(&self, error: crate::errors::StreamError) {
-        match self {
-            SessionRef::Local(h) => h.close(error),
-            SessionRef::Remote(_) => {}
-        }
-    }
-
     /// The local handle, for the session's own module hooks.
     pub fn local(&self) -> Option<&Arc<SessionHandle>> {
         match self {
@@ -120,6 +111,15 @@ pub trait SessionRegistry: Send + Sync {
 
     /// Asks another node to close one of its sessions.
     fn close_remote(&self, _to: &RemoteSession, _error: StreamError) {}
+
+    /// Closes a session with a stream error (a kick, an account removed),
+    /// here or, through [`SessionRegistry::close_remote`], on its node.
+    fn close(&self, session: &SessionRef, error: StreamError) {
+        match session {
+            SessionRef::Local(h) => h.close(error),
+            SessionRef::Remote(r) => self.close_remote(r, error),
+        }
+    }
 
     /// This node's session with that full JID.
     fn local_full(&self, bare: &str, resource: &str) -> Option<Arc<SessionHandle>> {

@@ -304,11 +304,11 @@ impl Register {
                 removing.insert(bare.clone(), ids);
             }
         }
-        for s in sessions {
-            s.close(StreamError::with_text(
-                StreamCondition::NotAuthorized,
-                "the account was removed",
-            ));
+        for s in &sessions {
+            ctx.sessions.close(
+                s,
+                StreamError::with_text(StreamCondition::NotAuthorized, "the account was removed"),
+            );
         }
         Ok(None)
     }
