@@ -179,6 +179,63 @@ async fn three_nodes_chat_presence_and_status() {
     let n2_row = row("n2");
     assert_eq!(n2_row[2], "yes", "{text}");
     assert!(n2_row[5].ends_with("ms"), "n2's lag: {text}");
+
+    // Every session of the cluster, with its node, from n1's replica
+    // (bob's newer session on n3 replaced the one on n2).
+    let expected = [
+        ("alice@localhost/a", "n1"),
+        ("bob@localhost/b", "n3"),
+        ("carol@localhost/c", "n3"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = crate::http::get(n1.http, "/api/cluster/sessions", Some(TOKEN)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).expect("json");
+        let got: Vec<(String, String)> = v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|s| {
+                (
+                    s["jid"].as_str().unwrap_or("").into(),
+                    s["node"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(j, n)| (j.to_string(), n.to_string()))
+            .collect();
+        if got == want {
+            assert_eq!(v["total"], 3, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster sessions: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = crate::http::get(
+        n1.http,
+        "/api/cluster/sessions?filter=N3&limit=1",
+        Some(TOKEN),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["total"], 2, "{v}");
+    assert_eq!(v["items"][0]["jid"], "bob@localhost/b", "{v}");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1), "{v}");
+    let out = n1.cli(&["cluster", "sessions", "--filter", "carol"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("carol@localhost/c"))
+        .unwrap_or_else(|| panic!("no carol: {text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1], "n3", "{text}");
+    assert_eq!(row[3], "available", "{text}");
+    assert!(text.contains("1 of 1 sessions"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,7 @@ pub const OPERATIONS: &[&str] = &[
     "server_log_level",
     "server_set_log_level",
     "cluster_status",
+    "cluster_sessions",
     "cluster_leave",
 ];
 

@@ -87,6 +87,18 @@ pub enum AdminCommand {
 pub enum ClusterCommand {
     /// Nodes, their heartbeats and sessions, NATS state.
     Status,
+    /// Every session in the cluster, with its node (from this node's
+    /// replica of the registry), sorted by full JID.
+    Sessions {
+        /// A case-insensitive substring of the full JID or the node name.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        offset: Option<usize>,
+        /// At most this many (the API's default 100, at most 10000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Leave the cluster and stop: no new connections, sessions closed
     /// with `system-shutdown` (clients reconnect to another node), queued
     /// stanzas delivered or stored, then the node exits (as SIGTERM).
@@ -249,6 +261,33 @@ pub async fn run(cmd: AdminCommand, config: &Config) -> Result<(), Failure> {
             let v = call(&remote, config, "GET", "/api/cluster", None).await?;
             if !remote.json {
                 print_cluster(&v);
+            }
+            Ok(())
+        }
+        AdminCommand::Cluster {
+            remote,
+            command:
+                ClusterCommand::Sessions {
+                    filter,
+                    offset,
+                    limit,
+                },
+        } => {
+            let q = query(&[
+                ("filter", filter.as_deref()),
+                ("offset", offset.map(|o| o.to_string()).as_deref()),
+                ("limit", limit.map(|l| l.to_string()).as_deref()),
+            ]);
+            let v = call(
+                &remote,
+                config,
+                "GET",
+                &format!("/api/cluster/sessions{q}"),
+                None,
+            )
+            .await?;
+            if !remote.json {
+                print_cluster_sessions(&v);
             }
             Ok(())
         }
@@ -590,6 +629,29 @@ fn print_cluster(v: &Value) {
             n["unacked"]
         );
     }
+}
+
+fn print_cluster_sessions(v: &Value) {
+    println!(
+        "{:<40} {:<20} {:>8} {:<11} {:>8}",
+        "JID", "NODE", "SESSION", "PRESENCE", "PRIORITY"
+    );
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    for s in &items {
+        println!(
+            "{:<40} {:<20} {:>8} {:<11} {:>8}",
+            s["jid"].as_str().unwrap_or(""),
+            s["node"].as_str().unwrap_or(""),
+            num(&s["session_id"]),
+            if s["available"] == true {
+                "available"
+            } else {
+                "unavailable"
+            },
+            num(&s["priority"])
+        );
+    }
+    println!("{} of {} sessions", items.len(), num(&v["total"]));
 }
 
 fn print_status(v: &Value) {

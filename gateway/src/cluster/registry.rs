@@ -311,6 +311,34 @@ impl ClusterRegistry {
         self.remote_count.load(Ordering::Relaxed)
     }
 
+    /// Every session in the cluster as this node's registry has it:
+    /// (node, entry), this node's first.
+    pub fn everywhere(&self) -> Vec<(String, Entry)> {
+        let mut all: Vec<(String, Entry)> = self
+            .local
+            .all()
+            .iter()
+            .filter_map(|s| s.local().map(|h| (self.node.clone(), entry_of(h))))
+            .collect();
+        for list in self.remote.iter() {
+            for r in list.value() {
+                all.push((
+                    r.node.clone(),
+                    Entry {
+                        id: r.id,
+                        full: r.full.clone(),
+                        started: r.started,
+                        available: r.presence.available,
+                        priority: r.presence.priority,
+                        last: None,
+                        roster: r.roster,
+                    },
+                ));
+            }
+        }
+        all
+    }
+
     /// Other nodes' sessions, by node.
     pub fn remote_by_node(&self) -> std::collections::BTreeMap<String, usize> {
         let mut out = std::collections::BTreeMap::new();

@@ -80,6 +80,12 @@ async fn rest(
         (&Method::GET, ["status"]) => to_json(admin::server::status(ctx).await),
         (&Method::GET, ["cluster"]) => to_json(admin::cluster::status(ctx).await),
         (&Method::POST, ["cluster", "leave"]) => to_json(admin::cluster::leave(ctx).await),
+        (&Method::GET, ["cluster", "sessions"]) => match page(&q) {
+            Ok(p) => to_json(
+                admin::cluster::sessions(ctx, q("filter").filter(|f| !f.is_empty()), p).await,
+            ),
+            Err(e) => Err(e),
+        },
         (&Method::GET, ["log"]) => to_json(admin::server::log_level(ctx).await),
         (&Method::PUT, ["log"]) => match body(req).await {
             Ok(b) => match b.get("level").and_then(Value::as_str) {
@@ -189,6 +195,7 @@ fn allowed(seg: &[&str]) -> Option<&'static str> {
     Some(match seg {
         ["status" | "stats" | "events" | "snapshot" | "cluster"]
         | ["snapshot", "stream"]
+        | ["cluster", "sessions"]
         | ["accounts" | "sessions", "count"]
         | ["offline", _, "count"] => "GET",
         ["log"] => "GET, PUT",
