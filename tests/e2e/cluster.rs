@@ -33,6 +33,13 @@ pub(crate) fn node_with(nats: &Nats, db: &SharedDb, name: &str, extra: &str) -> 
     })
 }
 
+/// `DELETE path` on a node's admin API; it must succeed. Its JSON reply.
+async fn admin_delete(s: &Server, path: &str) -> Value {
+    let r = crate::http::request(s.http, "DELETE", path, Some(TOKEN), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).expect("json")
+}
+
 async fn cluster_status(s: &Server) -> Value {
     let r = crate::http::get(s.http, "/api/cluster", Some(TOKEN)).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -771,16 +778,7 @@ async fn an_admin_kick_on_one_node_closes_a_session_on_another() {
     let nats = Nats::start();
     let db = SharedDb::new();
     let (n1, n2, _alice, mut bob) = two_nodes(&nats, &db).await;
-    let r = crate::http::request(
-        n1.http,
-        "DELETE",
-        "/api/sessions/bob@localhost/b?reason=maintenance",
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v: Value = serde_json::from_str(&r.body).expect("json");
+    let v = admin_delete(&n1, "/api/sessions/bob@localhost/b?reason=maintenance").await;
     assert_eq!(v["kicked"], 1, "{v}");
     let out = bob.read_to_close().await;
     assert!(out.contains("<undefined-condition"), "{out}");
@@ -799,15 +797,7 @@ async fn an_admin_kick_on_one_node_closes_a_session_on_another() {
     // closes as ejabberd's `unregister` closes it.
     let mut bob = online(&n2, "bob", "b").await;
     wait_remote(&n1, 1).await;
-    let r = crate::http::request(
-        n1.http,
-        "DELETE",
-        "/api/accounts/bob@localhost",
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    admin_delete(&n1, "/api/accounts/bob@localhost").await;
     let out = bob.read_to_close().await;
     assert!(out.contains("<not-authorized"), "{out}");
     assert!(out.contains("the account was removed"), "{out}");
