@@ -425,7 +425,7 @@ event!(
         COUNT,
         fast_seconds("From the routing on the sending node to the receipt here (the nodes' clocks must agree).")
     ],
-    "A stanza from another node arrived for a session here; outcome: delivered, offline (the session was gone: a message kept for later) or dropped."
+    "A stanza from another node arrived for a session here; outcome: delivered, offline (the session was gone: a message kept for later) or dropped (not storable, or unreadable: a damaged frame or batch)."
 );
 event!(
     CLUSTER_REPLACED,

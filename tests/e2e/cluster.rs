@@ -40,6 +40,12 @@ async fn admin_delete(s: &Server, path: &str) -> Value {
     serde_json::from_str(&r.body).expect("json")
 }
 
+/// Stanzas `s` placed again because a node had not acknowledged them.
+async fn replaced_stanzas(s: &Server) -> f64 {
+    let metrics = crate::http::get(s.http, "/metrics", None).await.body;
+    crate::metrics::sample(&metrics, "cluster_replaced_stanzas_total").unwrap_or(0.0)
+}
+
 async fn cluster_status(s: &Server) -> Value {
     let r = crate::http::get(s.http, "/api/cluster", Some(TOKEN)).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -649,12 +655,7 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
         seen.len()
     );
     // What the dead node had not acknowledged was placed again, and counted.
-    let metrics = crate::http::get(n1.http, "/metrics", None).await.body;
-    let replaced: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_replaced_stanzas_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let replaced = replaced_stanzas(&n1).await;
     assert!(replaced > 0.0, "no stanza placed again after the kill");
     let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains(n)).collect();
     assert!(
@@ -739,12 +740,7 @@ async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
     {
         note(&mut seen, &m);
     }
-    let metrics = crate::http::get(n1.http, "/metrics", None).await.body;
-    let replaced: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_replaced_stanzas_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let replaced = replaced_stanzas(&n1).await;
     eprintln!("accepted {accepted}, {live} before the leave and live, replaced {replaced}");
     assert!(accepted >= 100, "only {accepted} accepted");
     let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains_key(n)).collect();
@@ -802,4 +798,50 @@ async fn an_admin_kick_on_one_node_closes_a_session_on_another() {
     assert!(out.contains("<not-authorized"), "{out}");
     assert!(out.contains("the account was removed"), "{out}");
     wait_remote(&n1, 0).await;
+}
+
+/// Unreadable input on a node's NATS subject (not JSON, a batch whose
+/// length runs past its end, a batch cut in a frame's middle after a good
+/// frame): each is dropped and counted as `cluster_stanza_in` dropped, the
+/// good frame before the damage is delivered, and the node goes on
+/// routing between nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_input_from_nats_is_dropped_and_counted() {
+    let nats = Nats::start();
+    let db = SharedDb::new();
+    let (_n1, mut n2, mut alice, mut bob) = two_nodes(&nats, &db).await;
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let good = format!(
+        "{}\n<message to='bob@localhost/b' from='alice@localhost/a' type='chat'><body>framed</body></message>",
+        serde_json::json!({"t": "deliver", "id": 0, "full": "bob@localhost/b"})
+    );
+    let mut cut = format!("#{}\n{good}", good.len()).into_bytes();
+    cut.extend_from_slice(b"50\n{\"t\":");
+    for payload in [b"not json at all".to_vec(), b"#99\nabc".to_vec(), cut] {
+        client
+            .publish("osprey.node.n2", payload.into())
+            .await
+            .expect("publish");
+    }
+    client.flush().await.expect("flush");
+    let m = bob
+        .take("the good frame", |x| x.body() == Some("framed"))
+        .await;
+    assert_eq!(m.from(), "alice@localhost/a");
+    let series = "cluster_stanza_in_total{outcome=\"dropped\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = crate::http::get(n2.http, "/metrics", None).await.body;
+        if crate::metrics::sample(&metrics, series) == Some(3.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dropped never 3: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n2.assert_alive();
+    alice
+        .send("<message to='bob@localhost/b' type='chat'><body>still</body></message>")
+        .await;
+    bob.take("still routed", |x| x.body() == Some("still"))
+        .await;
 }

@@ -112,7 +112,7 @@ fn promtool_check(text: &str) {
 
 /// The value of the sample line `series` (name and labels exactly as
 /// exposed), if there is one.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())

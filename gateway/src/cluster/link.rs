@@ -161,13 +161,20 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                     continue;
                 }
             };
+            // Unreadable input is dropped, logged and counted as such.
+            let dropped = || {
+                in_ev[Outcome::Dropped as usize]
+                    .emit(&[("count", 1.0)], &osprey_instrument::Meta::NONE)
+            };
             for frame in wire::frames(&m.payload) {
                 let Some(frame) = frame else {
                     tracing::warn!("cluster: a damaged batch from another node");
+                    dropped();
                     break;
                 };
                 let Some((header, xml)) = wire::decode_directed(frame) else {
                     tracing::warn!("cluster: an unreadable stanza from another node");
+                    dropped();
                     continue;
                 };
                 match header {
