@@ -67,8 +67,13 @@ pub(crate) async fn wait_remote(s: &Server, n: u64) {
 
 /// Nodes n1 and n2; alice online on n1, bob on n2, n1 knowing bob's session.
 pub(crate) async fn two_nodes(nats: &Nats, db: &SharedDb) -> (Server, Server, Raw, Raw) {
-    let n1 = node(nats, db, "n1");
-    let n2 = node(nats, db, "n2");
+    two_nodes_with(nats, db, "").await
+}
+
+/// [`two_nodes`] with more configuration on both.
+async fn two_nodes_with(nats: &Nats, db: &SharedDb, extra: &str) -> (Server, Server, Raw, Raw) {
+    let n1 = node_with(nats, db, "n1", extra);
+    let n2 = node_with(nats, db, "n2", extra);
     n1.register("alice@localhost", PW);
     n1.register("bob@localhost", PW);
     let alice = online(&n1, "alice", "a").await;
@@ -661,6 +666,136 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     assert!(
         missing.is_empty(),
         "{} of {accepted} accepted messages lost ({live} arrived live): first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+}
+
+/// Bob's bytes queued on his node, read from its sessions API.
+async fn queued_bytes(s: &Server, jid: &str) -> u64 {
+    let r = crate::http::get(s.http, "/api/sessions", Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["jid"] == jid)
+        .and_then(|i| i["queued_bytes"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Bob stops reading; his node is killed while it still holds alice's
+/// messages for him, queued and unwritten. A node acknowledges a stanza
+/// only once it is written out or kept, so alice's node still holds these
+/// (its `unacked` for n2 stays above zero past the acknowledgement tick)
+/// and places them again when n2 is found dead: every accepted message
+/// reaches bob, from his old connection's last bytes or offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_node_held_unwritten_is_placed_again() {
+    let nats = Nats::start();
+    let db = SharedDb::new();
+    // Alice's input unshaped: the socket buffers fill in a second or two.
+    let unshaped =
+        "\n[[host_config]]\nhost = \"localhost\"\nshaper = \"none\"\nmax_stanza_rate = 0\n";
+    let (n1, mut n2, mut alice, mut bob) = two_nodes_with(&nats, &db, unshaped).await;
+    let pad = "x".repeat(4000);
+    let mut accepted = 0usize;
+    let mut queued = 0;
+    // Bob reads nothing: the socket buffers fill (4 MB here), then n2 queues
+    // for him (well within its 1 MB cap).
+    for batch in 0..200 {
+        let mut out = String::new();
+        for i in accepted..accepted + 20 {
+            out.push_str(&format!(
+                "<message to='bob@localhost' type='chat'><body>{i}</body><x xmlns='urn:osprey:pad'>{pad}</x></message>"
+            ));
+        }
+        let id = format!("q{batch}");
+        out.push_str(&format!(
+            "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        alice.send(&out).await;
+        alice.take(&id, |x| x.is_iq() && x.id() == id).await;
+        let refused = alice
+            .discard_buffered()
+            .iter()
+            .any(|x| x.is_message() && x.typ() == "error");
+        assert!(!refused, "a message was refused");
+        accepted += 20;
+        // (It drops when the writer takes a batch, which then blocks.)
+        queued = queued_bytes(&n2, "bob@localhost/b").await;
+        if queued > 256 * 1024 {
+            break;
+        }
+    }
+    assert!(
+        queued > 256 * 1024,
+        "n2 never queued for bob: {queued} bytes"
+    );
+    // Past the acknowledgement tick, alice's node still holds what n2 has
+    // not written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // (n2's row is listed from n1's next heartbeat on.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (st, unacked) = loop {
+        let st = cluster_status(&n1).await;
+        let unacked = st["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["node"] == "n2")
+            .and_then(|n| n["unacked"].as_u64());
+        match unacked {
+            Some(u) => break (st, u),
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            None => panic!("n2 not listed: {st}"),
+        }
+    };
+    assert!(
+        unacked > 0,
+        "n1 holds nothing for n2 although n2 queues {queued} bytes: {st}"
+    );
+
+    n2.kill();
+    // What had reached bob's socket arrives as the kernel flushes it.
+    let mut seen = std::collections::HashSet::new();
+    let note = |seen: &mut std::collections::HashSet<usize>, m: &crate::raw::Xml| {
+        if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
+            seen.insert(n);
+        }
+    };
+    let rest = bob.read_to_close().await;
+    for m in crate::raw::Xml::all(&rest) {
+        note(&mut seen, &m);
+    }
+    let live = seen.len();
+    // n1 finds n2 dead (node_timeout) and places again what it held.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replaced_stanzas(&n1).await == 0.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replaced_stanzas(&n1).await > 0.0, "nothing placed again");
+    let mut bob = online(&n1, "bob", "again").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..accepted).any(|n| !seen.contains(&n)) && Instant::now() < deadline {
+        if let Ok(Some(m)) = bob
+            .take_or_closed(Duration::from_millis(500), |x| x.is_message())
+            .await
+        {
+            note(&mut seen, &m);
+        }
+    }
+    eprintln!(
+        "accepted {accepted}, queued {queued} bytes, unacked {unacked}, live {live}, total seen {}",
+        seen.len()
+    );
+    let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {accepted} accepted messages lost ({live} reached bob's socket, {unacked} unacknowledged): first {:?}",
         missing.len(),
         &missing[..missing.len().min(20)]
     );

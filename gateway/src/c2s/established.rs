@@ -133,8 +133,10 @@ impl<T: Transport> Connection<T> {
         if !batch.is_empty() && !s.keeps_unacked {
             let unwritten: Vec<String> =
                 batch.unwritten(batch.written).map(str::to_string).collect();
+            let receipts = std::mem::take(&mut batch.receipts);
             batch.clear();
             keep_unwritten(&self.ctx, &handle, unwritten).await;
+            drop(receipts);
         }
         let dropped = matches!(
             end,
@@ -472,6 +474,9 @@ impl<T: Transport> Connection<T> {
         for (xml, tags) in items {
             let before = batch.ends.len();
             s.encode(&ctx, &xml, batch);
+            let mut tags = tags;
+            // Done once written (below), or once kept if the write fails.
+            batch.receipts.extend(tags.receipt.take());
             if batch.ends.len() > before {
                 self.element_out(crate::instr::kind_of_xml(&xml), xml.len());
                 self.take_tags(&handle, &xml, tags, &mut deliveries);

@@ -22,7 +22,7 @@ use crate::config::Cluster as ClusterConfig;
 use crate::errors::{StreamCondition, StreamError};
 use crate::events as ev;
 use crate::jid::Jid;
-use crate::router;
+use crate::router::{self, Receipt};
 use crate::server::Ctx;
 
 /// Options from the config; connects in the background (the node starts
@@ -130,24 +130,10 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
     let ack_cluster = cluster.clone();
     tokio::spawn(async move {
         let registry = &ack_cluster.registry;
-        let me = ack_cluster.config.node.clone();
-        // Acks go out every ACK_EVERY stanzas or ACK_AFTER, whichever
+        // Acks go out every ACK_EVERY stanzas done or ACK_AFTER, whichever
         // first, so they cost little under load.
         let mut tick = tokio::time::interval(ACK_AFTER);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let ack = |to: &str, upto: u64| {
-            let payload = wire::encode_directed(
-                &Directed::Ack {
-                    from: me.clone(),
-                    upto,
-                },
-                "",
-            );
-            registry.try_queue(Outgoing::Directed {
-                node: to.to_string(),
-                payload,
-            });
-        };
         loop {
             let m = tokio::select! {
                 m = node_sub.next() => match m {
@@ -155,9 +141,7 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                     None => break,
                 },
                 _ = tick.tick() => {
-                    for (node, upto) in registry.due_acks() {
-                        ack(&node, upto);
-                    }
+                    registry.ack_due();
                     continue;
                 }
             };
@@ -191,19 +175,20 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                             Some(tp) => super::trace::receive_span(tp, &full),
                             None => tracing::Span::none(),
                         };
-                        let transit = (super::registry::now_us() - ts).max(0) as f64 / 1e6;
-                        let outcome = deliver_here(&ctx, &full, xml).instrument(span).await;
+                        let transit_us = (super::registry::now_us() - ts).max(0);
+                        // Acknowledged once it is done: written out or kept.
+                        let receipt = if seq > 0 {
+                            registry.received(&from, seq, transit_us)
+                        } else {
+                            None
+                        };
+                        let outcome = deliver_here(&ctx, &full, xml, receipt)
+                            .instrument(span)
+                            .await;
                         in_ev[outcome as usize].emit(
-                            &[("count", 1.0), ("seconds", transit)],
+                            &[("count", 1.0), ("seconds", transit_us as f64 / 1e6)],
                             &osprey_instrument::Meta::NONE,
                         );
-                        if seq > 0 {
-                            let transit_us = (transit * 1e6) as i64;
-                            if let Some(upto) = registry.handled(&from, seq, transit_us, ACK_EVERY)
-                            {
-                                ack(&from, upto);
-                            }
-                        }
                     }
                     Directed::Close {
                         id,
@@ -337,13 +322,11 @@ fn subject_of(
     s
 }
 
-/// Stanzas from one node acknowledged at once.
-const ACK_EVERY: u64 = 64;
 /// How long a leaving node waits without a stanza from another node
 /// before it says `Down`, and the most it waits in all.
 const LEAVE_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
 const LEAVE_QUIET_MAX: std::time::Duration = std::time::Duration::from_secs(3);
-/// The longest a handled stanza waits for its acknowledgement.
+/// The longest a done stanza waits for its acknowledgement.
 const ACK_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What became of a stanza from another node (the `outcome` label).
@@ -356,14 +339,14 @@ enum Outcome {
 
 /// A stanza from another node for `full`: to that session here, or (gone
 /// meanwhile) kept offline when it is a message that may be.
-async fn deliver_here(ctx: &Ctx, full: &str, xml: &str) -> Outcome {
+async fn deliver_here(ctx: &Ctx, full: &str, xml: &str, mut receipt: Option<Receipt>) -> Outcome {
     // `full` is a session's JID as a node's registry has it, prepared
     // already: looked up as it is (stringprep only on the rare way below).
     let handle = full
         .split_once('/')
         .and_then(|(bare, resource)| ctx.sessions.local_full(bare, resource));
     let xml = match handle {
-        Some(h) => match router::deliver_local(ctx, &h, xml.to_string()) {
+        Some(h) => match router::deliver_local_with(ctx, &h, xml.to_string(), &mut receipt) {
             Ok(()) => return Outcome::Delivered,
             Err(router::Undelivered(back)) => back,
         },

@@ -8,6 +8,9 @@
 //! - [`wire`]: the NATS subjects and messages;
 //! - [`link`]: the NATS connection and the tasks that publish this node's
 //!   changes and stanzas and apply what others send;
+//! - `inbound`: stanzas taken in from other nodes, acknowledged to their
+//!   sender once written out or kept (a node killed before that has not
+//!   acknowledged them, so the sender places them again);
 //! - [`discovery`]: the heartbeat in `cluster_nodes`, and what happens when
 //!   a node stops beating (its sessions are dropped, their contacts here get
 //!   unavailable presence, messages for them go offline);
@@ -17,6 +20,7 @@
 //! registry is delivered through `SessionRegistry::deliver_remote`.
 
 mod discovery;
+mod inbound;
 mod link;
 pub mod registry;
 mod trace;

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use super::wire::{Directed, Entry, RegistryMsg};
 use crate::errors::{StreamCondition, StreamError};
 use crate::router::{
-    PresenceState, RemoteSession, SessionHandle, SessionRef, SessionRegistry, SessionTable,
-    Undelivered,
+    PresenceState, Receipt, RemoteSession, SessionHandle, SessionRef, SessionRegistry,
+    SessionTable, Undelivered,
 };
 
 /// What the publisher task sends.
@@ -51,22 +51,12 @@ pub struct ClusterRegistry {
     /// placed again (`take_orphans`).
     orphans: Mutex<Vec<(String, String)>>,
     queue: usize,
-    /// Per sending node: what was handled here from it.
-    handled: Mutex<std::collections::HashMap<String, Handled>>,
-    /// When the last stanza from another node was handled (ms since the
+    /// Per sending node: what was taken in here from it, and what of that
+    /// is done (acknowledged).
+    inbound: super::inbound::Inbounds,
+    /// When the last stanza from another node arrived (ms since the
     /// epoch): a leaving node waits for the stream to go quiet.
     last_handled: std::sync::atomic::AtomicI64,
-}
-
-/// Stanzas from one node handled here.
-#[derive(Default)]
-struct Handled {
-    /// The highest sequence handled.
-    seq: u64,
-    /// The highest acknowledged to it.
-    acked: u64,
-    /// Smoothed transit time of its stanzas, µs (the lag operators see).
-    transit_us: f64,
 }
 
 /// What one node was sent and has not acknowledged: (seq, full JID, xml).
@@ -74,6 +64,11 @@ struct Handled {
 struct Unacked {
     next: u64,
     pending: std::collections::VecDeque<(u64, String, String)>,
+    /// The node was found dead and its pending taken: a route that looked
+    /// its session up just before is refused (and stores offline) rather
+    /// than queued where nothing would ever place it again. Cleared when
+    /// the node is heard from again.
+    dead: bool,
 }
 
 pub fn now_us() -> i64 {
@@ -143,7 +138,7 @@ impl ClusterRegistry {
             unacked: Mutex::new(std::collections::HashMap::new()),
             orphans: Mutex::new(Vec::new()),
             queue,
-            handled: Mutex::new(std::collections::HashMap::new()),
+            inbound: Default::default(),
             last_handled: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -162,54 +157,31 @@ impl ClusterRegistry {
         }
     }
 
-    /// Stanza `seq` from `from`, `transit_us` on its way, was handled
-    /// here (delivered, stored or placed again). Returns the sequence to
-    /// acknowledge now when `every` have gathered since the last
-    /// acknowledgement.
-    pub fn handled(&self, from: &str, seq: u64, transit_us: i64, every: u64) -> Option<u64> {
+    /// Stanza `seq` from `from` arrived, `transit_us` on its way; its
+    /// receipt is to travel with it until it is done here (None for a
+    /// sequence already seen).
+    pub fn received(&self, from: &str, seq: u64, transit_us: i64) -> Option<Receipt> {
         self.last_handled.store(now_ms(), Ordering::Relaxed);
-        let mut all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        if !all.contains_key(from) {
-            all.insert(
-                from.to_string(),
-                Handled {
-                    transit_us: transit_us as f64,
-                    ..Handled::default()
-                },
-            );
-        }
-        let h = all.get_mut(from)?;
-        h.transit_us += (transit_us as f64 - h.transit_us) / 16.0;
-        h.seq = h.seq.max(seq);
-        (h.seq - h.acked >= every).then(|| {
-            h.acked = h.seq;
-            h.seq
-        })
+        self.inbound
+            .of(&self.node, from, &self.out)
+            .received(seq, transit_us)
     }
 
-    /// What was handled and not yet acknowledged, per node; marked as
-    /// acknowledged (the caller sends them).
-    pub fn due_acks(&self) -> Vec<(String, u64)> {
-        let mut all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        all.iter_mut()
-            .filter(|(_, h)| h.seq > h.acked)
-            .map(|(node, h)| {
-                h.acked = h.seq;
-                (node.clone(), h.seq)
-            })
-            .collect()
+    /// Acknowledges to every node what is done and not yet acknowledged
+    /// (the link's tick; under load acknowledgements go out every
+    /// [`super::inbound::ACK_EVERY`] stanzas by themselves).
+    pub fn ack_due(&self) {
+        self.inbound.ack_due();
     }
 
-    /// Everything handled, per node (what `Down` acknowledges).
+    /// Per node, every sequence done here (what `Down` acknowledges).
     pub fn all_handled(&self) -> std::collections::BTreeMap<String, u64> {
-        let all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        all.iter().map(|(n, h)| (n.clone(), h.seq)).collect()
+        self.inbound.all_done()
     }
 
     /// The smoothed transit time of stanzas from `node`, ms.
     pub fn transit_ms(&self, node: &str) -> Option<f64> {
-        let all = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        all.get(node).map(|h| (h.transit_us / 10.0).round() / 100.0)
+        self.inbound.get(node)?.transit_ms()
     }
 
     /// Stanzas sent to `node` and not yet acknowledged by it.
@@ -220,25 +192,31 @@ impl ClusterRegistry {
 
     /// `node` stopped or restarted: its sequence numbers start again.
     pub(super) fn forget_handled(&self, node: &str) {
-        self.handled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(node);
+        self.inbound.forget(node);
     }
 
-    /// Ms since a stanza from another node was last handled here.
+    /// Ms since a stanza from another node last arrived here.
     pub fn quiet_for_ms(&self) -> i64 {
         now_ms() - self.last_handled.load(Ordering::Relaxed)
     }
 
     /// `node` died or restarted: what it did not acknowledge is to be placed
     /// again (it may have been delivered just before: at least once).
-    pub fn orphan_unacked(&self, node: &str) {
-        let gone = self
-            .unacked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(node);
+    pub fn orphan_unacked(&self, node: &str, dead: bool) {
+        let gone = {
+            let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = all.remove(node);
+            if dead {
+                all.insert(
+                    node.to_string(),
+                    Unacked {
+                        dead: true,
+                        ..Unacked::default()
+                    },
+                );
+            }
+            gone
+        };
         if let Some(u) = gone {
             self.orphans
                 .lock()
@@ -351,6 +329,7 @@ impl ClusterRegistry {
     }
 
     fn add_remote(&self, node: &str, e: Entry) {
+        self.heard_from(node);
         let r = Arc::new(remote_of(node, e));
         let mut list = self.remote.entry(bare_of(&r.full).to_string()).or_default();
         // One entry per full JID: a newer session elsewhere replaces it.
@@ -371,6 +350,15 @@ impl ClusterRegistry {
             !list.is_empty()
         });
         self.remote_count.fetch_sub(gone, Ordering::Relaxed);
+    }
+
+    /// `node` is alive after all (a stall ended, or it restarted): routes
+    /// to it are taken again.
+    fn heard_from(&self, node: &str) {
+        let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+        if all.get(node).is_some_and(|u| u.dead) {
+            all.remove(node);
+        }
     }
 
     /// Drops every session of `node`; returns them.
@@ -455,7 +443,7 @@ impl ClusterRegistry {
                 }
                 self.nodes.remove(&node);
                 self.forget_handled(&node);
-                self.orphan_unacked(&node);
+                self.orphan_unacked(&node, true);
                 (None, self.drop_node(&node))
             }
         }
@@ -467,7 +455,7 @@ impl ClusterRegistry {
         match prev {
             Some(p) if p != started => {
                 self.forget_handled(node);
-                self.orphan_unacked(node);
+                self.orphan_unacked(node, false);
                 self.drop_node(node)
             }
             _ => Vec::new(),
@@ -571,7 +559,7 @@ impl SessionRegistry for ClusterRegistry {
             return Err(Undelivered(xml));
         };
         // Bounded: a node that stops acknowledging gets nothing more.
-        if u.pending.len() >= self.queue {
+        if u.dead || u.pending.len() >= self.queue {
             return Err(Undelivered(xml));
         }
         u.next += 1;
@@ -674,22 +662,37 @@ mod tests {
         assert_eq!(r.take_orphans().len(), 2);
     }
 
-    /// Acks go out every `every` stanzas, the rest on the tick; a node
-    /// that restarts numbers from 1 again and is acknowledged from there.
+    /// What arrives is acknowledged once done; a node that restarts
+    /// numbers from 1 again and is acknowledged from there.
     #[test]
-    fn handled_stanzas_are_acknowledged_in_steps_and_restart_from_scratch() {
+    fn received_stanzas_are_acknowledged_once_done_and_restart_from_scratch() {
         let r = ClusterRegistry::new("n2".into(), 16);
-        assert_eq!(r.handled("n1", 1, 100, 3), None);
-        assert_eq!(r.handled("n1", 2, 100, 3), None);
-        assert_eq!(r.handled("n1", 3, 100, 3), Some(3));
-        assert_eq!(r.handled("n1", 4, 100, 3), None);
-        assert_eq!(r.due_acks(), vec![("n1".to_string(), 4)]);
-        assert!(r.due_acks().is_empty(), "sent once");
-        assert_eq!(r.all_handled(), [("n1".to_string(), 4)].into());
+        let mut out = r.take_outgoing().expect("queue");
+        let acks = |out: &mut mpsc::Receiver<Outgoing>| {
+            let mut v = Vec::new();
+            while let Ok(Outgoing::Directed { node, payload }) = out.try_recv() {
+                if let Some((Directed::Ack { from, upto }, _)) =
+                    super::super::wire::decode_directed(&payload)
+                {
+                    v.push((node, from, upto));
+                }
+            }
+            v
+        };
+        let first = r.received("n1", 1, 100);
+        drop(r.received("n1", 2, 100));
+        r.ack_due();
+        assert!(acks(&mut out).is_empty(), "1 is not done: nothing is");
+        drop(first);
+        r.ack_due();
+        assert_eq!(acks(&mut out), vec![("n1".into(), "n2".into(), 2)]);
+        r.ack_due();
+        assert!(acks(&mut out).is_empty(), "sent once");
+        assert_eq!(r.all_handled(), [("n1".to_string(), 2)].into());
         assert!(r.quiet_for_ms() < 1000);
         assert_eq!(r.transit_ms("n1"), Some(0.1));
         assert_eq!(r.transit_ms("n9"), None);
-        // n1 restarts: its new sequence 1 is acknowledged as 1, not 4.
+        // n1 restarts: its new sequence 1 is acknowledged as 1, not 2.
         r.apply(RegistryMsg::Hello {
             node: "n1".into(),
             started: 5,
@@ -698,8 +701,36 @@ mod tests {
             node: "n1".into(),
             started: 6,
         });
-        assert_eq!(r.handled("n1", 1, 100, 3), None);
-        assert_eq!(r.due_acks(), vec![("n1".to_string(), 1)]);
+        drop(r.received("n1", 1, 100));
+        r.ack_due();
+        assert_eq!(acks(&mut out), vec![("n1".into(), "n2".into(), 1)]);
+    }
+
+    /// A node found dead: a route that looked its session up just before
+    /// is refused (stored offline by the router) instead of queued where
+    /// nothing would place it again; hearing from the node lifts that.
+    #[test]
+    fn a_dead_node_refuses_late_routes_until_heard_from() {
+        let r = ClusterRegistry::new("n1".into(), 16);
+        let _rx = r.take_outgoing();
+        r.deliver_remote(&bob_on_n2(), body(1)).expect("queued");
+        r.orphan_unacked("n2", true);
+        assert_eq!(r.take_orphans().len(), 1);
+        assert!(r.deliver_remote(&bob_on_n2(), body(2)).is_err());
+        r.apply(RegistryMsg::Join {
+            node: "n2".into(),
+            entry: Entry {
+                id: 9,
+                full: "bob@x/b".into(),
+                started: 2,
+                roster: false,
+                available: true,
+                priority: 0,
+                last: None,
+            },
+        });
+        r.deliver_remote(&bob_on_n2(), body(3))
+            .expect("queued again");
     }
 
     /// A node that stops acknowledging gets at most `queue` stanzas.

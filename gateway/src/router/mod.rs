@@ -9,7 +9,8 @@ mod table;
 
 pub use registry::{RemoteSession, SessionRef, SessionRegistry};
 pub use session::{
-    ConnInfo, Mailbox, Outbound, PresenceState, SessionHandle, SessionState, Tags, Undelivered,
+    ConnInfo, Mailbox, Outbound, PresenceState, Receipt, ReceiptSink, SessionHandle, SessionState,
+    Tags, Undelivered,
 };
 pub use table::SessionTable;
 
@@ -163,11 +164,22 @@ pub fn deliver(ctx: &Ctx, to: &SessionRef, xml: String) -> Result<(), Undelivere
 
 /// [`deliver`] to a local handle (a session answering itself).
 pub fn deliver_local(ctx: &Ctx, to: &SessionHandle, xml: String) -> Result<(), Undelivered> {
+    deliver_local_with(ctx, to, xml, &mut None)
+}
+
+/// [`deliver_local`] with a receipt that travels with the stanza when it
+/// is queued (and stays with the caller otherwise).
+pub fn deliver_local_with(
+    ctx: &Ctx,
+    to: &SessionHandle,
+    xml: String,
+    receipt: &mut Option<Receipt>,
+) -> Result<(), Undelivered> {
     if !ctx.hooks.has_deliver_hooks() {
-        return to.deliver(xml);
+        return to.deliver_with(xml, receipt);
     }
     match ctx.hooks.run_deliver(ctx, to, &xml, Kind::of_xml(&xml)) {
-        Flow::Continue => to.deliver(xml),
+        Flow::Continue => to.deliver_with(xml, receipt),
         Flow::Handled | Flow::Drop | Flow::Bounce(_) => Ok(()),
     }
 }

@@ -35,6 +35,40 @@ pub struct Tags {
     pub otel: Option<opentelemetry::Context>,
     /// Live traces that want the receiver's side of the hand-off.
     pub live: Option<std::sync::Arc<Vec<std::sync::Arc<osprey_instrument::live::Trace>>>>,
+    /// Dropped once the stanza left this node's hands (written out, or
+    /// kept for later): another node waits for that to acknowledge it.
+    pub receipt: Option<Receipt>,
+}
+
+/// Where a [`Receipt`] reports.
+pub trait ReceiptSink: Send + Sync {
+    fn done(&self, seq: u64);
+}
+
+/// Stanza `seq` is in this node's hands; dropping the receipt says it no
+/// longer is. Holders keep it until the stanza is written or stored, so a
+/// node that dies first has not said so.
+pub struct Receipt {
+    sink: std::sync::Arc<dyn ReceiptSink>,
+    seq: u64,
+}
+
+impl Receipt {
+    pub fn new(sink: std::sync::Arc<dyn ReceiptSink>, seq: u64) -> Receipt {
+        Receipt { sink, seq }
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        self.sink.done(self.seq);
+    }
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Receipt").field(&self.seq).finish()
+    }
 }
 
 impl std::fmt::Debug for Tags {
@@ -42,6 +76,7 @@ impl std::fmt::Debug for Tags {
         f.debug_struct("Tags")
             .field("otel", &self.otel.is_some())
             .field("live", &self.live.as_ref().map(|l| l.len()))
+            .field("receipt", &self.receipt)
             .finish()
     }
 }
@@ -208,10 +243,21 @@ impl SessionHandle {
             .store(state == SessionState::Detached, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
+    pub(crate) fn deliver(&self, xml: String) -> Result<(), Undelivered> {
+        self.deliver_with(xml, &mut None)
+    }
+
     /// Queues XML for the client. The queue is bounded in bytes: a client
     /// that stops reading gets its session closed (`overflowed`) rather than
-    /// growing the server's memory, and the stanza is handed back.
-    pub(crate) fn deliver(&self, xml: String) -> Result<(), Undelivered> {
+    /// growing the server's memory, and the stanza is handed back. Queued,
+    /// the receipt (if any) goes with the stanza; refused, it stays with
+    /// the caller.
+    pub(crate) fn deliver_with(
+        &self,
+        xml: String,
+        receipt: &mut Option<Receipt>,
+    ) -> Result<(), Undelivered> {
         if self.overflowed.load(Ordering::Relaxed) {
             return Err(Undelivered(xml));
         }
@@ -230,10 +276,12 @@ impl SessionHandle {
             } else {
                 None
             },
+            receipt: receipt.take(),
         };
         match self.push(Outbound::Stanza(xml, tags)) {
             Ok(()) => Ok(()),
-            Err(Outbound::Stanza(xml, _)) => {
+            Err(Outbound::Stanza(xml, mut tags)) => {
+                *receipt = tags.receipt.take();
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 Err(Undelivered(xml))
             }

@@ -57,6 +57,9 @@ pub struct Batch {
     /// The write hooks' calls for these stanzas, reported by the transport
     /// once per batch ([`crate::hooks::Hooks::report_writes`]).
     pub tally: WriteTally,
+    /// Receipts of these stanzas: dropped (the stanzas done) once written,
+    /// or once what was not written is kept.
+    pub receipts: Vec<crate::router::Receipt>,
 }
 
 impl Batch {
@@ -64,6 +67,7 @@ impl Batch {
         self.buf.clear();
         self.ends.clear();
         self.written = 0;
+        self.receipts.clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,8 +193,13 @@ pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
     s.mailbox.close();
     let mut kept = 0usize;
     let replay = std::mem::take(&mut s.replay);
+    // Receipts are dropped only once their stanzas are kept.
+    let mut receipts = Vec::new();
     let queued = std::iter::from_fn(|| s.mailbox.try_recv()).filter_map(|item| match item {
-        Outbound::Stanza(xml, _) => Some(xml),
+        Outbound::Stanza(xml, tags) => {
+            receipts.extend(tags.receipt);
+            Some(xml)
+        }
         _ => None,
     });
     let all: Vec<String> = replay.into_iter().chain(queued).collect();
@@ -200,6 +209,7 @@ pub async fn leave(ctx: &Arc<Ctx>, mut s: Session, reason: &'static str) {
             kept += 1;
         }
     }
+    drop(receipts);
     if kept > 0 {
         tracing::info!(jid = %handle.full(), kept, "queued messages kept offline");
     }
