@@ -9,11 +9,15 @@
 //! session has not acknowledged them, and the sender places them again.
 //!
 //! Stanzas of one sender arrive in sequence order but finish in any order
-//! (different sessions): the acknowledgement is the highest sequence below
-//! which every stanza is done.
+//! (different sessions). An acknowledgement says "every stanza up to
+//! `upto` is done, except these": the exceptions are stanzas held for more
+//! than [`STUCK`] (a session whose client stopped reading), so one stalled
+//! session never holds back the acknowledgement of the rest of the
+//! traffic, while what it holds stays with the sender.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -24,6 +28,13 @@ use crate::router::{Receipt, ReceiptSink};
 /// An acknowledgement goes out once this many stanzas are done since the
 /// last one (and on the link's tick, whichever first).
 pub const ACK_EVERY: u64 = 64;
+
+/// A stanza held longer than this is named as an exception, so that what
+/// came after it can be acknowledged.
+pub const STUCK: Duration = Duration::from_secs(1);
+
+/// At most this many exceptions in one acknowledgement (the rest wait).
+const MAX_EXCEPT: usize = 1024;
 
 /// Every sending node's [`Inbound`]; a node's entry is replaced when it
 /// restarts (its sequence numbers start again), so a late receipt of its
@@ -76,17 +87,11 @@ impl Inbounds {
 
     /// Sends what is done and not yet acknowledged, to every node.
     pub fn ack_due(&self) {
+        let now = Instant::now();
         for i in self.each() {
-            let due = {
-                let mut s = i.lock();
-                let upto = s.done_upto();
-                (upto > s.acked).then(|| {
-                    s.acked = upto;
-                    upto
-                })
-            };
-            if let Some(upto) = due {
-                i.send_ack(upto);
+            let due = i.lock().due(now);
+            if let Some((upto, except)) = due {
+                i.send_ack(upto, except);
             }
         }
     }
@@ -113,19 +118,50 @@ pub struct Inbound {
 
 #[derive(Default)]
 struct State {
-    /// Received and not yet known done, in sequence order: (seq, done).
-    open: VecDeque<(u64, bool)>,
+    /// Received and not yet done: sequence → when it arrived. (Arrival
+    /// follows sequence order, so the oldest come first.)
+    open: BTreeMap<u64, Instant>,
     /// The highest sequence received.
     seq: u64,
-    /// The highest acknowledged to the sender.
+    /// Done since an acknowledgement was last considered.
+    fresh: u64,
+    /// The `upto` of the last acknowledgement, and how many exceptions it
+    /// named.
     acked: u64,
+    excepted: usize,
     /// Smoothed transit time of its stanzas, µs (the lag operators see).
     transit_us: Option<f64>,
 }
 
 impl State {
+    /// Every sequence up to this one is done.
     fn done_upto(&self) -> u64 {
-        self.open.front().map_or(self.seq, |(seq, _)| seq - 1)
+        self.open.keys().next().map_or(self.seq, |first| first - 1)
+    }
+
+    /// The acknowledgement to send now: `upto`, and the stanzas up to it
+    /// still held (each held for longer than [`STUCK`]).
+    fn ack(&self, now: Instant) -> (u64, Vec<u64>) {
+        let mut except = Vec::new();
+        for (&seq, &since) in &self.open {
+            if now.duration_since(since) < STUCK || except.len() == MAX_EXCEPT {
+                return (seq - 1, except);
+            }
+            except.push(seq);
+        }
+        (self.seq, except)
+    }
+
+    /// The acknowledgement to send, if it says something new: `upto`
+    /// moved, or an exception is done at last.
+    fn due(&mut self, now: Instant) -> Option<(u64, Vec<u64>)> {
+        let (upto, except) = self.ack(now);
+        if upto <= self.acked && except.len() >= self.excepted {
+            return None;
+        }
+        self.acked = upto;
+        self.excepted = except.len();
+        Some((upto, except))
     }
 }
 
@@ -145,7 +181,7 @@ impl Inbound {
             return None;
         }
         s.seq = seq;
-        s.open.push_back((seq, false));
+        s.open.insert(seq, Instant::now());
         drop(s);
         Some(Receipt::new(self.clone(), seq))
     }
@@ -155,11 +191,12 @@ impl Inbound {
         self.lock().transit_us.map(|us| (us / 10.0).round() / 100.0)
     }
 
-    fn send_ack(&self, upto: u64) {
+    fn send_ack(&self, upto: u64, except: Vec<u64>) {
         let payload = wire::encode_directed(
             &Directed::Ack {
                 from: self.me.clone(),
                 upto,
+                except,
             },
             "",
         );
@@ -175,20 +212,18 @@ impl ReceiptSink for Inbound {
     fn done(&self, seq: u64) {
         let due = {
             let mut s = self.lock();
-            if let Ok(i) = s.open.binary_search_by_key(&seq, |(q, _)| *q) {
-                s.open[i].1 = true;
+            if s.open.remove(&seq).is_none() {
+                return;
             }
-            while s.open.front().is_some_and(|(_, done)| *done) {
-                s.open.pop_front();
+            s.fresh += 1;
+            if s.fresh < ACK_EVERY {
+                return;
             }
-            let upto = s.done_upto();
-            (upto >= s.acked + ACK_EVERY).then(|| {
-                s.acked = upto;
-                upto
-            })
+            s.fresh = 0;
+            s.due(Instant::now())
         };
-        if let Some(upto) = due {
-            self.send_ack(upto);
+        if let Some((upto, except)) = due {
+            self.send_ack(upto, except);
         }
     }
 }
@@ -202,20 +237,22 @@ mod tests {
         (Inbounds::default(), rx, tx)
     }
 
-    fn acks(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<u64> {
+    fn acks(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<(u64, Vec<u64>)> {
         let mut out = Vec::new();
         while let Ok(Outgoing::Directed { payload, .. }) = rx.try_recv() {
-            if let Some((Directed::Ack { upto, .. }, _)) = wire::decode_directed(&payload) {
-                out.push(upto);
+            if let Some((Directed::Ack { upto, except, .. }, _)) = wire::decode_directed(&payload) {
+                out.push((upto, except));
             }
         }
         out
     }
 
-    /// A stanza still held (queued for a slow session) holds back the
-    /// acknowledgement of everything after it, however many are done.
+    /// A stanza still held (queued for a session whose client reads
+    /// slowly) holds back the acknowledgement of what came after it only
+    /// until it counts as stuck; then it is named as an exception and the
+    /// rest is acknowledged. Done at last, it is acknowledged too.
     #[test]
-    fn a_held_stanza_holds_back_the_acknowledgement() {
+    fn a_held_stanza_becomes_an_exception_once_stuck() {
         let (all, mut rx, tx) = setup();
         let n1 = all.of("n2", "n1", &tx);
         let held = n1.received(1, 100).expect("new");
@@ -223,14 +260,23 @@ mod tests {
             .map(|s| n1.received(s, 100).expect("new"))
             .collect();
         drop(rest);
-        assert_eq!(acks(&mut rx), Vec::<u64>::new());
-        assert_eq!(all.all_done()["n1"], 0);
+        // Not stuck yet: 199 done, nothing to acknowledge.
         all.ack_due();
-        assert_eq!(acks(&mut rx), Vec::<u64>::new());
+        assert_eq!(acks(&mut rx), vec![]);
+        assert_eq!(all.all_done()["n1"], 0);
+        // Stuck: everything but it is acknowledged.
+        let later = Instant::now() + STUCK;
+        assert_eq!(n1.lock().ack(later), (200, vec![1]));
+        n1.lock().open.insert(1, Instant::now() - STUCK);
+        all.ack_due();
+        assert_eq!(acks(&mut rx), vec![(200, vec![1])]);
+        drop(n1.received(201, 100));
+        all.ack_due();
+        assert_eq!(acks(&mut rx), vec![(201, vec![1])]);
         drop(held);
-        // Everything is done at once: one acknowledgement covers it.
-        assert_eq!(acks(&mut rx), vec![200]);
-        assert_eq!(all.all_done()["n1"], 200);
+        all.ack_due();
+        assert_eq!(acks(&mut rx), vec![(201, vec![])]);
+        assert_eq!(all.all_done()["n1"], 201);
     }
 
     /// In order, an acknowledgement goes out every ACK_EVERY stanzas, and
@@ -242,11 +288,14 @@ mod tests {
         for seq in 1..=(ACK_EVERY * 2 + 5) {
             drop(n1.received(seq, 100));
         }
-        assert_eq!(acks(&mut rx), vec![ACK_EVERY, ACK_EVERY * 2]);
+        assert_eq!(
+            acks(&mut rx),
+            vec![(ACK_EVERY, vec![]), (ACK_EVERY * 2, vec![])]
+        );
         all.ack_due();
-        assert_eq!(acks(&mut rx), vec![ACK_EVERY * 2 + 5]);
+        assert_eq!(acks(&mut rx), vec![(ACK_EVERY * 2 + 5, vec![])]);
         all.ack_due();
-        assert_eq!(acks(&mut rx), Vec::<u64>::new());
+        assert_eq!(acks(&mut rx), vec![]);
     }
 
     /// A restarted node starts its sequence again: a receipt of its
@@ -262,10 +311,25 @@ mod tests {
         assert!(new.received(1, 100).is_none(), "a repeated sequence");
         drop(late);
         all.ack_due();
-        assert_eq!(acks(&mut rx), Vec::<u64>::new());
+        assert_eq!(acks(&mut rx), vec![]);
         drop(first);
         all.ack_due();
-        assert_eq!(acks(&mut rx), vec![1]);
+        assert_eq!(acks(&mut rx), vec![(1, vec![])]);
         assert_eq!(new.transit_ms(), Some(0.1));
+    }
+
+    /// Many stuck stanzas: the exceptions are capped, and `upto` stops
+    /// below the first one left out.
+    #[test]
+    fn exceptions_are_capped() {
+        let (all, _rx, tx) = setup();
+        let n1 = all.of("n2", "n1", &tx);
+        let held: Vec<Receipt> = (1..=(MAX_EXCEPT as u64 + 10))
+            .map(|s| n1.received(s, 100).expect("new"))
+            .collect();
+        let (upto, except) = n1.lock().ack(Instant::now() + STUCK);
+        assert_eq!(except.len(), MAX_EXCEPT);
+        assert_eq!(upto, MAX_EXCEPT as u64);
+        drop(held);
     }
 }

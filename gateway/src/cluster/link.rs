@@ -162,7 +162,7 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                     continue;
                 };
                 match header {
-                    Directed::Ack { from, upto } => registry.acked(&from, upto),
+                    Directed::Ack { from, upto, except } => registry.acked(&from, upto, &except),
                     Directed::Deliver {
                         full,
                         tp,

@@ -147,12 +147,21 @@ impl ClusterRegistry {
         self.out_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// `node` handled what this node sent it, up to `upto`.
-    pub fn acked(&self, node: &str, upto: u64) {
+    /// `node` is done with what this node sent it up to `upto`, except
+    /// the (ascending) sequences in `except`.
+    pub fn acked(&self, node: &str, upto: u64, except: &[u64]) {
         let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(u) = all.get_mut(node) {
-            while u.pending.front().is_some_and(|(seq, _, _)| *seq <= upto) {
+            while u
+                .pending
+                .front()
+                .is_some_and(|(seq, _, _)| *seq <= upto && except.binary_search(seq).is_err())
+            {
                 u.pending.pop_front();
+            }
+            if !except.is_empty() {
+                u.pending
+                    .retain(|(seq, _, _)| *seq > upto || except.binary_search(seq).is_ok());
             }
         }
     }
@@ -439,7 +448,7 @@ impl ClusterRegistry {
             }
             RegistryMsg::Down { node, acks } => {
                 if let Some(upto) = acks.get(&self.node) {
-                    self.acked(&node, *upto);
+                    self.acked(&node, *upto, &[]);
                 }
                 self.nodes.remove(&node);
                 self.forget_handled(&node);
@@ -671,7 +680,7 @@ mod tests {
         let acks = |out: &mut mpsc::Receiver<Outgoing>| {
             let mut v = Vec::new();
             while let Ok(Outgoing::Directed { node, payload }) = out.try_recv() {
-                if let Some((Directed::Ack { from, upto }, _)) =
+                if let Some((Directed::Ack { from, upto, .. }, _)) =
                     super::super::wire::decode_directed(&payload)
                 {
                     v.push((node, from, upto));
@@ -733,6 +742,22 @@ mod tests {
             .expect("queued again");
     }
 
+    /// An acknowledgement with exceptions: what it names stays, the rest
+    /// up to `upto` goes; a later one frees the exceptions.
+    #[test]
+    fn exceptions_stay_unacknowledged() {
+        let r = ClusterRegistry::new("n1".into(), 16);
+        let _rx = r.take_outgoing();
+        for n in 1..=5 {
+            r.deliver_remote(&bob_on_n2(), body(n)).expect("queued");
+        }
+        r.acked("n2", 4, &[1, 3]);
+        assert_eq!(r.unacked_for("n2"), 3);
+        r.orphan_unacked("n2", false);
+        let left: Vec<String> = r.take_orphans().into_iter().map(|(_, x)| x).collect();
+        assert_eq!(left, vec![body(1), body(3), body(5)]);
+    }
+
     /// A node that stops acknowledging gets at most `queue` stanzas.
     #[test]
     fn unacknowledged_stanzas_are_bounded() {
@@ -743,7 +768,7 @@ mod tests {
             .count();
         assert_eq!(sent, 4);
         assert_eq!(r.unacked_len(), 4);
-        r.acked("n2", 2);
+        r.acked("n2", 2, &[]);
         assert_eq!(r.unacked_len(), 2);
         assert_eq!(r.unacked_for("n2"), 2);
         assert_eq!(r.unacked_for("n3"), 0);

@@ -121,8 +121,14 @@ pub enum Directed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app: Option<String>,
     },
-    /// `from` has handled every stanza up to `upto` this node sent it.
-    Ack { from: String, upto: u64 },
+    /// `from` is done with every stanza up to `upto` this node sent it,
+    /// except those in `except` (ascending; held by a stalled session).
+    Ack {
+        from: String,
+        upto: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        except: Vec<u64>,
+    },
 }
 
 /// `header\nxml`.
@@ -259,6 +265,7 @@ mod tests {
             let h = Directed::Ack {
                 from: "n1".into(),
                 upto: n,
+                except: if n == 2 { vec![1] } else { vec![] },
             };
             encode_directed(&h, "<x/>\n<y/>")
         };
@@ -284,7 +291,8 @@ mod tests {
                 h,
                 Directed::Ack {
                     from: "n1".into(),
-                    upto: n as u64 + 1
+                    upto: n as u64 + 1,
+                    except: if n == 1 { vec![1] } else { vec![] },
                 }
             );
             assert_eq!(xml, "<x/>\n<y/>");
