@@ -170,10 +170,14 @@ impl Inbound {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stanza `seq` arrived after `transit_us` on its way; its receipt
+    pub fn from(&self) -> &str {
+        &self.from
+    }
+
+    /// Stanza `seq` arrived (at `now`) after `transit_us` on its way; its receipt
     /// says when it is done. None for a sequence already seen (nothing to
     /// acknowledge twice).
-    pub fn received(self: &Arc<Self>, seq: u64, transit_us: i64) -> Option<Receipt> {
+    pub fn received(self: &Arc<Self>, seq: u64, transit_us: i64, now: Instant) -> Option<Receipt> {
         let mut s = self.lock();
         let t = transit_us as f64;
         s.transit_us = Some(s.transit_us.map_or(t, |avg| avg + (t - avg) / 16.0));
@@ -181,7 +185,7 @@ impl Inbound {
             return None;
         }
         s.seq = seq;
-        s.open.insert(seq, Instant::now());
+        s.open.insert(seq, now);
         drop(s);
         Some(Receipt::new(self.clone(), seq))
     }
@@ -255,9 +259,9 @@ mod tests {
     fn a_held_stanza_becomes_an_exception_once_stuck() {
         let (all, mut rx, tx) = setup();
         let n1 = all.of("n2", "n1", &tx);
-        let held = n1.received(1, 100).expect("new");
+        let held = n1.received(1, 100, Instant::now()).expect("new");
         let rest: Vec<Receipt> = (2..=200)
-            .map(|s| n1.received(s, 100).expect("new"))
+            .map(|s| n1.received(s, 100, Instant::now()).expect("new"))
             .collect();
         drop(rest);
         // Not stuck yet: 199 done, nothing to acknowledge.
@@ -270,7 +274,7 @@ mod tests {
         n1.lock().open.insert(1, Instant::now() - STUCK);
         all.ack_due();
         assert_eq!(acks(&mut rx), vec![(200, vec![1])]);
-        drop(n1.received(201, 100));
+        drop(n1.received(201, 100, Instant::now()));
         all.ack_due();
         assert_eq!(acks(&mut rx), vec![(201, vec![1])]);
         drop(held);
@@ -286,7 +290,7 @@ mod tests {
         let (all, mut rx, tx) = setup();
         let n1 = all.of("n2", "n1", &tx);
         for seq in 1..=(ACK_EVERY * 2 + 5) {
-            drop(n1.received(seq, 100));
+            drop(n1.received(seq, 100, Instant::now()));
         }
         assert_eq!(
             acks(&mut rx),
@@ -304,11 +308,14 @@ mod tests {
     fn a_restart_starts_afresh_and_old_receipts_are_ignored() {
         let (all, mut rx, tx) = setup();
         let old = all.of("n2", "n1", &tx);
-        let late = old.received(7, 100);
+        let late = old.received(7, 100, Instant::now());
         all.forget("n1");
         let new = all.of("n2", "n1", &tx);
-        let first = new.received(1, 100);
-        assert!(new.received(1, 100).is_none(), "a repeated sequence");
+        let first = new.received(1, 100, Instant::now());
+        assert!(
+            new.received(1, 100, Instant::now()).is_none(),
+            "a repeated sequence"
+        );
         drop(late);
         all.ack_due();
         assert_eq!(acks(&mut rx), vec![]);
@@ -325,7 +332,7 @@ mod tests {
         let (all, _rx, tx) = setup();
         let n1 = all.of("n2", "n1", &tx);
         let held: Vec<Receipt> = (1..=(MAX_EXCEPT as u64 + 10))
-            .map(|s| n1.received(s, 100).expect("new"))
+            .map(|s| n1.received(s, 100, Instant::now()).expect("new"))
             .collect();
         let (upto, except) = n1.lock().ack(Instant::now() + STUCK);
         assert_eq!(except.len(), MAX_EXCEPT);

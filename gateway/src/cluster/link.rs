@@ -150,6 +150,9 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                 in_ev[Outcome::Dropped as usize]
                     .emit(&[("count", 1.0)], &osprey_instrument::Meta::NONE)
             };
+            // One NATS message comes from one node: looked up once.
+            let now = std::time::Instant::now();
+            let mut inbound: Option<Arc<super::inbound::Inbound>> = None;
             for frame in wire::frames(&m.payload) {
                 let Some(frame) = frame else {
                     tracing::warn!("cluster: a damaged batch from another node");
@@ -178,7 +181,13 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                         let transit_us = (super::registry::now_us() - ts).max(0);
                         // Acknowledged once it is done: written out or kept.
                         let receipt = if seq > 0 {
-                            registry.received(&from, seq, transit_us)
+                            let i = match inbound.take() {
+                                Some(i) if i.from() == from => i,
+                                _ => registry.inbound_of(&from),
+                            };
+                            let r = i.received(seq, transit_us, now);
+                            inbound = Some(i);
+                            r
                         } else {
                             None
                         };

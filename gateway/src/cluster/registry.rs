@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use super::wire::{Directed, Entry, RegistryMsg};
 use crate::errors::{StreamCondition, StreamError};
 use crate::router::{
-    PresenceState, Receipt, RemoteSession, SessionHandle, SessionRef, SessionRegistry,
-    SessionTable, Undelivered,
+    PresenceState, RemoteSession, SessionHandle, SessionRef, SessionRegistry, SessionTable,
+    Undelivered,
 };
 
 /// What the publisher task sends.
@@ -166,14 +166,25 @@ impl ClusterRegistry {
         }
     }
 
+    /// What came from `from`, and its acknowledgements. (The link looks
+    /// it up once per NATS message: a batch comes from one node.)
+    pub(super) fn inbound_of(&self, from: &str) -> Arc<super::inbound::Inbound> {
+        self.last_handled.store(now_ms(), Ordering::Relaxed);
+        self.inbound.of(&self.node, from, &self.out)
+    }
+
     /// Stanza `seq` from `from` arrived, `transit_us` on its way; its
     /// receipt is to travel with it until it is done here (None for a
     /// sequence already seen).
-    pub fn received(&self, from: &str, seq: u64, transit_us: i64) -> Option<Receipt> {
-        self.last_handled.store(now_ms(), Ordering::Relaxed);
-        self.inbound
-            .of(&self.node, from, &self.out)
-            .received(seq, transit_us)
+    #[cfg(test)]
+    pub fn received(
+        &self,
+        from: &str,
+        seq: u64,
+        transit_us: i64,
+    ) -> Option<crate::router::Receipt> {
+        self.inbound_of(from)
+            .received(seq, transit_us, std::time::Instant::now())
     }
 
     /// Acknowledges to every node what is done and not yet acknowledged
