@@ -452,7 +452,8 @@ event!(probe CLUSTER, "cluster", [],
      gauge("sessions_remote", "Sessions on other nodes, as this node's registry knows them."),
      gauge("nodes_alive", "Nodes with a recent heartbeat, this one included."),
      gauge("nats_connected", "1 while connected to NATS."),
-     gauge("queue", "Registry changes and stanzas waiting for NATS.")],
+     gauge("queue", "Registry changes and stanzas waiting for NATS."),
+     gauge("unacked", "Stanzas sent to other nodes and not yet acknowledged (a node acknowledges once it wrote a stanza out or stored it): kept here, placed again if that node dies. Growing: a stalled client there, or a lost node.")],
     "This node's view of the cluster (probe; only with [cluster]).");
 
 // --- storage -------------------------------------------------------------------

@@ -475,8 +475,25 @@ async fn every_series_the_alerts_select_is_exposed_by_the_gateway() {
         "c2s_auth_total",
         "storage_query_total",
         "tls_certificate_expiry_timestamp_seconds",
+        "cluster_unacked",
     ] {
         assert!(names.contains(m), "{m} not found in the alerts: {names:?}");
+    }
+    // The cluster's series exist only on nodes with [cluster]: read from one.
+    let (clustered, all): (BTreeSet<Selector>, BTreeSet<Selector>) = all
+        .into_iter()
+        .partition(|s| s.name.starts_with("cluster_"));
+    {
+        let nats = crate::harness::Nats::start();
+        let db = crate::harness::SharedDb::new();
+        let n1 = crate::cluster::node(&nats, &db, "n1");
+        let metrics = scrape_until(&n1, |m| missing(m, &clustered).is_empty()).await;
+        let lacking = missing(&metrics, &clustered);
+        assert!(
+            lacking.is_empty(),
+            "cluster series selected by dashboards/alerts.yml that a fresh cluster node \
+             does not expose: {lacking:?}\n/metrics:\n{metrics}"
+        );
     }
 
     // STARTTLS, as in production, so the certificate probe has a listener.

@@ -17,6 +17,14 @@ use crate::server::Ctx;
 use crate::storage::ClusterNode;
 
 pub async fn run(ctx: Arc<Ctx>, cluster: Arc<Cluster>, address: String) {
+    // Their series exist at 0 from the start: an alert on increase() sees
+    // the first node lost.
+    for spec in [
+        &crate::events::CLUSTER_NODE_DOWN,
+        &crate::events::CLUSTER_REPLACED,
+    ] {
+        ctx.instr.registry.resolve(spec, &[]);
+    }
     let cfg = &cluster.config;
     let timeout_ms = (cfg.node_timeout * 1000) as i64;
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.heartbeat));

@@ -41,6 +41,7 @@ impl Probe for Cluster {
                     f64::from(u8::from(st.nats == "connected")),
                 ),
                 ("queue", c.registry.queued() as f64),
+                ("unacked", c.registry.unacked_len() as f64),
             ],
         });
     }
