@@ -434,6 +434,38 @@ mod tests {
         assert_eq!(h.queued_bytes(), "<m0/><m1/><m2/><late/>".len());
     }
 
+    /// Records which receipts were dropped.
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<u64>>);
+    impl ReceiptSink for Seen {
+        fn done(&self, seq: u64) {
+            self.0.lock().expect("lock").push(seq);
+        }
+    }
+
+    /// A queued stanza carries its receipt until whoever takes it drops
+    /// it; a refused one leaves the receipt with the caller.
+    #[test]
+    fn a_receipt_travels_with_a_queued_stanza_and_stays_when_refused() {
+        let (h, mut rx) = handle();
+        let seen = std::sync::Arc::new(Seen::default());
+        let mut r = Some(Receipt::new(seen.clone(), 1));
+        h.deliver_with("<a/>".into(), &mut r).expect("queued");
+        assert!(r.is_none(), "went with the stanza");
+        assert!(seen.0.lock().expect("lock").is_empty(), "not done yet");
+        let Some(Outbound::Stanza(_, tags)) = rx.try_recv() else {
+            panic!("queued");
+        };
+        drop(tags);
+        assert_eq!(*seen.0.lock().expect("lock"), [1]);
+        rx.close();
+        let mut r = Some(Receipt::new(seen.clone(), 2));
+        assert!(h.deliver_with("<b/>".into(), &mut r).is_err());
+        assert!(r.is_some(), "refused: still the caller's");
+        drop(r);
+        assert_eq!(*seen.0.lock().expect("lock"), [1, 2]);
+    }
+
     #[test]
     fn a_drained_burst_frees_its_buffer() {
         let (h, mut rx) = handle();
