@@ -33,7 +33,10 @@ pub const ACK_EVERY: u64 = 64;
 /// came after it can be acknowledged.
 pub const STUCK: Duration = Duration::from_secs(1);
 
-/// At most this many exceptions in one acknowledgement (the rest wait).
+/// At most this many exceptions per sending node. Beyond it the oldest
+/// are given up on: acknowledged although still held (a node killed then
+/// loses them, as it did before receipts), so that stalled sessions never
+/// hold back the rest of the traffic, and acknowledgements stay small.
 const MAX_EXCEPT: usize = 1024;
 
 /// Every sending node's [`Inbound`]; a node's entry is replaced when it
@@ -140,16 +143,29 @@ impl State {
     }
 
     /// The acknowledgement to send now: `upto`, and the stanzas up to it
-    /// still held (each held for longer than [`STUCK`]).
-    fn ack(&self, now: Instant) -> (u64, Vec<u64>) {
+    /// still held (each held for longer than [`STUCK`]; the newest
+    /// [`MAX_EXCEPT`] of them, the older given up on).
+    fn ack(&mut self, now: Instant) -> (u64, Vec<u64>) {
         let mut except = Vec::new();
+        let mut upto = self.seq;
         for (&seq, &since) in &self.open {
-            if now.duration_since(since) < STUCK || except.len() == MAX_EXCEPT {
-                return (seq - 1, except);
+            if now.duration_since(since) < STUCK {
+                upto = seq - 1;
+                break;
             }
             except.push(seq);
         }
-        (self.seq, except)
+        if except.len() > MAX_EXCEPT {
+            let given_up = except.len() - MAX_EXCEPT;
+            for seq in except.drain(..given_up) {
+                self.open.remove(&seq);
+            }
+            tracing::debug!(
+                stanzas = given_up,
+                "cluster: stanzas held too long by stalled sessions acknowledged anyway"
+            );
+        }
+        (upto, except)
     }
 
     /// The acknowledgement to send, if it says something new: `upto`
@@ -325,18 +341,22 @@ mod tests {
         assert_eq!(new.transit_ms(), Some(0.1));
     }
 
-    /// Many stuck stanzas: the exceptions are capped, and `upto` stops
-    /// below the first one left out.
+    /// Many stuck stanzas: the newest MAX_EXCEPT stay exceptions, the
+    /// older are given up on (acknowledged), so `upto` still moves on;
+    /// their late receipts change nothing.
     #[test]
-    fn exceptions_are_capped() {
+    fn exceptions_are_capped_and_the_oldest_given_up() {
         let (all, _rx, tx) = setup();
         let n1 = all.of("n2", "n1", &tx);
-        let held: Vec<Receipt> = (1..=(MAX_EXCEPT as u64 + 10))
+        let last = MAX_EXCEPT as u64 + 10;
+        let held: Vec<Receipt> = (1..=last)
             .map(|s| n1.received(s, 100, Instant::now()).expect("new"))
             .collect();
+        drop(n1.received(last + 1, 100, Instant::now()));
         let (upto, except) = n1.lock().ack(Instant::now() + STUCK);
-        assert_eq!(except.len(), MAX_EXCEPT);
-        assert_eq!(upto, MAX_EXCEPT as u64);
+        assert_eq!(upto, last + 1);
+        assert_eq!(except, (11..=last).collect::<Vec<u64>>());
         drop(held);
+        assert_eq!(all.all_done()["n1"], last + 1);
     }
 }
