@@ -41,6 +41,7 @@ pub mod bounded {
         "pep_item_bytes",
         "pep_nodes",
         "registration_rate",
+        "cluster_held",
         "slow_sender",
         "negotiation_timeout",
         "stanza_rate",

@@ -603,6 +603,38 @@ async fn send_accepted(alice: &mut Raw, first: usize, extra: &str) {
     assert!(!refused, "a message was refused");
 }
 
+/// Per number that alice's messages carry in their body: how often it
+/// reached bob.
+type Seen = std::collections::HashMap<usize, usize>;
+
+fn tally(seen: &mut Seen, m: &crate::raw::Xml) {
+    if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
+        *seen.entry(n).or_default() += 1;
+    }
+}
+
+/// Bob reads until every message of `0..accepted` has arrived, his stream
+/// ends, or 30 s pass (long after the flow stopped: the offline flush can
+/// pause under load, so no fixed quiet spell ends it).
+async fn read_until_all(bob: &mut Raw, accepted: usize, seen: &mut Seen) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..accepted).any(|n| !seen.contains_key(&n)) && Instant::now() < deadline {
+        match bob
+            .take_or_closed(Duration::from_millis(500), |x| x.is_message())
+            .await
+        {
+            Ok(Some(m)) => tally(seen, &m),
+            Ok(None) => {}
+            Err(()) => break,
+        }
+    }
+}
+
+/// The messages of `0..accepted` that never arrived.
+fn missing(seen: &Seen, accepted: usize) -> Vec<usize> {
+    (0..accepted).filter(|n| !seen.contains_key(n)).collect()
+}
+
 /// A node SIGKILLed while alice sends to bob on it without pause: every
 /// message alice had accepted (a later ping answered, no error back)
 /// reaches bob, live before the kill or, after it, from offline storage at
@@ -617,7 +649,7 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     let (n1, mut n2, alice, mut bob) = two_nodes(&nats, &db).await;
     let stop = Arc::new(AtomicBool::new(false));
     let sender = tokio::spawn(send_to_bob_until(alice, stop.clone()));
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = Seen::new();
     // Bob reads live for a while, then his node dies under him.
     let until = Instant::now() + Duration::from_millis(700);
     while Instant::now() < until {
@@ -625,9 +657,7 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
             .take_or_closed(Duration::from_millis(100), |x| x.is_message())
             .await
         {
-            if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
-                seen.insert(n);
-            }
+            tally(&mut seen, &m);
         }
     }
     n2.kill();
@@ -639,29 +669,11 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     // delivered: read to the end (bytes written just before the kill are
     // still in the sockets, unread).
     for m in crate::raw::Xml::all(&bob.read_to_close().await) {
-        if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
-            seen.insert(n);
-        }
+        tally(&mut seen, &m);
     }
     let live = seen.len();
     let mut bob = online(&n1, "bob", "again").await;
-    // Until every accepted one is in, or long after the flow stopped (the
-    // offline flush can pause under load: no fixed quiet spell ends it).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..accepted).any(|n| !seen.contains(&n)) && Instant::now() < deadline {
-        match bob
-            .take_or_closed(Duration::from_millis(500), |x| x.is_message())
-            .await
-        {
-            Ok(Some(m)) => {
-                if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
-                    seen.insert(n);
-                }
-            }
-            Ok(None) => {}
-            Err(()) => break,
-        }
-    }
+    read_until_all(&mut bob, accepted, &mut seen).await;
     eprintln!(
         "accepted {accepted}, live {live}, total seen {}",
         seen.len()
@@ -669,7 +681,7 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     // What the dead node had not acknowledged was placed again, and counted.
     let replaced = replaced_stanzas(&n1).await;
     assert!(replaced > 0.0, "no stanza placed again after the kill");
-    let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains(n)).collect();
+    let missing = missing(&seen, accepted);
     assert!(
         missing.is_empty(),
         "{} of {accepted} accepted messages lost ({live} arrived live): first {:?}",
@@ -789,15 +801,9 @@ async fn what_a_killed_node_held_unwritten_is_placed_again() {
 
     n2.kill();
     // What had reached bob's socket arrives as the kernel flushes it.
-    let mut seen = std::collections::HashSet::new();
-    let note = |seen: &mut std::collections::HashSet<usize>, m: &crate::raw::Xml| {
-        if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
-            seen.insert(n);
-        }
-    };
-    let rest = bob.read_to_close().await;
-    for m in crate::raw::Xml::all(&rest) {
-        note(&mut seen, &m);
+    let mut seen = Seen::new();
+    for m in crate::raw::Xml::all(&bob.read_to_close().await) {
+        tally(&mut seen, &m);
     }
     let live = seen.len();
     // n1 finds n2 dead (node_timeout) and places again what it held.
@@ -807,25 +813,85 @@ async fn what_a_killed_node_held_unwritten_is_placed_again() {
     }
     assert!(replaced_stanzas(&n1).await > 0.0, "nothing placed again");
     let mut bob = online(&n1, "bob", "again").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..accepted).any(|n| !seen.contains(&n)) && Instant::now() < deadline {
-        if let Ok(Some(m)) = bob
-            .take_or_closed(Duration::from_millis(500), |x| x.is_message())
-            .await
-        {
-            note(&mut seen, &m);
-        }
-    }
+    read_until_all(&mut bob, accepted, &mut seen).await;
     eprintln!(
         "accepted {accepted}, queued {queued} bytes, unacked {unacked}, live {live}, total seen {}",
         seen.len()
     );
-    let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains(n)).collect();
+    let missing = missing(&seen, accepted);
     assert!(
         missing.is_empty(),
         "{} of {accepted} accepted messages lost ({live} reached bob's socket, {unacked} unacknowledged): first {:?}",
         missing.len(),
         &missing[..missing.len().min(20)]
+    );
+}
+
+/// More than 1,024 of alice's messages held by bob's stalled session on
+/// n2: the oldest are acknowledged anyway, so n1 keeps at most 1,024 of
+/// them (no stalled session makes it hold everything after), and n2
+/// counts what it gave up as `limit_hit{limit="cluster_held"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_1024_held_stanzas_the_oldest_are_acknowledged_and_counted() {
+    let nats = Nats::start();
+    let db = SharedDb::new();
+    let unshaped =
+        "\n[[host_config]]\nhost = \"localhost\"\nshaper = \"none\"\nmax_stanza_rate = 0\n";
+    let (n1, n2, mut alice, _bob) = two_nodes_with(&nats, &db, unshaped).await;
+    // Small messages, many per write: the socket buffers (4 MB) fill, then
+    // n2 queues well over 1,024 for bob (about 110 bytes each).
+    let mut queued = 0;
+    for batch in 0..400 {
+        let mut out = String::new();
+        for i in 0..500 {
+            out.push_str(&format!(
+                "<message to='bob@localhost' type='chat'><body>{}</body></message>",
+                batch * 500 + i
+            ));
+        }
+        out.push_str(&format!(
+            "<iq type='get' id='h{batch}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        alice.send(&out).await;
+        let id = format!("h{batch}");
+        alice.take(&id, |x| x.is_iq() && x.id() == id).await;
+        queued = queued_bytes(&n2, "bob@localhost/b").await;
+        if queued > 300 * 1024 {
+            break;
+        }
+    }
+    assert!(
+        queued > 300 * 1024,
+        "n2 never queued for bob: {queued} bytes"
+    );
+    // Once held past a second, the oldest are given up on (the tick).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        let metrics = crate::http::get(n2.http, "/metrics", None).await.body;
+        let held = crate::metrics::sample(&metrics, "limit_hit_total{limit=\"cluster_held\"}")
+            .unwrap_or(0.0);
+        if held > 0.0 || Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        held > 0.0,
+        "nothing given up although n2 queues {queued} bytes"
+    );
+    // (The acknowledgement is on its way to n1.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let unacked = loop {
+        let unacked = unacked_for(&n1, "n2").await;
+        if unacked <= 1024 || Instant::now() > deadline {
+            break unacked;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("queued {queued} bytes, given up {held}, unacked {unacked}");
+    assert!(
+        (1..=1024).contains(&unacked),
+        "n1 holds {unacked} stanzas for n2 ({held} given up)"
     );
 }
 
@@ -837,7 +903,6 @@ async fn what_a_killed_node_held_unwritten_is_placed_again() {
 /// accepted message has arrived exactly once: none lost, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let nats = Nats::start();
@@ -845,19 +910,14 @@ async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
     let (n1, n2, alice, mut bob) = two_nodes(&nats, &db).await;
     let stop = Arc::new(AtomicBool::new(false));
     let sender = tokio::spawn(send_to_bob_until(alice, stop.clone()));
-    let mut seen: HashMap<usize, usize> = HashMap::new();
-    fn note(seen: &mut HashMap<usize, usize>, m: &crate::raw::Xml) {
-        if let Some(n) = m.body().and_then(|b| b.parse::<usize>().ok()) {
-            *seen.entry(n).or_default() += 1;
-        }
-    }
+    let mut seen = Seen::new();
     let until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < until {
         if let Ok(Some(m)) = bob
             .take_or_closed(Duration::from_millis(100), |x| x.is_message())
             .await
         {
-            note(&mut seen, &m);
+            tally(&mut seen, &m);
         }
     }
     // n2 leaves while the stream goes on; bob reads until his stream ends.
@@ -871,13 +931,13 @@ async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
             .take_or_closed(Duration::from_secs(10), |x| x.is_message())
             .await
         {
-            Ok(Some(m)) => note(&mut seen, &m),
+            Ok(Some(m)) => tally(&mut seen, &m),
             Ok(None) => panic!("bob's stream did not end after SIGTERM"),
             Err(()) => break,
         }
     }
     while let Some(m) = bob.take_buffered_now(|x| x.is_message()) {
-        note(&mut seen, &m);
+        tally(&mut seen, &m);
     }
     let (_n2, code) = leaving.await.expect("terminate");
     assert!(code.success(), "n2 exit: {code:?}");
@@ -887,26 +947,18 @@ async fn a_node_leaving_mid_stream_loses_and_repeats_nothing() {
     let live: usize = seen.values().sum();
 
     let mut bob = online(&n1, "bob", "again").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..accepted).any(|n| !seen.contains_key(&n)) && Instant::now() < deadline {
-        if let Ok(Some(m)) = bob
-            .take_or_closed(Duration::from_millis(500), |x| x.is_message())
-            .await
-        {
-            note(&mut seen, &m);
-        }
-    }
+    read_until_all(&mut bob, accepted, &mut seen).await;
     // A second copy would come right behind: listen a little longer.
     while let Ok(Some(m)) = bob
         .take_or_closed(Duration::from_millis(700), |x| x.is_message())
         .await
     {
-        note(&mut seen, &m);
+        tally(&mut seen, &m);
     }
     let replaced = replaced_stanzas(&n1).await;
     eprintln!("accepted {accepted}, {live} before the leave and live, replaced {replaced}");
     assert!(accepted >= 100, "only {accepted} accepted");
-    let missing: Vec<usize> = (0..accepted).filter(|n| !seen.contains_key(n)).collect();
+    let missing = missing(&seen, accepted);
     let twice: Vec<usize> = (0..accepted)
         .filter(|n| seen.get(n).is_some_and(|c| *c > 1))
         .collect();

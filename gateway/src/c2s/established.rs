@@ -471,10 +471,9 @@ impl<T: Transport> Connection<T> {
         let mut deliveries: Vec<tracing::Span> = Vec::new();
         let ctx = self.ctx.clone();
         let handle = s.handle.clone();
-        for (xml, tags) in items {
+        for (xml, mut tags) in items {
             let before = batch.ends.len();
             s.encode(&ctx, &xml, batch);
-            let mut tags = tags;
             // Done once written (below), or once kept if the write fails.
             batch.receipts.extend(tags.receipt.take());
             if batch.ends.len() > before {

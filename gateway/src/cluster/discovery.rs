@@ -69,7 +69,7 @@ pub async fn run(ctx: Arc<Ctx>, cluster: Arc<Cluster>, address: String) {
                 continue;
             }
             registry.nodes.remove(&node);
-            registry.forget_handled(&node);
+            registry.forget_inbound(&node);
             registry.orphan_unacked(&node, true);
             let gone = registry.drop_node(&node);
             tracing::warn!(node = %node, sessions = gone.len(), "cluster: node gone (no heartbeat); its sessions are dropped");

@@ -99,6 +99,14 @@ impl Inbounds {
         }
     }
 
+    /// Held stanzas acknowledged anyway since the last call, all nodes.
+    pub fn take_given_up(&self) -> u64 {
+        self.each()
+            .iter()
+            .map(|i| std::mem::take(&mut i.lock().given_up))
+            .sum()
+    }
+
     /// Per node, every sequence done (what a leaving node's `Down` says).
     pub fn all_done(&self) -> std::collections::BTreeMap<String, u64> {
         self.each()
@@ -134,6 +142,9 @@ struct State {
     excepted: usize,
     /// Smoothed transit time of its stanzas, µs (the lag operators see).
     transit_us: Option<f64>,
+    /// Held stanzas acknowledged anyway (past [`MAX_EXCEPT`]), not yet
+    /// counted as `limit_hit{limit="cluster_held"}`.
+    given_up: u64,
 }
 
 impl State {
@@ -160,10 +171,7 @@ impl State {
             for seq in except.drain(..given_up) {
                 self.open.remove(&seq);
             }
-            tracing::debug!(
-                stanzas = given_up,
-                "cluster: stanzas held too long by stalled sessions acknowledged anyway"
-            );
+            self.given_up += given_up as u64;
         }
         (upto, except)
     }
@@ -358,5 +366,7 @@ mod tests {
         assert_eq!(except, (11..=last).collect::<Vec<u64>>());
         drop(held);
         assert_eq!(all.all_done()["n1"], last + 1);
+        assert_eq!(all.take_given_up(), 10, "counted once");
+        assert_eq!(all.take_given_up(), 0);
     }
 }

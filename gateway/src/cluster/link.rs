@@ -127,6 +127,10 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
 
     let in_ev = ["delivered", "offline", "dropped"]
         .map(|o| ctx.instr.registry.resolve(&ev::CLUSTER_STANZA_IN, &[o]));
+    let held_ev = ctx
+        .instr
+        .registry
+        .resolve(&ev::LIMIT_HIT, &["cluster_held"]);
     let ack_cluster = cluster.clone();
     tokio::spawn(async move {
         let registry = &ack_cluster.registry;
@@ -142,6 +146,11 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                 },
                 _ = tick.tick() => {
                     registry.ack_due();
+                    let given_up = registry.take_given_up();
+                    if given_up > 0 {
+                        tracing::warn!(stanzas = given_up, "cluster: stanzas held by stalled sessions acknowledged anyway (too many held)");
+                        held_ev.emit(&[("count", given_up as f64)], &osprey_instrument::Meta::NONE);
+                    }
                     continue;
                 }
             };
@@ -388,7 +397,7 @@ pub async fn leave(cluster: &Cluster) {
     }
     r.try_queue(Outgoing::Registry(RegistryMsg::Down {
         node: cluster.config.node.clone(),
-        acks: r.all_handled(),
+        acks: r.all_done(),
     }));
     let (tx, rx) = oneshot::channel();
     if r.try_queue(Outgoing::Flush(tx)) {

@@ -56,7 +56,7 @@ pub struct ClusterRegistry {
     inbound: super::inbound::Inbounds,
     /// When the last stanza from another node arrived (ms since the
     /// epoch): a leaving node waits for the stream to go quiet.
-    last_handled: std::sync::atomic::AtomicI64,
+    last_arrival: std::sync::atomic::AtomicI64,
 }
 
 /// What one node was sent and has not acknowledged: (seq, full JID, xml).
@@ -139,7 +139,7 @@ impl ClusterRegistry {
             orphans: Mutex::new(Vec::new()),
             queue,
             inbound: Default::default(),
-            last_handled: std::sync::atomic::AtomicI64::new(0),
+            last_arrival: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -150,6 +150,18 @@ impl ClusterRegistry {
     /// `node` is done with what this node sent it up to `upto`, except
     /// the (ascending) sequences in `except`.
     pub fn acked(&self, node: &str, upto: u64, except: &[u64]) {
+        // Searched below: an out-of-order list from a peer is put in order.
+        let sorted;
+        let except = if except.is_sorted() {
+            except
+        } else {
+            sorted = {
+                let mut v = except.to_vec();
+                v.sort_unstable();
+                v
+            };
+            &sorted[..]
+        };
         let mut all = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(u) = all.get_mut(node) {
             while u
@@ -169,7 +181,7 @@ impl ClusterRegistry {
     /// What came from `from`, and its acknowledgements. (The link looks
     /// it up once per NATS message: a batch comes from one node.)
     pub(super) fn inbound_of(&self, from: &str) -> Arc<super::inbound::Inbound> {
-        self.last_handled.store(now_ms(), Ordering::Relaxed);
+        self.last_arrival.store(now_ms(), Ordering::Relaxed);
         self.inbound.of(&self.node, from, &self.out)
     }
 
@@ -187,6 +199,12 @@ impl ClusterRegistry {
             .received(seq, transit_us, std::time::Instant::now())
     }
 
+    /// Held stanzas acknowledged anyway (too many held by stalled
+    /// sessions) since the last call.
+    pub fn take_given_up(&self) -> u64 {
+        self.inbound.take_given_up()
+    }
+
     /// Acknowledges to every node what is done and not yet acknowledged
     /// (the link's tick; under load acknowledgements go out every
     /// [`super::inbound::ACK_EVERY`] stanzas by themselves).
@@ -195,7 +213,7 @@ impl ClusterRegistry {
     }
 
     /// Per node, every sequence done here (what `Down` acknowledges).
-    pub fn all_handled(&self) -> std::collections::BTreeMap<String, u64> {
+    pub fn all_done(&self) -> std::collections::BTreeMap<String, u64> {
         self.inbound.all_done()
     }
 
@@ -211,13 +229,13 @@ impl ClusterRegistry {
     }
 
     /// `node` stopped or restarted: its sequence numbers start again.
-    pub(super) fn forget_handled(&self, node: &str) {
+    pub(super) fn forget_inbound(&self, node: &str) {
         self.inbound.forget(node);
     }
 
     /// Ms since a stanza from another node last arrived here.
     pub fn quiet_for_ms(&self) -> i64 {
-        now_ms() - self.last_handled.load(Ordering::Relaxed)
+        now_ms() - self.last_arrival.load(Ordering::Relaxed)
     }
 
     /// `node` died or restarted: what it did not acknowledge is to be placed
@@ -462,7 +480,7 @@ impl ClusterRegistry {
                     self.acked(&node, *upto, &[]);
                 }
                 self.nodes.remove(&node);
-                self.forget_handled(&node);
+                self.forget_inbound(&node);
                 self.orphan_unacked(&node, true);
                 (None, self.drop_node(&node))
             }
@@ -474,7 +492,7 @@ impl ClusterRegistry {
         let prev = self.nodes.insert(node.to_string(), started);
         match prev {
             Some(p) if p != started => {
-                self.forget_handled(node);
+                self.forget_inbound(node);
                 self.orphan_unacked(node, false);
                 self.drop_node(node)
             }
@@ -708,7 +726,7 @@ mod tests {
         assert_eq!(acks(&mut out), vec![("n1".into(), "n2".into(), 2)]);
         r.ack_due();
         assert!(acks(&mut out).is_empty(), "sent once");
-        assert_eq!(r.all_handled(), [("n1".to_string(), 2)].into());
+        assert_eq!(r.all_done(), [("n1".to_string(), 2)].into());
         assert!(r.quiet_for_ms() < 1000);
         assert_eq!(r.transit_ms("n1"), Some(0.1));
         assert_eq!(r.transit_ms("n9"), None);
@@ -762,8 +780,8 @@ mod tests {
         for n in 1..=5 {
             r.deliver_remote(&bob_on_n2(), body(n)).expect("queued");
         }
-        r.acked("n2", 4, &[1, 3]);
-        assert_eq!(r.unacked_for("n2"), 3);
+        r.acked("n2", 4, &[3, 1]);
+        assert_eq!(r.unacked_for("n2"), 3, "out of order, taken in order");
         r.orphan_unacked("n2", false);
         let left: Vec<String> = r.take_orphans().into_iter().map(|(_, x)| x).collect();
         assert_eq!(left, vec![body(1), body(3), body(5)]);
