@@ -1059,4 +1059,22 @@ async fn unreadable_input_from_nats_is_dropped_and_counted() {
         .await;
     bob.take("still routed", |x| x.body() == Some("still"))
         .await;
+    // A close whose application element is not well-formed: the session
+    // closes with the condition and text, without the broken element.
+    let r = crate::http::get(n2.http, "/api/sessions", Some(TOKEN)).await;
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    let id = v["items"][0]["session_id"].as_u64().expect("bob's session");
+    let close = serde_json::json!({
+        "t": "close", "id": id, "condition": "policy-violation",
+        "text": "a <test>", "app": "<broken"
+    });
+    client
+        .publish("osprey.node.n2", format!("{close}\n").into_bytes().into())
+        .await
+        .expect("publish");
+    client.flush().await.expect("flush");
+    let out = bob.read_to_close().await;
+    assert!(out.contains("<policy-violation"), "{out}");
+    assert!(out.contains("a &lt;test&gt;"), "{out}");
+    assert!(!out.contains("<broken"), "{out}");
 }

@@ -636,8 +636,8 @@ fn print_cluster_sessions(v: &Value) {
         "{:<40} {:<20} {:>8} {:<11} {:>8}",
         "JID", "NODE", "SESSION", "PRESENCE", "PRIORITY"
     );
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    for s in &items {
+    let items = v["items"].as_array().map_or(&[][..], Vec::as_slice);
+    for s in items {
         println!(
             "{:<40} {:<20} {:>8} {:<11} {:>8}",
             s["jid"].as_str().unwrap_or(""),

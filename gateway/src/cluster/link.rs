@@ -218,7 +218,9 @@ pub async fn spawn(ctx: Arc<Ctx>, cluster: Arc<Cluster>, client: async_nats::Cli
                             h.close(StreamError {
                                 condition: StreamCondition::from_wire(&condition),
                                 text,
-                                app,
+                                // Written out as it is: one that is not
+                                // well-formed would break the client's stream.
+                                app: app.filter(|a| roxmltree::Document::parse(a).is_ok()),
                             });
                         }
                     }
