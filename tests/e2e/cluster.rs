@@ -690,17 +690,11 @@ async fn a_node_killed_mid_load_loses_no_accepted_message() {
     );
 }
 
-/// Bob's bytes queued on his node, read from its sessions API.
+/// Bytes queued for `jid` on its node, read from its sessions API.
 async fn queued_bytes(s: &Server, jid: &str) -> u64 {
-    let r = crate::http::get(s.http, "/api/sessions", Some(TOKEN)).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v: Value = serde_json::from_str(&r.body).expect("json");
-    v["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["jid"] == jid)
-        .and_then(|i| i["queued_bytes"].as_u64())
+    crate::http::session_info(s.http, jid)
+        .await
+        .and_then(|e| e["queued_bytes"].as_u64())
         .unwrap_or(0)
 }
 
@@ -1061,9 +1055,10 @@ async fn unreadable_input_from_nats_is_dropped_and_counted() {
         .await;
     // A close whose application element is not well-formed: the session
     // closes with the condition and text, without the broken element.
-    let r = crate::http::get(n2.http, "/api/sessions", Some(TOKEN)).await;
-    let v: Value = serde_json::from_str(&r.body).expect("json");
-    let id = v["items"][0]["session_id"].as_u64().expect("bob's session");
+    let id = crate::http::session_info(n2.http, "bob@localhost/b")
+        .await
+        .and_then(|e| e["session_id"].as_u64())
+        .expect("bob's session");
     let close = serde_json::json!({
         "t": "close", "id": id, "condition": "policy-violation",
         "text": "a <test>", "app": "<broken"

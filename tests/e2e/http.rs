@@ -137,3 +137,16 @@ fn dechunk(mut rest: &str) -> String {
 pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Reply {
     request(addr, "GET", path, token, None).await
 }
+
+/// The session `jid` (full JID) as the admin API lists it
+/// (`GET /api/sessions`), if it is there.
+pub async fn session_info(addr: SocketAddr, jid: &str) -> Option<serde_json::Value> {
+    let r = get(addr, "/api/sessions", Some(crate::harness::TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    list["items"]
+        .as_array()?
+        .iter()
+        .find(|e| e["jid"] == jid)
+        .cloned()
+}

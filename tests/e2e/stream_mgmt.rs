@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::both_backends;
-use crate::harness::{Backend, Options, Server, TOKEN};
+use crate::harness::{Backend, Options, Server};
 use crate::raw::{Raw, Xml, NS_STANZA_ERRORS, NS_STREAMS};
 
 const SM: &str = "urn:xmpp:sm:3";
@@ -530,14 +530,8 @@ both_backends!(
 
 /// The state of `jid` in `GET /api/sessions`, if listed.
 async fn api_state(s: &Server, jid: &str) -> Option<String> {
-    let r = crate::http::get(s.http, "/api/sessions", Some(TOKEN)).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let list: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
-    list["items"]
-        .as_array()?
-        .iter()
-        .find(|e| e["jid"] == jid)
-        .map(|e| e["state"].as_str().unwrap_or("").to_string())
+    let e = crate::http::session_info(s.http, jid).await?;
+    Some(e["state"].as_str().unwrap_or("").to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
