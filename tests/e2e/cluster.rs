@@ -574,18 +574,18 @@ async fn send_to_bob_until(
 ) -> usize {
     let mut accepted = 0usize;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        send_accepted(&mut alice, accepted, "").await;
+        send_accepted(&mut alice, accepted, 20, "").await;
         accepted += 20;
     }
     accepted
 }
 
-/// Alice sends messages `first..first + 20` to bob (each with `extra`
+/// Alice sends messages `first..first + n` to bob (each with `extra`
 /// after its body) and a ping behind them; once the ping is answered, all
-/// 20 were accepted (none came back as an error).
-async fn send_accepted(alice: &mut Raw, first: usize, extra: &str) {
+/// were accepted (none came back as an error).
+async fn send_accepted(alice: &mut Raw, first: usize, n: usize, extra: &str) {
     let mut out = String::new();
-    for i in first..first + 20 {
+    for i in first..first + n {
         out.push_str(&format!(
             "<message to='bob@localhost' type='chat'><body>{i}</body>{extra}</message>"
         ));
@@ -601,6 +601,36 @@ async fn send_accepted(alice: &mut Raw, first: usize, extra: &str) {
         .iter()
         .any(|x| x.is_message() && x.typ() == "error");
     assert!(!refused, "a message was refused");
+}
+
+/// Input unshaped (no byte shaper, no stanza rate), so that the socket
+/// buffers fill in a second or two.
+const UNSHAPED: &str =
+    "\n[[host_config]]\nhost = \"localhost\"\nshaper = \"none\"\nmax_stanza_rate = 0\n";
+
+/// Alice sends to bob, who reads nothing, `n` messages a write (each with
+/// `extra`), until his node `n2` queues more than `bytes` for him (the
+/// socket buffers, 4 MB here, fill first). Returns how many were accepted
+/// and the bytes queued.
+async fn fill_bobs_queue(
+    alice: &mut Raw,
+    n2: &Server,
+    n: usize,
+    extra: &str,
+    bytes: u64,
+) -> (usize, u64) {
+    let mut accepted = 0;
+    let mut queued = 0;
+    for _ in 0..400 {
+        send_accepted(alice, accepted, n, extra).await;
+        accepted += n;
+        // (It drops when the writer takes a batch, which then blocks.)
+        queued = queued_bytes(n2, "bob@localhost/b").await;
+        if queued > bytes {
+            return (accepted, queued);
+        }
+    }
+    panic!("n2 never queued {bytes} bytes for bob: {queued}");
 }
 
 /// Per number that alice's messages carry in their body: how often it
@@ -731,28 +761,10 @@ async fn unacked_for(s: &Server, node: &str) -> u64 {
 async fn what_a_killed_node_held_unwritten_is_placed_again() {
     let nats = Nats::start();
     let db = SharedDb::new();
-    // Alice's input unshaped: the socket buffers fill in a second or two.
-    let unshaped =
-        "\n[[host_config]]\nhost = \"localhost\"\nshaper = \"none\"\nmax_stanza_rate = 0\n";
-    let (n1, mut n2, mut alice, mut bob) = two_nodes_with(&nats, &db, unshaped).await;
+    let (n1, mut n2, mut alice, mut bob) = two_nodes_with(&nats, &db, UNSHAPED).await;
     let pad = format!("<x xmlns='urn:osprey:pad'>{}</x>", "x".repeat(4000));
-    let mut accepted = 0usize;
-    let mut queued = 0;
-    // Bob reads nothing: the socket buffers fill (4 MB here), then n2 queues
-    // for him (well within its 1 MB cap).
-    for _ in 0..200 {
-        send_accepted(&mut alice, accepted, &pad).await;
-        accepted += 20;
-        // (It drops when the writer takes a batch, which then blocks.)
-        queued = queued_bytes(&n2, "bob@localhost/b").await;
-        if queued > 256 * 1024 {
-            break;
-        }
-    }
-    assert!(
-        queued > 256 * 1024,
-        "n2 never queued for bob: {queued} bytes"
-    );
+    // Well within n2's 1 MB cap per session.
+    let (accepted, queued) = fill_bobs_queue(&mut alice, &n2, 20, &pad, 256 * 1024).await;
     // Past the acknowledgement tick, alice's node still holds what n2 has
     // not written.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -829,35 +841,10 @@ async fn what_a_killed_node_held_unwritten_is_placed_again() {
 async fn past_1024_held_stanzas_the_oldest_are_acknowledged_and_counted() {
     let nats = Nats::start();
     let db = SharedDb::new();
-    let unshaped =
-        "\n[[host_config]]\nhost = \"localhost\"\nshaper = \"none\"\nmax_stanza_rate = 0\n";
-    let (n1, n2, mut alice, _bob) = two_nodes_with(&nats, &db, unshaped).await;
-    // Small messages, many per write: the socket buffers (4 MB) fill, then
-    // n2 queues well over 1,024 for bob (about 110 bytes each).
-    let mut queued = 0;
-    for batch in 0..400 {
-        let mut out = String::new();
-        for i in 0..500 {
-            out.push_str(&format!(
-                "<message to='bob@localhost' type='chat'><body>{}</body></message>",
-                batch * 500 + i
-            ));
-        }
-        out.push_str(&format!(
-            "<iq type='get' id='h{batch}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-        ));
-        alice.send(&out).await;
-        let id = format!("h{batch}");
-        alice.take(&id, |x| x.is_iq() && x.id() == id).await;
-        queued = queued_bytes(&n2, "bob@localhost/b").await;
-        if queued > 300 * 1024 {
-            break;
-        }
-    }
-    assert!(
-        queued > 300 * 1024,
-        "n2 never queued for bob: {queued} bytes"
-    );
+    let (n1, n2, mut alice, _bob) = two_nodes_with(&nats, &db, UNSHAPED).await;
+    // Small messages, many per write: n2 queues well over 1,024 for bob
+    // (about 110 bytes each).
+    let (_, queued) = fill_bobs_queue(&mut alice, &n2, 500, "", 300 * 1024).await;
     // Once held past a second, the oldest are given up on (the tick).
     let deadline = Instant::now() + Duration::from_secs(10);
     let held = loop {
